@@ -1,0 +1,240 @@
+// gpudl_bench: the memory pool against its raw upstream, our GEMM against direct BLAS calls,
+// and host<->device copy bandwidth (pinned and pageable). GPU cases register only where a
+// GPU is usable. Run with --benchmark_format=json for machine-readable results.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "gpudl/config.h"
+#include "gpudl/core/cuda_api.h"
+#include "gpudl/gpudl.h"
+
+#if GPUDL_WITH_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace {
+
+using gpudl::Context;
+using gpudl::Device;
+using gpudl::DType;
+using gpudl::Tensor;
+
+// ---------------------------------------------------------------------------------------------
+// memory pool
+
+void pool_alloc_free(benchmark::State& state, Device device) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  Context& ctx = Context::get(device);
+  gpudl::MemoryPool& pool = ctx.memory_pool();
+  void* stream = ctx.compute_stream().handle();
+  pool.deallocate(pool.allocate(bytes, stream));  // warm the cache, as a training loop would
+  for (auto _ : state) {
+    void* p = pool.allocate(bytes, stream);
+    benchmark::DoNotOptimize(p);
+    pool.deallocate(p);
+  }
+  state.SetLabel(device.str() + " pool");
+}
+
+void upstream_alloc_free(benchmark::State& state, Device device) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) {
+    if (device.is_cuda()) {
+      void* p = gpudl::cuda_api::malloc_device(bytes);
+      benchmark::DoNotOptimize(p);
+      gpudl::cuda_api::free_device(p);
+    } else {
+      void* p = std::malloc(bytes);
+      benchmark::DoNotOptimize(p);
+      static_cast<volatile char*>(p)[0] = 1;  // keep the allocation from being elided
+      std::free(p);
+    }
+  }
+  state.SetLabel(device.is_cuda() ? "cudaMalloc+cudaFree" : "malloc+free");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+struct GemmShape {
+  std::int64_t m, n, k;
+  const char* what;
+};
+
+// Square problems and the products of the mlp_mnist network (784-512-512-10) at batch 128
+// and 1024: forward (batch x out x in) is what dominates a training step.
+const std::vector<GemmShape>& gemm_shapes(Device device) {
+  static const std::vector<GemmShape> cpu = {{256, 256, 256, "square"},   {512, 512, 512, "square"},
+                                             {1024, 1024, 1024, "square"}, {128, 512, 784, "mlp_fc1_b128"},
+                                             {1024, 512, 784, "mlp_fc1_b1024"}, {1024, 512, 512, "mlp_fc2_b1024"},
+                                             {1024, 10, 512, "mlp_fc3_b1024"}};
+  static const std::vector<GemmShape> gpu = {{1024, 1024, 1024, "square"}, {4096, 4096, 4096, "square"},
+                                             {8192, 8192, 8192, "square"}, {128, 512, 784, "mlp_fc1_b128"},
+                                             {1024, 512, 784, "mlp_fc1_b1024"}, {1024, 512, 512, "mlp_fc2_b1024"},
+                                             {1024, 10, 512, "mlp_fc3_b1024"}};
+  return device.is_cuda() ? gpu : cpu;
+}
+
+void set_gemm_counters(benchmark::State& state, const GemmShape& s) {
+  // A rate counter: Google Benchmark divides by the measured time, so this reads in GFLOP per second.
+  state.counters["GFLOPs"] = benchmark::Counter(2e-9 * static_cast<double>(s.m * s.n * s.k) *
+                                                    static_cast<double>(state.iterations()),
+                                                benchmark::Counter::kIsRate);
+}
+
+// Random operands for one GEMM shape on `device`.
+struct GemmOperands {
+  Tensor a, b, c;
+  GemmOperands(Device device, const GemmShape& s)
+      : a(Tensor::empty({s.m, s.k}, DType::kF32, device)),
+        b(Tensor::empty({s.k, s.n}, DType::kF32, device)),
+        c(Tensor::empty({s.m, s.n}, DType::kF32, device)) {
+    gpudl::Generator gen(1);
+    gpudl::ops::uniform_(a, -1, 1, gen);
+    gpudl::ops::uniform_(b, -1, 1, gen);
+  }
+};
+
+// Times `run` once per iteration: with CUDA events on the compute stream (manual time) on a
+// GPU, by the wall clock on the CPU. One warm-up call first.
+template <class Fn>
+void time_iterations(benchmark::State& state, Device device, Fn run) {
+  Context& ctx = Context::get(device);
+  run();
+  ctx.synchronize();
+  if (device.is_cuda()) {
+    gpudl::Event start(device, true), stop(device, true);
+    for (auto _ : state) {
+      start.record(ctx.compute_stream());
+      run();
+      stop.record(ctx.compute_stream());
+      stop.synchronize();
+      state.SetIterationTime(stop.elapsed_ms(start) / 1e3);
+    }
+  } else {
+    for (auto _ : state) {
+      run();
+      benchmark::ClobberMemory();
+    }
+  }
+}
+
+// Our path: ops::matmul on tensors (contract checks, context lookup, dispatch).
+void gemm_ours(benchmark::State& state, Device device, GemmShape s) {
+  GemmOperands x(device, s);
+  time_iterations(state, device, [&] { gpudl::ops::matmul(x.c, x.a, x.b); });
+  set_gemm_counters(state, s);
+  state.SetLabel(std::string(s.what) + " gpudl " + device.str());
+}
+
+// The baseline: the BLAS library called directly on the same buffers.
+void gemm_direct(benchmark::State& state, Device device, GemmShape s) {
+  GemmOperands x(device, s);
+  const float alpha = 1.0f, beta = 0.0f;
+  const int m = static_cast<int>(s.m), n = static_cast<int>(s.n), k = static_cast<int>(s.k);
+  float *a = x.a.data<float>(), *b = x.b.data<float>(), *c = x.c.data<float>();
+  if (device.is_cuda()) {
+#if GPUDL_WITH_CUDA
+    cublasHandle_t handle = nullptr;
+    cublasCreate(&handle);
+    cublasSetStream(handle, static_cast<cudaStream_t>(Context::get(device).compute_stream().handle()));
+    // Row-major C = A B is column-major C^T = B^T A^T.
+    time_iterations(state, device, [&] {
+      cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, b, n, a, k, &beta, c, n);
+    });
+    cublasDestroy(handle);
+#endif
+  } else {
+    time_iterations(state, device, [&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, a, k, b, n, beta, c, n);
+    });
+  }
+  set_gemm_counters(state, s);
+  state.SetLabel(std::string(s.what) + (device.is_cuda() ? " cuBLAS direct" : " OpenBLAS direct"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// host <-> device copies
+
+void copy_bandwidth(benchmark::State& state, bool to_device, bool pinned) {
+  const std::int64_t n = state.range(0) / 4;
+  const Device device = Device::cuda(0);
+  Context& ctx = Context::get(device);
+  Tensor host = pinned ? Tensor::empty_pinned({n}) : Tensor::empty({n});
+  host.fill_(1.0);
+  Tensor dev = Tensor::empty({n}, DType::kF32, device);
+  gpudl::Event start(device, true), stop(device, true);
+  for (auto _ : state) {
+    start.record(ctx.copy_stream());
+    if (to_device) {
+      dev.copy_from_async(host, ctx.copy_stream());
+    } else {
+      host.copy_from_async(dev, ctx.copy_stream());
+    }
+    stop.record(ctx.copy_stream());
+    stop.synchronize();
+    state.SetIterationTime(stop.elapsed_ms(start) / 1e3);
+  }
+  state.counters["GB"] = benchmark::Counter(
+      static_cast<double>(state.range(0)) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(to_device ? "H2D " : "D2H ") + (pinned ? "pinned" : "pageable"));
+}
+
+void register_all() {
+  std::vector<Device> devices{Device::cpu()};
+  if (Device::cuda_device_count() > 0) {
+    devices.push_back(Device::cuda(0));
+  } else {
+    std::fprintf(stderr, "gpudl_bench: no GPU (%s); CPU benchmarks only\n", Device::cuda_unavailable_reason().c_str());
+  }
+  for (Device d : devices) {
+    const std::string dev = d.is_cuda() ? "cuda" : "cpu";
+    benchmark::RegisterBenchmark(("pool_alloc_free/" + dev).c_str(), pool_alloc_free, d)
+        ->RangeMultiplier(16)
+        ->Range(256, 64 << 20);
+    benchmark::RegisterBenchmark(("upstream_alloc_free/" + dev).c_str(), upstream_alloc_free, d)
+        ->RangeMultiplier(16)
+        ->Range(256, 64 << 20);
+    for (const GemmShape& s : gemm_shapes(d)) {
+      const std::string shape = std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k);
+      auto* ours = benchmark::RegisterBenchmark(("gemm/" + dev + "/gpudl/" + shape).c_str(), gemm_ours, d, s);
+      auto* direct = benchmark::RegisterBenchmark(("gemm/" + dev + "/direct/" + shape).c_str(), gemm_direct, d, s);
+      for (auto* b : {ours, direct}) {
+        if (d.is_cuda()) {
+          b->UseManualTime();
+        } else {
+          b->UseRealTime();  // OpenBLAS runs on several threads
+        }
+        b->Unit(benchmark::kMicrosecond);
+      }
+    }
+    if (d.is_cuda()) {
+      for (bool to_device : {true, false}) {
+        for (bool pinned : {true, false}) {
+          const std::string name = std::string("copy/") + (to_device ? "h2d/" : "d2h/") + (pinned ? "pinned" : "pageable");
+          benchmark::RegisterBenchmark(name.c_str(), copy_bandwidth, to_device, pinned)
+              ->Arg(64 << 20)
+              ->UseManualTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

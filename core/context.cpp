@@ -1,0 +1,85 @@
+// Per-device contexts, created lazily and kept until the process exits.
+#include "gpudl/core/context.h"
+
+#include <array>
+#include <map>
+
+#include "gpudl/core/cuda_api.h"
+#include "gpudl/kernels/error.h"
+
+namespace gpudl {
+
+Context& Context::get(Device device) {
+  static std::mutex mutex;
+  // Contexts are never destroyed before exit, so references handed out stay valid.
+  static std::map<std::pair<int, int>, std::unique_ptr<Context>> contexts;
+  std::lock_guard lock(mutex);
+  const auto key = std::make_pair(static_cast<int>(device.kind()), device.index());
+  auto it = contexts.find(key);
+  if (it == contexts.end()) {
+    if (device.is_cuda()) device = Device::cuda(device.index());  // validates, with a clear error
+    it = contexts.emplace(key, std::unique_ptr<Context>(new Context(device))).first;
+  }
+  return *it->second;
+}
+
+Context::Context(Device device) : device_(device) {
+  compute_ = Stream::create(device);
+  copy_ = Stream::create(device);
+  pool_ = std::make_shared<MemoryPool>(device.is_cuda() ? make_cuda_device_upstream(device.index())
+                                                        : make_host_upstream());
+}
+
+Context::~Context() {
+  if (workspace_ != nullptr) pool_->deallocate(workspace_);
+  if (cublas_ != nullptr) cuda_api::cublas_destroy(cublas_);
+  if (cudnn_ != nullptr) cuda_api::cudnn_destroy(cudnn_);
+}
+
+std::shared_ptr<MemoryPool> Context::pinned_pool() {
+  static std::shared_ptr<MemoryPool> pool = std::make_shared<MemoryPool>(make_pinned_host_upstream());
+  return pool;
+}
+
+void* Context::cublas() {
+  if (device_.is_cpu()) return nullptr;
+  std::call_once(cublas_once_, [this] {
+    cuda_api::set_device(device_.index());
+    cublas_ = cuda_api::cublas_create(compute_.handle());
+  });
+  return cublas_;
+}
+
+void* Context::cudnn() {
+  if (device_.is_cpu()) return nullptr;
+  std::call_once(cudnn_once_, [this] {
+    cuda_api::set_device(device_.index());
+    cudnn_ = cuda_api::cudnn_create(compute_.handle());
+  });
+  return cudnn_;
+}
+
+kernels::Exec Context::exec(bool with_blas) {
+  if (device_.is_cuda()) cuda_api::set_device(device_.index());
+  return kernels::Exec{compute_.handle(), with_blas ? cublas() : nullptr};
+}
+
+void* Context::workspace(std::size_t bytes) {
+  std::lock_guard lock(workspace_mutex_);
+  if (bytes > workspace_bytes_) {
+    // Freed on the compute stream and reallocated on it: stream order keeps earlier users safe.
+    if (workspace_ != nullptr) pool_->deallocate(workspace_);
+    workspace_ = nullptr;
+    workspace_bytes_ = 0;
+    workspace_ = pool_->allocate(bytes, compute_.handle());
+    workspace_bytes_ = bytes;
+  }
+  return workspace_;
+}
+
+void Context::synchronize() const {
+  compute_.synchronize();
+  copy_.synchronize();
+}
+
+}  // namespace gpudl

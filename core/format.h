@@ -1,0 +1,12 @@
+// Small formatting helpers for messages: byte counts.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace gpudl {
+
+// "512 B", "1.5 KiB", "20.0 MiB", "1.25 GiB".
+std::string format_bytes(std::size_t bytes);
+
+}  // namespace gpudl

@@ -1,0 +1,32 @@
+// Generator: the Philox state (seed and offset) that random fills draw from.
+#pragma once
+
+#include <cstdint>
+
+namespace gpudl {
+
+// Each random fill takes the next offset, a fresh Philox subsequence of up to 2^66 values,
+// so the numbers depend only on (seed, number of fills so far), on either backend.
+// Not thread-safe: give each thread its own generator.
+class Generator {
+ public:
+  explicit Generator(std::uint64_t seed = kDefaultSeed) : seed_(seed) {}
+
+  std::uint64_t seed() const { return seed_; }
+  std::uint64_t offset() const { return offset_; }
+  // Reserves one subsequence and returns its offset.
+  std::uint64_t next_offset() { return offset_++; }
+  // Restores a saved state (for checkpoints).
+  void set_state(std::uint64_t seed, std::uint64_t offset) {
+    seed_ = seed;
+    offset_ = offset;
+  }
+
+  static constexpr std::uint64_t kDefaultSeed = 0x9E3779B97F4A7C15ull;
+
+ private:
+  std::uint64_t seed_;
+  std::uint64_t offset_ = 0;
+};
+
+}  // namespace gpudl

@@ -1,0 +1,56 @@
+// CPU reference implementations of the element-wise kernels.
+#include "gpudl/kernels/elementwise.h"
+
+#include <cstring>
+
+#include "gpudl/kernels/dispatch.h"
+
+namespace gpudl::kernels::cpu {
+namespace {
+
+template <class Op>
+void binary(float* out, const float* a, const float* b, index_t n, Op op) {
+  for (index_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
+}
+
+}  // namespace
+
+void fill(void* out, DType type, double value, index_t n, const Exec&) {
+  detail::visit_dtype(type, [&](auto tag) {
+    using T = decltype(tag);
+    const T v = convert<T>(value);
+    T* p = static_cast<T*>(out);
+    for (index_t i = 0; i < n; ++i) p[i] = v;
+  });
+}
+
+void copy(void* out, const void* in, std::size_t bytes, const Exec&) {
+  if (bytes != 0) std::memcpy(out, in, bytes);
+}
+
+void cast(void* out, DType out_type, const void* in, DType in_type, index_t n, const Exec&) {
+  detail::visit_dtype(out_type, [&](auto out_tag) {
+    detail::visit_dtype(in_type, [&](auto in_tag) {
+      using To = decltype(out_tag);
+      using From = decltype(in_tag);
+      To* o = static_cast<To*>(out);
+      const From* s = static_cast<const From*>(in);
+      for (index_t i = 0; i < n; ++i) o[i] = convert<To>(s[i]);
+    });
+  });
+}
+
+void add(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, AddOp{}); }
+void sub(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, SubOp{}); }
+void mul(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, MulOp{}); }
+void div(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, DivOp{}); }
+
+void scale(float* out, const float* in, float alpha, index_t n, const Exec&) {
+  for (index_t i = 0; i < n; ++i) out[i] = alpha * in[i];
+}
+
+void axpy(float* y, float alpha, const float* x, index_t n, const Exec&) {
+  for (index_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace gpudl::kernels::cpu

@@ -1,0 +1,24 @@
+// CPU implementations of the Philox random fills (same numbers as the CUDA backend).
+#include "gpudl/kernels/random.h"
+
+namespace gpudl::kernels::cpu {
+
+void uniform_fill(float* out, index_t n, float low, float high, std::uint64_t seed, std::uint64_t offset,
+                  const Exec&) {
+  // One Philox call serves four elements; uniform_element is the per-element specification.
+  for (index_t base = 0; base < n; base += 4) {
+    const Philox4x32 r = philox_block(seed, offset, static_cast<std::uint64_t>(base / 4));
+    for (index_t j = 0; j < 4 && base + j < n; ++j) out[base + j] = low + (high - low) * uniform01(r.v[j]);
+  }
+}
+
+void normal_fill(float* out, index_t n, float mean, float stddev, std::uint64_t seed, std::uint64_t offset,
+                 const Exec&) {
+  for (index_t base = 0; base < n; base += 4) {
+    float z[4];
+    normal_block(seed, offset, static_cast<std::uint64_t>(base / 4), mean, stddev, z);
+    for (index_t j = 0; j < 4 && base + j < n; ++j) out[base + j] = z[j];
+  }
+}
+
+}  // namespace gpudl::kernels::cpu

@@ -1,0 +1,57 @@
+// CPU reference implementations of the axis reductions (double accumulation for sums).
+#include "gpudl/kernels/reduce.h"
+
+namespace gpudl::kernels::cpu {
+
+void reduce_sum(float* out, const float* in, index_t outer, index_t axis_len, index_t inner, const Exec&) {
+  for (index_t o = 0; o < outer; ++o) {
+    for (index_t i = 0; i < inner; ++i) {
+      double acc = 0.0;
+      for (index_t a = 0; a < axis_len; ++a) acc += in[(o * axis_len + a) * inner + i];
+      out[o * inner + i] = static_cast<float>(acc);
+    }
+  }
+}
+
+void reduce_mean(float* out, const float* in, index_t outer, index_t axis_len, index_t inner, const Exec&) {
+  for (index_t o = 0; o < outer; ++o) {
+    for (index_t i = 0; i < inner; ++i) {
+      double acc = 0.0;
+      for (index_t a = 0; a < axis_len; ++a) acc += in[(o * axis_len + a) * inner + i];
+      out[o * inner + i] = static_cast<float>(acc / static_cast<double>(axis_len));
+    }
+  }
+}
+
+void reduce_max(float* out, const float* in, index_t outer, index_t axis_len, index_t inner, const Exec&) {
+  for (index_t o = 0; o < outer; ++o) {
+    for (index_t i = 0; i < inner; ++i) {
+      float best = in[o * axis_len * inner + i];
+      for (index_t a = 1; a < axis_len; ++a) {
+        const float v = in[(o * axis_len + a) * inner + i];
+        if (argmax_prefers(v, a, best, 0)) best = v;
+      }
+      out[o * inner + i] = best;
+    }
+  }
+}
+
+void reduce_argmax(std::int64_t* out, const float* in, index_t outer, index_t axis_len, index_t inner,
+                   const Exec&) {
+  for (index_t o = 0; o < outer; ++o) {
+    for (index_t i = 0; i < inner; ++i) {
+      float best = in[o * axis_len * inner + i];
+      index_t best_index = 0;
+      for (index_t a = 1; a < axis_len; ++a) {
+        const float v = in[(o * axis_len + a) * inner + i];
+        if (argmax_prefers(v, a, best, best_index)) {
+          best = v;
+          best_index = a;
+        }
+      }
+      out[o * inner + i] = best_index;
+    }
+  }
+}
+
+}  // namespace gpudl::kernels::cpu

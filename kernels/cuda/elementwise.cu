@@ -1,0 +1,115 @@
+// CUDA element-wise kernels (fill, copy, cast, arithmetic); twins of kernels/cpu/elementwise.cpp.
+#include "gpudl/kernels/dispatch.h"
+#include "gpudl/kernels/cuda/launch.cuh"
+#include "gpudl/kernels/elementwise.h"
+
+namespace gpudl::kernels::cuda {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+template <class T>
+__global__ void fill_kernel(T* out, T value, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    out[i] = value;
+  }
+}
+
+template <class To, class From>
+__global__ void cast_kernel(To* out, const From* in, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    out[i] = convert<To>(in[i]);
+  }
+}
+
+template <class Op>
+__global__ void binary_kernel(float* out, const float* a, const float* b, index_t n, Op op) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    out[i] = op(a[i], b[i]);
+  }
+}
+
+__global__ void scale_kernel(float* out, const float* in, float alpha, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    out[i] = alpha * in[i];
+  }
+}
+
+__global__ void axpy_kernel(float* y, float alpha, const float* x, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    y[i] += alpha * x[i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+template <class Op>
+void launch_binary(float* out, const float* a, const float* b, index_t n, const Exec& exec, Op op) {
+  if (n == 0) return;
+  binary_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(out, a, b, n, op);
+  GPUDL_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void fill(void* out, DType type, double value, index_t n, const Exec& exec) {
+  if (n == 0) return;
+  kernels::detail::visit_dtype(type, [&](auto tag) {
+    using T = decltype(tag);
+    fill_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(static_cast<T*>(out),
+                                                                                       convert<T>(value), n);
+  });
+  GPUDL_CHECK_LAUNCH();
+}
+
+void copy(void* out, const void* in, std::size_t bytes, const Exec& exec) {
+  if (bytes == 0) return;
+  GPUDL_CHECK_CUDA(cudaMemcpyAsync(out, in, bytes, cudaMemcpyDeviceToDevice, detail::stream_of(exec)));
+}
+
+void cast(void* out, DType out_type, const void* in, DType in_type, index_t n, const Exec& exec) {
+  if (n == 0) return;
+  kernels::detail::visit_dtype(out_type, [&](auto out_tag) {
+    kernels::detail::visit_dtype(in_type, [&](auto in_tag) {
+      using To = decltype(out_tag);
+      using From = decltype(in_tag);
+      cast_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
+          static_cast<To*>(out), static_cast<const From*>(in), n);
+    });
+  });
+  GPUDL_CHECK_LAUNCH();
+}
+
+void add(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, n, exec, AddOp{});
+}
+void sub(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, n, exec, SubOp{});
+}
+void mul(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, n, exec, MulOp{});
+}
+void div(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, n, exec, DivOp{});
+}
+
+void scale(float* out, const float* in, float alpha, index_t n, const Exec& exec) {
+  if (n == 0) return;
+  scale_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(out, in, alpha, n);
+  GPUDL_CHECK_LAUNCH();
+}
+
+void axpy(float* y, float alpha, const float* x, index_t n, const Exec& exec) {
+  if (n == 0) return;
+  axpy_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(y, alpha, x, n);
+  GPUDL_CHECK_LAUNCH();
+}
+
+}  // namespace gpudl::kernels::cuda

@@ -1,0 +1,55 @@
+// CUDA GEMM through cuBLAS (row-major on top of column-major); twin of kernels/cpu/gemm.cpp.
+#include <cublas_v2.h>
+
+#include <limits>
+#include <string>
+
+#include "gpudl/kernels/cuda/launch.cuh"
+#include "gpudl/kernels/gemm.h"
+
+namespace gpudl::kernels::cuda {
+namespace {
+
+cublasOperation_t to_cublas(Transpose t) { return t == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+int to_int(index_t v, const char* what) {
+  if (v < 0 || v > std::numeric_limits<int>::max()) {
+    throw ValueError(std::string("gemm: ") + what + " = " + std::to_string(v) + " is out of cuBLAS's int range");
+  }
+  return static_cast<int>(v);
+}
+
+cublasHandle_t handle_for(const Exec& exec) {
+  if (exec.blas == nullptr) throw ValueError("gemm: the CUDA Exec carries no cuBLAS handle");
+  auto handle = static_cast<cublasHandle_t>(exec.blas);
+  // The handle may have last served another stream; binding is cheap and keeps the order right.
+  GPUDL_CHECK_CUDA(cublasSetStream(handle, detail::stream_of(exec)));
+  return handle;
+}
+
+}  // namespace
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the same buffers with the
+// operands swapped, so no data moves.
+void gemm(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k, float alpha, const float* a,
+          index_t lda, const float* b, index_t ldb, float beta, float* c, index_t ldc, const Exec& exec) {
+  if (m == 0 || n == 0) return;
+  cublasHandle_t handle = handle_for(exec);
+  GPUDL_CHECK_CUDA(cublasSgemm(handle, to_cublas(trans_b), to_cublas(trans_a), to_int(n, "n"), to_int(m, "m"),
+                               to_int(k, "k"), &alpha, b, to_int(ldb, "ldb"), a, to_int(lda, "lda"), &beta, c,
+                               to_int(ldc, "ldc")));
+}
+
+void gemm_strided_batched(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k, float alpha,
+                          const float* a, index_t lda, index_t stride_a, const float* b, index_t ldb,
+                          index_t stride_b, float beta, float* c, index_t ldc, index_t stride_c, index_t batch,
+                          const Exec& exec) {
+  if (m == 0 || n == 0 || batch == 0) return;
+  cublasHandle_t handle = handle_for(exec);
+  GPUDL_CHECK_CUDA(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), to_int(n, "n"),
+                                             to_int(m, "m"), to_int(k, "k"), &alpha, b, to_int(ldb, "ldb"),
+                                             stride_b, a, to_int(lda, "lda"), stride_a, &beta, c,
+                                             to_int(ldc, "ldc"), stride_c, to_int(batch, "batch")));
+}
+
+}  // namespace gpudl::kernels::cuda

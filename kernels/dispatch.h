@@ -1,0 +1,26 @@
+// Maps a runtime DType to its C++ element type, for the CPU and CUDA kernel implementations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "gpudl/kernels/dtype.h"
+#include "gpudl/kernels/error.h"
+
+namespace gpudl::kernels::detail {
+
+// Calls fn(T{}) with T the element type of `type`; throws ValueError for an unknown tag.
+template <class Fn>
+decltype(auto) visit_dtype(DType type, Fn&& fn) {
+  switch (type) {
+    case DType::kF32: return fn(float{});
+    case DType::kF16: return fn(Half{});
+    case DType::kBF16: return fn(BFloat16{});
+    case DType::kI32: return fn(std::int32_t{});
+    case DType::kI64: return fn(std::int64_t{});
+    case DType::kU8: return fn(std::uint8_t{});
+  }
+  throw ValueError("unknown dtype tag " + std::to_string(static_cast<int>(type)));
+}
+
+}  // namespace gpudl::kernels::detail

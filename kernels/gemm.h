@@ -1,0 +1,16 @@
+// Matrix products (cuBLAS on CUDA, OpenBLAS on the CPU), declared identically for both backends.
+#pragma once
+
+#include "gpudl/kernels/common.h"
+
+namespace gpudl::kernels {
+
+namespace cpu {
+#include "gpudl/kernels/gemm.inc"
+}  // namespace cpu
+
+namespace cuda {
+#include "gpudl/kernels/gemm.inc"
+}  // namespace cuda
+
+}  // namespace gpudl::kernels

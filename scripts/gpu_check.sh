@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with an NVIDIA GPU, runs every test (cpu and gpu suites), the
+# gpu suite under compute-sanitizer memcheck with caching off, and the benchmarks; writes
+# full logs to LOG_DIR and prints a short summary table last.
+set -uo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/gpu_check.sh [--build DIR] [--quick] LOG_DIR
+
+  --build DIR   a build folder made with the `cuda` preset (default: build/gpu, then
+                build/cuda; if neither exists, one is configured and built in place)
+  --quick       shorter benchmark runs
+  LOG_DIR       where logs, gtest JSON and benchmark JSON go (created)
+
+Prepare the build on a machine without a GPU with scripts/build_gpu_bundle.sh, carry the
+folder along, then run this there. See docs/gpu.md.
+USAGE
+}
+
+build=""
+quick=0
+logs=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "gpu_check: unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) logs=$1; shift ;;
+  esac
+done
+[[ -n "$logs" ]] || { usage >&2; exit 2; }
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mkdir -p "$logs"
+logs=$(cd "$logs" && pwd)
+start_all=$(date +%s)
+summary=()
+note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
+
+# --- the build -------------------------------------------------------------------------------
+if [[ -z "$build" ]]; then
+  for b in "$root/build/gpu" "$root/build/cuda"; do [[ -x "$b/tests/gpudl_gpu_tests" ]] && { build=$b; break; }; done
+fi
+if [[ -z "$build" ]]; then
+  echo "gpu_check: no build folder found; building in place with the cuda preset"
+  (cd "$root" && cmake --preset cuda >"$logs/configure.log" 2>&1 && cmake --build build/cuda >"$logs/build.log" 2>&1) ||
+    { echo "gpu_check: in-place build failed (GoogleTest/Benchmark may be missing here); see $logs/build.log"; exit 1; }
+  build="$root/build/cuda"
+fi
+build=$(cd "$build" && pwd)
+echo "gpu_check: build folder $build"
+
+# --- libraries: cuBLAS and cuDNN wherever this machine has them --------------------------------
+find_lib() {  # name -> directory holding it
+  local name=$1 dir
+  dir=$(ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n {print $NF; exit}')
+  [[ -n "$dir" ]] && { dirname "$dir"; return; }
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+    [[ -e "$d/$name" ]] && { echo "$d"; return; }
+  done
+  local site
+  for site in $(python3 -c 'import site, sys; print(" ".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null); do
+    dir=$(find "$site/nvidia" -name "$name" -print -quit 2>/dev/null)
+    [[ -n "$dir" ]] && { dirname "$dir"; return; }
+  done
+  dir=$(find / -xdev -name "$name" -not -path '*/proc/*' -print -quit 2>/dev/null)
+  [[ -n "$dir" ]] && dirname "$dir"
+}
+libpath=""
+for lib in libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 libopenblas.so.0; do
+  dir=$(find_lib "$lib")
+  if [[ -n "$dir" ]]; then
+    echo "gpu_check: $lib from $dir"
+    case ":$libpath:" in *":$dir:"*) ;; *) libpath="$libpath:$dir" ;; esac
+    note "library $lib" "$dir"
+  else
+    echo "gpu_check: $lib NOT FOUND"
+    note "library $lib" "NOT FOUND"
+  fi
+done
+# OpenBLAS may be missing on the GPU machine: the build folder may carry a copy in lib/.
+[[ -d "$build/lib" ]] && libpath="$libpath:$build/lib"
+export LD_LIBRARY_PATH="${libpath#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if ldd "$build/tests/gpudl_gpu_tests" | grep -q "not found"; then
+  echo "gpu_check: unresolved libraries:"; ldd "$build/tests/gpudl_gpu_tests" | grep "not found"
+fi
+
+# --- the GPU ---------------------------------------------------------------------------------
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+echo "gpu_check: GPU: ${gpu:-none found by nvidia-smi}"
+note "GPU" "${gpu:-none}"
+nvidia-smi >"$logs/nvidia-smi.txt" 2>&1
+
+# --- tests -----------------------------------------------------------------------------------
+gtest_result() {  # json -> "N passed, N failed, N skipped"
+  python3 - "$1" <<'PY' 2>/dev/null || echo "no result (crashed?)"
+import json, sys
+d = json.load(open(sys.argv[1]))
+tests = [t for s in d["testsuites"] for t in s["testsuite"]]
+failed = sum(1 for t in tests if t.get("failures"))
+skipped = sum(1 for t in tests if t.get("result") == "SKIPPED")
+print(f"{len(tests) - failed - skipped} passed, {failed} failed, {skipped} skipped")
+PY
+}
+run_suite() {  # label binary [extra args]
+  local label=$1 bin=$2; shift 2
+  local t0=$(date +%s)
+  "$bin" --gtest_output="json:$logs/$label.json" "$@" >"$logs/$label.log" 2>&1
+  local rc=$?
+  note "$label" "$(gtest_result "$logs/$label.json") (exit $rc, $(( $(date +%s) - t0 )) s)"
+}
+run_suite cpu_tests "$build/tests/gpudl_tests"
+run_suite gpu_tests "$build/tests/gpudl_gpu_tests"
+
+# --- compute-sanitizer -----------------------------------------------------------------------
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [[ -n "$sanitizer" ]]; then
+  t0=$(date +%s)
+  # Caching off so memcheck sees every allocation's true bounds; the out-of-memory test is
+  # left out because its deliberate cudaMalloc failure is reported as an API error.
+  GPUDL_NO_CACHING=1 timeout 240 "$sanitizer" --tool memcheck --leak-check full --error-exitcode 3 \
+    "$build/tests/gpudl_gpu_tests" --gtest_filter='-*OutOfMemory*' --gtest_output="json:$logs/memcheck.json" \
+    >"$logs/memcheck.log" 2>&1
+  rc=$?
+  errors=$(grep -Eo "ERROR SUMMARY: [0-9]+ error" "$logs/memcheck.log" | tail -1)
+  note "memcheck gpu_tests (no caching)" "$(gtest_result "$logs/memcheck.json"); ${errors:-no summary} (exit $rc, $(( $(date +%s) - t0 )) s)"
+else
+  note "memcheck" "compute-sanitizer not found"
+fi
+
+# --- benchmarks ------------------------------------------------------------------------------
+min_time=0.2
+[[ $quick -eq 1 ]] && min_time=0.05
+t0=$(date +%s)
+timeout 240 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
+  --benchmark_out="$logs/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
+note "gpudl_bench" "exit $? ($(( $(date +%s) - t0 )) s), results in bench.json"
+bench_summary=$(python3 - "$logs/bench.json" <<'PY' 2>/dev/null
+import json, sys
+b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
+def t(name): return b[name]["real_time"] if name in b else None
+out = []
+p, u = t("pool_alloc_free/cuda/1048576"), t("upstream_alloc_free/cuda/1048576")
+if p and u: out.append(f"pool vs cudaMalloc+cudaFree @1MiB      {u / p:.0f}x faster ({p:.0f} vs {u:.0f} ns)")
+for name, x in b.items():
+    if name.startswith("gemm/cuda/gpudl/"):
+        shape = name.split("/")[3]
+        d = b.get(f"gemm/cuda/direct/{shape}/manual_time")
+        if d:
+            ours, theirs = x.get("GFLOPs", 0), d.get("GFLOPs", 0)  # rate counters: already per second
+            out.append(f"gemm {shape:<16} gpudl {ours:8.0f} GFLOP/s, cuBLAS {theirs:8.0f} ({100 * ours / theirs:.1f}%)")
+for name, x in b.items():
+    if name.startswith("copy/"):
+        out.append(f"{name.split('/manual')[0]:<22} {x.get('GB', 0):.1f} GB/s")
+print("\n".join(out))
+PY
+)
+
+# --- summary ---------------------------------------------------------------------------------
+echo
+echo "==== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), $(( $(date +%s) - start_all )) s) ===="
+printf '%s\n' "${summary[@]}"
+[[ -n "$bench_summary" ]] && echo "$bench_summary"
+echo "full logs: $logs"

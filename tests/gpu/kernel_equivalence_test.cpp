@@ -1,0 +1,252 @@
+// Every CUDA kernel against its CPU twin: one table of cases, random inputs, poisoned and
+// guarded outputs, compared by ||gpu - cpu|| / ||cpu||.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "gpudl/kernels/gemm.h"
+#include "gpudl/kernels/reduce.h"
+#include "test_util.h"
+
+namespace gpudl {
+namespace {
+
+using testing::relative_error;
+
+// Elements after each output that a kernel must not touch.
+constexpr std::int64_t kGuard = 64;
+// Exactly rounded operations (copies, casts, fills, + - * /, integer results) must agree bit for bit.
+constexpr double kExact = 0.0;
+// nvcc contracts a*x + y into one FMA (one rounding instead of two): about 1 ulp.
+constexpr double kFmaTolerance = 1e-6;
+// Float sums in a different order (tree on the GPU, double on the CPU): ~sqrt(n) ulp.
+constexpr double kSumTolerance = 1e-5;
+// cuBLAS FP32 GEMM (no TF32) against OpenBLAS: both accumulate k products in float.
+constexpr double kGemmTolerance = 1e-5;
+// Box-Muller in double through two libms, rounded to float: well under 1 ulp apart.
+constexpr double kNormalTolerance = 1e-6;
+
+// An output tensor followed by kGuard elements, everything poisoned before the kernel runs.
+struct Guarded {
+  Tensor whole;
+  Tensor view;
+  double poison;
+};
+
+Guarded guarded(const Shape& shape, DType dtype, Device device) {
+  const double poison = dtype == DType::kF32 ? std::numeric_limits<double>::quiet_NaN() : 77.0;
+  Tensor whole = Tensor::full({shape.numel() + kGuard}, poison, dtype, device);
+  return {whole, whole.slice(0, shape.numel()).reshape(shape.dims()), poison};
+}
+
+// The view's values as f32 on the host, after checking the guard was left alone.
+std::vector<float> collect(const Guarded& g) {
+  const std::int64_t n = g.view.numel();
+  const auto guard = g.whole.slice(n, n + kGuard).to(Device::cpu()).cast(DType::kF32).to_vector<float>();
+  for (float v : guard) {
+    if (std::isnan(g.poison) ? !std::isnan(v) : v != static_cast<float>(g.poison)) {
+      ADD_FAILURE() << "kernel wrote past the end of its output";
+      break;
+    }
+  }
+  return g.view.to(Device::cpu()).cast(DType::kF32).to_vector<float>();
+}
+
+// Random f32 input on `device`, the same on every device for the same seed and salt.
+Tensor input(const Shape& shape, Device device, std::uint64_t salt, float low = -1.0f, float high = 1.0f) {
+  Tensor host = Tensor::empty(shape);
+  Generator gen(testing::test_seed() + salt);
+  ops::uniform_(host, low, high, gen);
+  return host.to(device);
+}
+
+using Outputs = std::vector<std::vector<float>>;
+
+struct KernelCase {
+  std::string name;
+  double tolerance;
+  // Runs the kernel on `device` and returns its outputs as host f32 vectors.
+  std::function<Outputs(Device)> run;
+};
+
+void PrintTo(const KernelCase& c, std::ostream* os) { *os << c.name; }
+
+std::vector<KernelCase> elementwise_cases() {
+  std::vector<KernelCase> cases;
+  for (std::int64_t n : {1, 1000, (1 << 20) + 3}) {
+    const std::string sz = std::to_string(n);
+    auto binary = [n](auto op) {
+      return [n, op](Device d) {
+        Tensor a = input({n}, d, 1), b = input({n}, d, 2, 0.5f, 2.0f);
+        Guarded out = guarded({n}, DType::kF32, d);
+        op(out.view, a, b);
+        return Outputs{collect(out)};
+      };
+    };
+    cases.push_back({"add_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::add(o, a, b); })});
+    cases.push_back({"sub_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::sub(o, a, b); })});
+    cases.push_back({"mul_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::mul(o, a, b); })});
+    cases.push_back({"div_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::div(o, a, b); })});
+    cases.push_back({"scale_" + sz, kExact, [n](Device d) {
+                       Guarded out = guarded({n}, DType::kF32, d);
+                       ops::scale(out.view, input({n}, d, 3), -1.75f);
+                       return Outputs{collect(out)};
+                     }});
+    cases.push_back({"axpy_" + sz, kFmaTolerance, [n](Device d) {
+                       Guarded y = guarded({n}, DType::kF32, d);
+                       ops::copy(y.view, input({n}, d, 4));
+                       ops::axpy(y.view, 0.3f, input({n}, d, 5));
+                       return Outputs{collect(y)};
+                     }});
+    cases.push_back({"copy_" + sz, kExact, [n](Device d) {
+                       Guarded out = guarded({n}, DType::kF32, d);
+                       ops::copy(out.view, input({n}, d, 6));
+                       return Outputs{collect(out)};
+                     }});
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI32, DType::kI64, DType::kU8}) {
+      cases.push_back({std::string("fill_") + dtype_name(t) + "_" + sz, kExact, [n, t](Device d) {
+                         Guarded out = guarded({n}, t, d);
+                         ops::fill(out.view, 3.0);
+                         return Outputs{collect(out)};
+                       }});
+      cases.push_back({std::string("cast_f32_to_") + dtype_name(t) + "_" + sz, kExact, [n, t](Device d) {
+                         Guarded out = guarded({n}, t, d);
+                         ops::cast(out.view, input({n}, d, 7, -300.0f, 300.0f));
+                         return Outputs{collect(out)};
+                       }});
+      if (t == DType::kF32) continue;  // f32 -> f32 is the case above
+      cases.push_back({std::string("cast_") + dtype_name(t) + "_to_f32_" + sz, kExact, [n, t](Device d) {
+                         Tensor src = input({n}, d, 8, -100.0f, 100.0f).cast(t);
+                         Guarded out = guarded({n}, DType::kF32, d);
+                         ops::cast(out.view, src);
+                         return Outputs{collect(out)};
+                       }});
+    }
+    cases.push_back({"uniform_" + sz, kExact, [n](Device d) {
+                       Guarded out = guarded({n}, DType::kF32, d);
+                       Generator gen(testing::test_seed());
+                       gen.next_offset();
+                       ops::uniform_(out.view, -3.0f, 5.0f, gen);
+                       return Outputs{collect(out)};
+                     }});
+    cases.push_back({"normal_" + sz, kNormalTolerance, [n](Device d) {
+                       Guarded out = guarded({n}, DType::kF32, d);
+                       Generator gen(testing::test_seed());
+                       ops::normal_(out.view, 0.5f, 2.0f, gen);
+                       return Outputs{collect(out)};
+                     }});
+  }
+  return cases;
+}
+
+std::vector<KernelCase> gemm_cases() {
+  std::vector<KernelCase> cases;
+  struct S {
+    std::int64_t m, n, k;
+  };
+  for (S s : {S{1, 1, 1}, S{7, 5, 3}, S{33, 17, 65}, S{128, 512, 784}, S{257, 129, 1}}) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        const std::string name = "gemm_" + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                                  std::to_string(s.k) + (ta ? "_T" : "_N") + (tb ? "T" : "N");
+        cases.push_back({name, kGemmTolerance, [s, ta, tb](Device d) {
+                           Tensor a = ta ? input({s.k, s.m}, d, 10) : input({s.m, s.k}, d, 10);
+                           Tensor b = tb ? input({s.n, s.k}, d, 11) : input({s.k, s.n}, d, 11);
+                           Guarded c = guarded({s.m, s.n}, DType::kF32, d);
+                           ops::matmul(c.view, a, b, {.transpose_a = ta, .transpose_b = tb});
+                           // beta != 0 reads C: accumulate a second product on top.
+                           Guarded acc = guarded({s.m, s.n}, DType::kF32, d);
+                           ops::copy(acc.view, input({s.m, s.n}, d, 12));
+                           ops::matmul(acc.view, a, b, {.transpose_a = ta, .transpose_b = tb, .alpha = -0.5f, .beta = 2.0f});
+                           return Outputs{collect(c), collect(acc)};
+                         }});
+      }
+    }
+  }
+  cases.push_back({"gemm_strided_batched_6x31x17x40", kGemmTolerance, [](Device d) {
+                     Tensor a = input({6, 31, 40}, d, 13), b = input({6, 17, 40}, d, 14);
+                     Guarded c = guarded({6, 31, 17}, DType::kF32, d);
+                     ops::matmul(c.view, a, b, {.transpose_b = true});
+                     return Outputs{collect(c)};
+                   }});
+  return cases;
+}
+
+std::vector<KernelCase> reduce_cases() {
+  std::vector<KernelCase> cases;
+  struct S {
+    std::int64_t outer, len, inner;
+  };
+  for (S s : {S{1, 1, 1}, S{64, 1000, 1}, S{3, 4097, 1}, S{5, 33, 7}, S{2, 1, 300}, S{1, 100000, 1}, S{17, 129, 65}}) {
+    const std::string sz = std::to_string(s.outer) + "x" + std::to_string(s.len) + "x" + std::to_string(s.inner);
+    auto reduce = [s](auto op) {
+      return [s, op](Device d) {
+        Tensor x = input({s.outer, s.len, s.inner}, d, 20);
+        Tensor out = op(x);
+        return Outputs{out.to(Device::cpu()).cast(DType::kF32).to_vector<float>()};
+      };
+    };
+    cases.push_back({"sum_" + sz, kSumTolerance, reduce([](const Tensor& x) { return ops::sum(x, 1); })});
+    cases.push_back({"mean_" + sz, kSumTolerance, reduce([](const Tensor& x) { return ops::mean(x, 1); })});
+    cases.push_back({"max_" + sz, kExact, reduce([](const Tensor& x) { return ops::max(x, 1); })});
+    cases.push_back({"argmax_" + sz, kExact, reduce([](const Tensor& x) { return ops::argmax(x, 1); })});
+  }
+  // Raw kernels into guarded buffers: the facade allocates exactly, so check bounds here.
+  cases.push_back({"reduce_sum_guarded_rows", kSumTolerance, [](Device d) {
+                     Tensor x = input({37, 515}, d, 21);
+                     Guarded out = guarded({37}, DType::kF32, d);
+                     const kernels::Exec exec = Context::get(d).exec();
+                     if (d.is_cuda()) {
+                       kernels::cuda::reduce_sum(out.view.data<float>(), x.data<float>(), 37, 515, 1, exec);
+                     } else {
+                       kernels::cpu::reduce_sum(out.view.data<float>(), x.data<float>(), 37, 515, 1, exec);
+                     }
+                     return Outputs{collect(out)};
+                   }});
+  cases.push_back({"reduce_argmax_guarded_cols", kExact, [](Device d) {
+                     Tensor x = input({4, 515, 9}, d, 22);
+                     Guarded out = guarded({4, 9}, DType::kI64, d);
+                     const kernels::Exec exec = Context::get(d).exec();
+                     if (d.is_cuda()) {
+                       kernels::cuda::reduce_argmax(out.view.data<std::int64_t>(), x.data<float>(), 4, 515, 9, exec);
+                     } else {
+                       kernels::cpu::reduce_argmax(out.view.data<std::int64_t>(), x.data<float>(), 4, 515, 9, exec);
+                     }
+                     return Outputs{collect(out)};
+                   }});
+  return cases;
+}
+
+std::vector<KernelCase> all_cases() {
+  std::vector<KernelCase> all = elementwise_cases();
+  for (auto& c : gemm_cases()) all.push_back(std::move(c));
+  for (auto& c : reduce_cases()) all.push_back(std::move(c));
+  return all;
+}
+
+class KernelEquivalence : public testing::GpuTest, public ::testing::WithParamInterface<KernelCase> {};
+
+TEST_P(KernelEquivalence, CudaMatchesCpu) {
+  const KernelCase& c = GetParam();
+  const auto cpu = c.run(Device::cpu());
+  const auto gpu = c.run(Device::cuda(0));
+  ASSERT_EQ(cpu.size(), gpu.size());
+  for (std::size_t i = 0; i < cpu.size(); ++i) {
+    ASSERT_EQ(cpu[i].size(), gpu[i].size());
+    for (std::size_t j = 0; j < cpu[i].size(); ++j) {
+      ASSERT_FALSE(std::isnan(gpu[i][j]) && !std::isnan(cpu[i][j])) << "output " << i << " element " << j
+                                                                     << " left poisoned";
+    }
+    const double err = relative_error(gpu[i], cpu[i]);
+    EXPECT_LE(err, c.tolerance) << c.name << " output " << i;
+  }
+}
+
+std::string case_name(const ::testing::TestParamInfo<KernelCase>& info) { return info.param.name; }
+
+INSTANTIATE_TEST_SUITE_P(Table, KernelEquivalence, ::testing::ValuesIn(all_cases()), case_name);
+
+}  // namespace
+}  // namespace gpudl

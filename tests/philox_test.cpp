@@ -1,0 +1,113 @@
+// Philox4x32-10 against the published known-answer vectors, and the random fills built on it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "gpudl/kernels/philox.h"
+#include "gpudl/kernels/random.h"
+#include "test_util.h"
+
+namespace gpudl {
+namespace {
+
+using kernels::Philox4x32;
+
+struct Kat {
+  Philox4x32 counter;
+  std::uint32_t key[2];
+  Philox4x32 expected;
+};
+
+// Random123's kat_vectors, "philox4x32 10" lines (Salmon et al., SC'11).
+TEST(Philox, MatchesPublishedKnownAnswers) {
+  const Kat kats[] = {
+      {{{0, 0, 0, 0}}, {0, 0}, {{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}}},
+      {{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}},
+       {0xffffffffu, 0xffffffffu},
+       {{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}}},
+      {{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}},
+       {0xa4093822u, 0x299f31d0u},
+       {{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}}},
+  };
+  for (const Kat& kat : kats) {
+    const Philox4x32 got = kernels::philox4x32_10(kat.counter, kat.key[0], kat.key[1]);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(got.v[i], kat.expected.v[i]) << "word " << i;
+  }
+}
+
+TEST(Philox, UniformTransformStaysInHalfOpenInterval) {
+  EXPECT_EQ(kernels::uniform01(0u), 0.0f);
+  EXPECT_LT(kernels::uniform01(0xffffffffu), 1.0f);
+  EXPECT_GT(kernels::uniform01_open_low(0u), 0.0f);
+  EXPECT_EQ(kernels::uniform01_open_low(0xffffffffu), 1.0f);
+}
+
+TEST(RandomFill, SameGeneratorStateGivesSameNumbers) {
+  Tensor a = Tensor::empty({1001}), b = Tensor::empty({1001});
+  Generator g1(42), g2(42);
+  ops::uniform_(a, -2.0f, 3.0f, g1);
+  ops::uniform_(b, -2.0f, 3.0f, g2);
+  EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());
+  ops::uniform_(b, -2.0f, 3.0f, g2);  // the next offset: a different subsequence
+  EXPECT_NE(a.to_vector<float>(), b.to_vector<float>());
+  EXPECT_EQ(g2.offset(), 2u);
+}
+
+TEST(RandomFill, ElementsFollowTheDocumentedLayout) {
+  // Element i is word i % 4 of block i / 4: the fill and the per-element formula agree.
+  Tensor t = Tensor::empty({11});
+  Generator gen(7);
+  const std::uint64_t offset = gen.offset();
+  ops::uniform_(t, 0.0f, 1.0f, gen);
+  const auto v = t.to_vector<float>();
+  for (std::uint64_t i = 0; i < v.size(); ++i) EXPECT_EQ(v[i], kernels::uniform_element(7, offset, i, 0.0f, 1.0f));
+}
+
+TEST(RandomFill, UniformMomentsMatch) {
+  const std::int64_t n = 200000;
+  Tensor t = Tensor::empty({n});
+  Generator gen(testing::test_seed());
+  ops::uniform_(t, 2.0f, 4.0f, gen);
+  double sum = 0, sq = 0, lo = 1e9, hi = -1e9;
+  for (float x : t.to_vector<float>()) {
+    sum += x;
+    sq += x * x;
+    lo = std::min<double>(lo, x);
+    hi = std::max<double>(hi, x);
+  }
+  const double mean = sum / n, var = sq / n - mean * mean;
+  // Standard error of the mean is sqrt(1/3 / n) = 0.0013; allow about 5 of them.
+  EXPECT_NEAR(mean, 3.0, 0.007);
+  EXPECT_NEAR(var, 1.0 / 3.0, 0.01);
+  EXPECT_GE(lo, 2.0);
+  EXPECT_LT(hi, 4.0);
+}
+
+TEST(RandomFill, NormalMomentsMatch) {
+  const std::int64_t n = 200001;  // odd: the tail of the last block of four is used too
+  Tensor t = Tensor::empty({n});
+  Generator gen(testing::test_seed());
+  ops::normal_(t, 1.5f, 2.0f, gen);
+  double sum = 0, sq = 0, within = 0;
+  for (float x : t.to_vector<float>()) {
+    sum += x;
+    sq += x * x;
+    within += std::abs(x - 1.5) < 2.0;
+  }
+  const double mean = sum / n, var = sq / n - mean * mean;
+  EXPECT_NEAR(mean, 1.5, 0.025);          // 5 standard errors: 5 * 2 / sqrt(n)
+  EXPECT_NEAR(var, 4.0, 0.07);
+  EXPECT_NEAR(within / n, 0.6827, 0.006);  // one sigma
+}
+
+TEST(RandomFill, RejectsBadParameters) {
+  Tensor t = Tensor::empty({4});
+  Generator gen(1);
+  EXPECT_THROW(ops::uniform_(t, 1.0f, 0.0f, gen), ValueError);
+  EXPECT_THROW(ops::normal_(t, 0.0f, -1.0f, gen), ValueError);
+  Tensor ints = Tensor::empty({4}, DType::kI32);
+  EXPECT_THROW(ops::uniform_(ints, 0.0f, 1.0f, gen), ValueError);
+}
+
+}  // namespace
+}  // namespace gpudl
