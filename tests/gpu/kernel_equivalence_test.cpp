@@ -1,77 +1,11 @@
 // Every CUDA kernel against its CPU twin: one table of cases, random inputs, poisoned and
 // guarded outputs, compared by ||gpu - cpu|| / ||cpu||.
-#include <gtest/gtest.h>
+#include "gpu/equivalence.h"
 
-#include <cmath>
-#include <functional>
-#include <limits>
-
-#include "gpudl/kernels/gemm.h"
 #include "gpudl/kernels/reduce.h"
-#include "test_util.h"
 
-namespace gpudl {
+namespace gpudl::testing {
 namespace {
-
-using testing::relative_error;
-
-// Elements after each output that a kernel must not touch.
-constexpr std::int64_t kGuard = 64;
-// Exactly rounded operations (copies, casts, fills, + - * /, integer results) must agree bit for bit.
-constexpr double kExact = 0.0;
-// nvcc contracts a*x + y into one FMA (one rounding instead of two): about 1 ulp.
-constexpr double kFmaTolerance = 1e-6;
-// Float sums in a different order (tree on the GPU, double on the CPU): ~sqrt(n) ulp.
-constexpr double kSumTolerance = 1e-5;
-// cuBLAS FP32 GEMM (no TF32) against OpenBLAS: both accumulate k products in float.
-constexpr double kGemmTolerance = 1e-5;
-// Box-Muller in double through two libms, rounded to float: well under 1 ulp apart.
-constexpr double kNormalTolerance = 1e-6;
-
-// An output tensor followed by kGuard elements, everything poisoned before the kernel runs.
-struct Guarded {
-  Tensor whole;
-  Tensor view;
-  double poison;
-};
-
-Guarded guarded(const Shape& shape, DType dtype, Device device) {
-  const double poison = dtype == DType::kF32 ? std::numeric_limits<double>::quiet_NaN() : 77.0;
-  Tensor whole = Tensor::full({shape.numel() + kGuard}, poison, dtype, device);
-  return {whole, whole.slice(0, shape.numel()).reshape(shape.dims()), poison};
-}
-
-// The view's values as f32 on the host, after checking the guard was left alone.
-std::vector<float> collect(const Guarded& g) {
-  const std::int64_t n = g.view.numel();
-  const auto guard = g.whole.slice(n, n + kGuard).to(Device::cpu()).cast(DType::kF32).to_vector<float>();
-  for (float v : guard) {
-    if (std::isnan(g.poison) ? !std::isnan(v) : v != static_cast<float>(g.poison)) {
-      ADD_FAILURE() << "kernel wrote past the end of its output";
-      break;
-    }
-  }
-  return g.view.to(Device::cpu()).cast(DType::kF32).to_vector<float>();
-}
-
-// Random f32 input on `device`, the same on every device for the same seed and salt.
-Tensor input(const Shape& shape, Device device, std::uint64_t salt, float low = -1.0f, float high = 1.0f) {
-  Tensor host = Tensor::empty(shape);
-  Generator gen(testing::test_seed() + salt);
-  ops::uniform_(host, low, high, gen);
-  return host.to(device);
-}
-
-using Outputs = std::vector<std::vector<float>>;
-
-struct KernelCase {
-  std::string name;
-  double tolerance;
-  // Runs the kernel on `device` and returns its outputs as host f32 vectors.
-  std::function<Outputs(Device)> run;
-};
-
-void PrintTo(const KernelCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<KernelCase> elementwise_cases() {
   std::vector<KernelCase> cases;
@@ -126,14 +60,14 @@ std::vector<KernelCase> elementwise_cases() {
     }
     cases.push_back({"uniform_" + sz, kExact, [n](Device d) {
                        Guarded out = guarded({n}, DType::kF32, d);
-                       Generator gen(testing::test_seed());
+                       Generator gen(test_seed());
                        gen.next_offset();
                        ops::uniform_(out.view, -3.0f, 5.0f, gen);
                        return Outputs{collect(out)};
                      }});
     cases.push_back({"normal_" + sz, kNormalTolerance, [n](Device d) {
                        Guarded out = guarded({n}, DType::kF32, d);
-                       Generator gen(testing::test_seed());
+                       Generator gen(test_seed());
                        ops::normal_(out.view, 0.5f, 2.0f, gen);
                        return Outputs{collect(out)};
                      }});
@@ -226,27 +160,10 @@ std::vector<KernelCase> all_cases() {
   return all;
 }
 
-class KernelEquivalence : public testing::GpuTest, public ::testing::WithParamInterface<KernelCase> {};
-
-TEST_P(KernelEquivalence, CudaMatchesCpu) {
-  const KernelCase& c = GetParam();
-  const auto cpu = c.run(Device::cpu());
-  const auto gpu = c.run(Device::cuda(0));
-  ASSERT_EQ(cpu.size(), gpu.size());
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    ASSERT_EQ(cpu[i].size(), gpu[i].size());
-    for (std::size_t j = 0; j < cpu[i].size(); ++j) {
-      ASSERT_FALSE(std::isnan(gpu[i][j]) && !std::isnan(cpu[i][j])) << "output " << i << " element " << j
-                                                                     << " left poisoned";
-    }
-    const double err = relative_error(gpu[i], cpu[i]);
-    EXPECT_LE(err, c.tolerance) << c.name << " output " << i;
-  }
-}
-
-std::string case_name(const ::testing::TestParamInfo<KernelCase>& info) { return info.param.name; }
-
-INSTANTIATE_TEST_SUITE_P(Table, KernelEquivalence, ::testing::ValuesIn(all_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Foundation, KernelEquivalence, ::testing::ValuesIn(all_cases()), case_name);
 
 }  // namespace
-}  // namespace gpudl
+
+TEST_P(KernelEquivalence, CudaMatchesCpu) { expect_equivalent(GetParam()); }
+
+}  // namespace gpudl::testing

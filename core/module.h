@@ -1,0 +1,85 @@
+// Module: the interface every layer implements (explicit forward and backward, parameters
+// with gradients, buffers, train/eval, devices), and Parameter.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpudl/core/device.h"
+#include "gpudl/core/rng.h"
+#include "gpudl/core/tensor.h"
+
+namespace gpudl {
+
+// A trainable tensor and the gradient that backward accumulates into it.
+struct Parameter {
+  std::string name;  // relative to its module: "weight", or "0.weight" inside a container
+  Tensor value;
+  Tensor grad;  // same shape, dtype and device as value
+};
+
+// A named tensor for checkpoints: parameters, buffers (running statistics) and the like.
+using NamedTensor = std::pair<std::string, Tensor>;
+
+// As in the course material: forward maps x to y and keeps what backward needs; backward
+// maps dL/dy to dL/dx and *accumulates* dL/dparameter into each Parameter::grad. A module
+// supports one backward per forward. Not thread-safe.
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(Module&&) = default;
+  Module& operator=(Module&&) = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Throws ShapeError naming the layer and the shapes when x does not fit.
+  virtual Tensor forward(const Tensor& x) = 0;
+  // Throws Error when called without a preceding forward in train mode.
+  virtual Tensor backward(const Tensor& grad_output) = 0;
+
+  // "Linear(784, 512)": what the layer is, for summaries and messages.
+  virtual std::string describe() const = 0;
+  // Output shape for one sample of shape `input` (no batch axis); throws ShapeError.
+  virtual Shape output_shape(const Shape& input) const { return input; }
+  // Multiply-adds x2 for one sample of shape `input` (forward only).
+  virtual std::int64_t flops(const Shape& input) const { (void)input; return 0; }
+
+  // Trainable parameters, named relative to this module (containers prefix their children).
+  virtual std::vector<Parameter*> parameters() { return {}; }
+  // Non-trainable state that belongs in a checkpoint, by pointer so it can be restored.
+  virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
+  // Random generators the module draws from (Dropout); saved in checkpoints, and held fixed
+  // by the gradient checker.
+  virtual std::vector<Generator*> generators() { return {}; }
+
+  // Parameters and buffers by name, for checkpoints.
+  std::vector<NamedTensor> state();
+  // Copies tensors into the parameters and buffers with the same names. Throws ValueError
+  // naming a missing entry, ShapeError naming a mismatched one.
+  void load_state(const std::vector<NamedTensor>& state);
+
+  // Moves parameters, gradients and buffers to `device`.
+  virtual void to(Device device);
+  Device device() const { return device_; }
+
+  virtual void set_training(bool training) { training_ = training; }
+  void train() { set_training(true); }
+  void eval() { set_training(false); }
+  bool is_training() const { return training_; }
+
+  // Sets every parameter gradient to zero.
+  void zero_grad();
+
+ protected:
+  // Allocates value and a zeroed gradient of `shape` on this module's device.
+  static Parameter make_parameter(std::string name, const Shape& shape, Device device);
+
+  Device device_;
+  bool training_ = true;
+};
+
+}  // namespace gpudl
