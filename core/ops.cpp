@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include "gpudl/config.h"
 #include "gpudl/core/context.h"
+#include "gpudl/core/dispatch.h"
 #include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/gemm.h"
 #include "gpudl/kernels/random.h"
@@ -12,26 +12,6 @@
 
 namespace gpudl::ops {
 namespace {
-
-// Calls kernels::cuda::fn or kernels::cpu::fn with the device's launch context appended.
-#if GPUDL_WITH_CUDA
-#define GPUDL_DISPATCH(device, blas, fn, ...)                                         \
-  do {                                                                               \
-    const ::gpudl::kernels::Exec exec_ = ::gpudl::Context::get(device).exec(blas);   \
-    if ((device).is_cuda()) {                                                        \
-      ::gpudl::kernels::cuda::fn(__VA_ARGS__, exec_);                                \
-    } else {                                                                         \
-      ::gpudl::kernels::cpu::fn(__VA_ARGS__, exec_);                                 \
-    }                                                                                \
-  } while (0)
-#else
-[[noreturn]] void no_cuda_backend() { throw DeviceError("a CUDA tensor reached a libgpudl built without CUDA"); }
-#define GPUDL_DISPATCH(device, blas, fn, ...)                       \
-  do {                                                             \
-    if ((device).is_cuda()) no_cuda_backend();                     \
-    ::gpudl::kernels::cpu::fn(__VA_ARGS__, ::gpudl::kernels::Exec{}); \
-  } while (0)
-#endif
 
 void require_defined(const Tensor& t, const char* op, const char* name) {
   if (!t.defined()) throw ValueError(std::string(op) + ": " + name + " is an undefined tensor");
