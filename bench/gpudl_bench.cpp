@@ -160,6 +160,45 @@ void gemm_direct(benchmark::State& state, Device device, GemmShape s) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// training steps
+
+// One Adam step of the mlp_mnist network (784-512-512-10, ReLU, dropout 0.2, cross-entropy)
+// on a fixed synthetic batch already on the device; the same network and protocol as
+// bench/reference/mlp_mnist.py, so the two can be compared side by side. Steps run in blocks
+// of kStepsPerBlock with one synchronisation at the end of each, like a training loop that
+// reads its loss only now and then.
+constexpr int kStepsPerBlock = 20;
+
+void train_step(benchmark::State& state, Device device) {
+  using namespace gpudl;
+  const std::int64_t batch = state.range(0);
+  manual_seed(1);
+  Sequential net{Flatten(), Linear(784, 512), ReLU(), Dropout(0.2f), Linear(512, 512), ReLU(), Dropout(0.2f),
+                 Linear(512, 10)};
+  net.to(device);
+  Adam opt(net.parameters(), {.lr = 1e-3});
+  CrossEntropyLoss loss;
+  Generator gen(2);
+  Tensor x = Tensor::empty({batch, 1, 28, 28}, DType::kF32, device);
+  ops::uniform_(x, 0.0f, 1.0f, gen);
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(batch));
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 10);
+  const Tensor y = Tensor::from_vector(labels, {batch}, device);
+  auto block = [&] {
+    for (int i = 0; i < kStepsPerBlock; ++i) {
+      opt.zero_grad();
+      loss.forward(net.forward(x), y);
+      net.backward(loss.backward());
+      opt.step();
+    }
+  };
+  time_iterations(state, device, block);
+  state.counters["samples_per_second"] = benchmark::Counter(
+      static_cast<double>(batch * kStepsPerBlock) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel("mlp_mnist Adam step, " + device.str());
+}
+
+// ---------------------------------------------------------------------------------------------
 // host <-> device copies
 
 void copy_bandwidth(benchmark::State& state, bool to_device, bool pinned) {
@@ -213,6 +252,16 @@ void register_all() {
         }
         b->Unit(benchmark::kMicrosecond);
       }
+    }
+    auto* step = benchmark::RegisterBenchmark(("train_step/" + dev).c_str(), train_step, d)
+                     ->Arg(128)
+                     ->Arg(1024)
+                     ->Unit(benchmark::kMillisecond)
+                     ->MinTime(1.0);
+    if (d.is_cuda()) {
+      step->UseManualTime();
+    } else {
+      step->UseRealTime();  // wall clock: OpenBLAS threads do part of the work
     }
     if (d.is_cuda()) {
       for (bool to_device : {true, false}) {

@@ -20,3 +20,13 @@ std::string format_bytes(std::size_t bytes) {
 }
 
 }  // namespace gpudl
+
+namespace gpudl {
+
+std::string format_number(double v, int digits) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+}  // namespace gpudl

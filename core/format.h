@@ -10,3 +10,10 @@ namespace gpudl {
 std::string format_bytes(std::size_t bytes);
 
 }  // namespace gpudl
+
+namespace gpudl {
+
+// A number in "%g" form with `digits` significant digits: 0.01 -> "0.01", 1e-05 -> "1e-05".
+std::string format_number(double v, int digits = 6);
+
+}  // namespace gpudl

@@ -30,3 +30,13 @@ class Generator {
 };
 
 }  // namespace gpudl
+
+namespace gpudl {
+
+// The generator that layers draw their initial weights and dropout seeds from when none is
+// given: seeded once by manual_seed(), so a program's runs repeat. Not thread-safe.
+Generator& default_generator();
+// Reseeds default_generator() (offset back to 0).
+void manual_seed(std::uint64_t seed);
+
+}  // namespace gpudl

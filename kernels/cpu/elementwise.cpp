@@ -54,3 +54,13 @@ void axpy(float* y, float alpha, const float* x, index_t n, const Exec&) {
 }
 
 }  // namespace gpudl::kernels::cpu
+
+namespace gpudl::kernels::cpu {
+
+void add_row_vector(float* y, const float* v, index_t rows, index_t cols, const Exec&) {
+  for (index_t r = 0; r < rows; ++r) {
+    for (index_t c = 0; c < cols; ++c) y[r * cols + c] += v[c];
+  }
+}
+
+}  // namespace gpudl::kernels::cpu

@@ -55,3 +55,15 @@ void reduce_argmax(std::int64_t* out, const float* in, index_t outer, index_t ax
 }
 
 }  // namespace gpudl::kernels::cpu
+
+namespace gpudl::kernels::cpu {
+
+void column_sum_add(float* out, const float* x, index_t rows, index_t cols, const Exec&) {
+  for (index_t c = 0; c < cols; ++c) {
+    double acc = 0.0;
+    for (index_t r = 0; r < rows; ++r) acc += x[r * cols + c];
+    out[c] += static_cast<float>(acc);
+  }
+}
+
+}  // namespace gpudl::kernels::cpu

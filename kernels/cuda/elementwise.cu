@@ -47,6 +47,14 @@ __global__ void axpy_kernel(float* y, float alpha, const float* x, index_t n) {
   }
 }
 
+__global__ void add_row_vector_kernel(float* y, const float* v, index_t rows, index_t cols) {
+  const index_t n = rows * cols;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    y[i] += v[i % cols];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // launchers
 
@@ -109,6 +117,13 @@ void scale(float* out, const float* in, float alpha, index_t n, const Exec& exec
 void axpy(float* y, float alpha, const float* x, index_t n, const Exec& exec) {
   if (n == 0) return;
   axpy_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(y, alpha, x, n);
+  GPUDL_CHECK_LAUNCH();
+}
+
+void add_row_vector(float* y, const float* v, index_t rows, index_t cols, const Exec& exec) {
+  if (rows == 0 || cols == 0) return;
+  add_row_vector_kernel<<<detail::grid_for(rows * cols), detail::kBlock, 0, detail::stream_of(exec)>>>(y, v, rows,
+                                                                                                     cols);
   GPUDL_CHECK_LAUNCH();
 }
 

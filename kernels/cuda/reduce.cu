@@ -82,6 +82,16 @@ __global__ void reduce_cols_kernel(T* out, const float* in, index_t outer, index
   }
 }
 
+// One thread per column walks the rows (coalesced across columns) and adds into out.
+__global__ void column_sum_add_kernel(float* out, const float* x, index_t rows, index_t cols) {
+  for (index_t c = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; c < cols;
+       c += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    float acc = 0.0f;
+    for (index_t r = 0; r < rows; ++r) acc += x[r * cols + c];
+    out[c] += acc;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // launchers
 
@@ -114,6 +124,12 @@ void reduce_max(float* out, const float* in, index_t outer, index_t axis_len, in
 void reduce_argmax(std::int64_t* out, const float* in, index_t outer, index_t axis_len, index_t inner,
                    const Exec& exec) {
   launch<Out::kArgmax, ArgMaxAcc>(out, in, outer, axis_len, inner, exec);
+}
+
+void column_sum_add(float* out, const float* x, index_t rows, index_t cols, const Exec& exec) {
+  if (cols == 0) return;
+  column_sum_add_kernel<<<detail::grid_for(cols), detail::kBlock, 0, detail::stream_of(exec)>>>(out, x, rows, cols);
+  GPUDL_CHECK_LAUNCH();
 }
 
 }  // namespace gpudl::kernels::cuda

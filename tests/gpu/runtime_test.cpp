@@ -82,7 +82,9 @@ TEST_F(GpuRuntime, OutOfMemoryIsAnExceptionAndThePoolRecovers) {
   }
   Tensor ok = Tensor::full({1 << 20}, 1.0, DType::kF32, d);
   EXPECT_EQ(ops::sum(ok, 0).to_vector<float>()[0], static_cast<float>(1 << 20));
-  if (Context::get(d).memory_pool().caching()) EXPECT_GE(Context::get(d).memory_pool().stats().oom_retries, 1u);
+  if (Context::get(d).memory_pool().caching()) {
+    EXPECT_GE(Context::get(d).memory_pool().stats().oom_retries, 1u);
+  }
 }
 
 TEST_F(GpuRuntime, LibraryHandlesAreCreatedOnce) {

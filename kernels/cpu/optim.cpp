@@ -1,0 +1,59 @@
+// CPU reference implementations of the optimizer update and gradient-clipping kernels.
+#include "gpudl/kernels/optim.h"
+
+#include <cmath>
+
+namespace gpudl::kernels::cpu {
+
+void sgd_update(float* param, const float* grad, float* momentum_buf, index_t n, float lr, float momentum,
+                float dampening, float weight_decay, bool nesterov, bool first_step, const Exec&) {
+  const SgdStep s{lr, momentum, dampening, weight_decay, nesterov, first_step};
+  float unused = 0.0f;  // stands in for the buffer when there is none (momentum == 0)
+  for (index_t i = 0; i < n; ++i) sgd_element(param[i], grad[i], momentum_buf ? momentum_buf[i] : unused, s);
+}
+
+void adagrad_update(float* param, const float* grad, float* sum_sq, index_t n, float lr, float eps,
+                    float weight_decay, const Exec&) {
+  const AdagradStep s{lr, eps, weight_decay};
+  for (index_t i = 0; i < n; ++i) adagrad_element(param[i], grad[i], sum_sq[i], s);
+}
+
+void rmsprop_update(float* param, const float* grad, float* square_avg, float* momentum_buf, index_t n, float lr,
+                    float alpha, float eps, float weight_decay, float momentum, const Exec&) {
+  const RmspropStep s{lr, alpha, eps, weight_decay, momentum};
+  float unused = 0.0f;
+  for (index_t i = 0; i < n; ++i) {
+    rmsprop_element(param[i], grad[i], square_avg[i], momentum_buf ? momentum_buf[i] : unused, s);
+  }
+}
+
+void adadelta_update(float* param, const float* grad, float* square_avg, float* acc_delta, index_t n, float lr,
+                     float rho, float eps, float weight_decay, const Exec&) {
+  const AdadeltaStep s{lr, rho, eps, weight_decay};
+  for (index_t i = 0; i < n; ++i) adadelta_element(param[i], grad[i], square_avg[i], acc_delta[i], s);
+}
+
+void adam_update(float* param, const float* grad, float* m, float* v, index_t n, float lr, float beta1,
+                 float beta2, float eps, float weight_decay, float bias_correction1, float bias_correction2,
+                 bool decoupled_weight_decay, const Exec&) {
+  const AdamStep s =
+      adam_step(lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, decoupled_weight_decay);
+  for (index_t i = 0; i < n; ++i) adam_element(param[i], grad[i], m[i], v[i], s);
+}
+
+void sum_squares(float* accumulator, const float* x, index_t n, const Exec&) {
+  // Double accumulation makes this the accurate reference the GPU's float tree is held to.
+  double acc = 0.0;
+  for (index_t i = 0; i < n; ++i) acc += static_cast<double>(x[i]) * x[i];
+  *accumulator = static_cast<float>(static_cast<double>(*accumulator) + acc);
+}
+
+void norm_from_sum_squares(float* norm, const float* sum_squares, const Exec&) { *norm = sqrtf(*sum_squares); }
+
+void clip_by_norm(float* x, index_t n, const float* total_sum_squares, float max_norm, const Exec&) {
+  const float c = clip_coefficient(*total_sum_squares, max_norm);
+  if (c == 1.0f) return;  // x * 1 == x exactly, so skip the pass
+  for (index_t i = 0; i < n; ++i) x[i] *= c;
+}
+
+}  // namespace gpudl::kernels::cpu

@@ -1,0 +1,69 @@
+// Activation layers (Sigmoid, Tanh, ReLU, LeakyReLU, ELU) and Softmax/LogSoftmax over the last axis.
+#pragma once
+
+#include "gpudl/core/format.h"
+#include "gpudl/core/module.h"
+#include "gpudl/kernels/activation.h"
+
+namespace gpudl {
+
+// An element-wise non-linearity y = g(x); backward uses the saved x and y.
+class ActivationLayer : public Module {
+ public:
+  ActivationLayer(kernels::Activation kind, float alpha, std::string name);
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override { return name_; }
+  std::int64_t flops(const Shape& input) const override { return input.numel(); }
+
+ private:
+  kernels::Activation kind_;
+  float alpha_;
+  std::string name_;
+  Tensor input_, output_;
+};
+
+class Sigmoid : public ActivationLayer {
+ public:
+  Sigmoid() : ActivationLayer(kernels::Activation::kSigmoid, 0.0f, "Sigmoid") {}
+};
+class Tanh : public ActivationLayer {
+ public:
+  Tanh() : ActivationLayer(kernels::Activation::kTanh, 0.0f, "Tanh") {}
+};
+class ReLU : public ActivationLayer {
+ public:
+  ReLU() : ActivationLayer(kernels::Activation::kRelu, 0.0f, "ReLU") {}
+};
+class LeakyReLU : public ActivationLayer {
+ public:
+  explicit LeakyReLU(float negative_slope = 0.01f)
+      : ActivationLayer(kernels::Activation::kLeakyRelu, negative_slope,
+                        "LeakyReLU(" + format_number(negative_slope) + ")") {}
+};
+class ELU : public ActivationLayer {
+ public:
+  explicit ELU(float alpha = 1.0f)
+      : ActivationLayer(kernels::Activation::kElu, alpha, "ELU(" + format_number(alpha) + ")") {}
+};
+
+// Softmax (or log-softmax) over the last axis.
+class Softmax : public Module {
+ public:
+  explicit Softmax(bool log = false) : log_(log) {}
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override { return log_ ? "LogSoftmax" : "Softmax"; }
+  std::int64_t flops(const Shape& input) const override { return 3 * input.numel(); }
+
+ private:
+  bool log_;
+  Tensor output_;
+};
+
+class LogSoftmax : public Softmax {
+ public:
+  LogSoftmax() : Softmax(true) {}
+};
+
+}  // namespace gpudl

@@ -1,0 +1,80 @@
+// BatchNorm1d through the batch-norm kernels (statistics per channel over batch and length).
+#include "gpudl/layers/batchnorm.h"
+
+#include "gpudl/core/dispatch.h"
+#include "gpudl/core/format.h"
+#include "gpudl/kernels/norm.h"
+
+namespace gpudl {
+
+BatchNorm1d::BatchNorm1d(std::int64_t features, BatchNormOptions options) : features_(features), options_(options) {
+  if (features < 1 || !(options.eps > 0.0f) || !(options.momentum >= 0.0f && options.momentum <= 1.0f)) {
+    throw ValueError("BatchNorm1d(" + std::to_string(features) + ", eps=" + format_number(options.eps) +
+                     ", momentum=" + format_number(options.momentum) +
+                     "): need features >= 1, eps > 0 and momentum in [0, 1]");
+  }
+  gamma_ = make_parameter("weight", {features}, device_);
+  gamma_.value.fill_(1.0);
+  beta_ = make_parameter("bias", {features}, device_);
+  beta_.value.fill_(0.0);
+  running_mean_ = Tensor::zeros({features});
+  running_var_ = Tensor::full({features}, 1.0);
+}
+
+std::string BatchNorm1d::describe() const { return "BatchNorm1d(" + std::to_string(features_) + ")"; }
+
+Shape BatchNorm1d::output_shape(const Shape& input) const {
+  if (input.ndim() < 1 || input[0] != features_) {
+    throw ShapeError(describe() + ": expected " + std::to_string(features_) + " channels per sample, got " +
+                     input.str());
+  }
+  return input;
+}
+
+std::int64_t BatchNorm1d::inner_of(const Tensor& x) const {
+  if ((x.ndim() != 2 && x.ndim() != 3) || x.dim(1) != features_) {
+    throw ShapeError(describe() + ": expected input (N, " + std::to_string(features_) + ") or (N, " +
+                     std::to_string(features_) + ", L), got " + x.shape().str());
+  }
+  return x.ndim() == 3 ? x.dim(2) : 1;
+}
+
+Tensor BatchNorm1d::forward(const Tensor& x) {
+  x.check_dtype(DType::kF32, "BatchNorm1d");
+  const std::int64_t inner = inner_of(x);
+  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  if (training_) {
+    if (x.dim(0) * inner < 2) {
+      throw ShapeError(describe() + ": train mode needs more than one value per channel, got " + x.shape().str());
+    }
+    save_mean_ = Tensor::empty({features_}, DType::kF32, x.device());
+    save_invstd_ = Tensor::empty({features_}, DType::kF32, x.device());
+    GPUDL_DISPATCH(x.device(), false, batchnorm_forward_train, y.data<float>(), save_mean_.data<float>(),
+                   save_invstd_.data<float>(), running_mean_.data<float>(), running_var_.data<float>(),
+                   x.data<float>(), gamma_.value.data<float>(), beta_.value.data<float>(), x.dim(0), features_,
+                   inner, options_.eps, options_.momentum);
+    input_ = x;
+  } else {
+    GPUDL_DISPATCH(x.device(), false, batchnorm_forward_eval, y.data<float>(), x.data<float>(),
+                   running_mean_.data<float>(), running_var_.data<float>(), gamma_.value.data<float>(),
+                   beta_.value.data<float>(), x.dim(0), features_, inner, options_.eps);
+    input_ = Tensor();
+  }
+  return y;
+}
+
+Tensor BatchNorm1d::backward(const Tensor& grad_output) {
+  if (!input_.defined()) throw Error(describe() + ": backward needs a forward in train mode first");
+  if (grad_output.shape() != input_.shape()) {
+    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
+                     input_.shape().str());
+  }
+  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
+  GPUDL_DISPATCH(dx.device(), false, batchnorm_backward, dx.data<float>(), gamma_.grad.data<float>(),
+                 beta_.grad.data<float>(), grad_output.data<float>(), input_.data<float>(), save_mean_.data<float>(),
+                 save_invstd_.data<float>(), gamma_.value.data<float>(), input_.dim(0), features_, inner_of(input_));
+  input_ = Tensor();
+  return dx;
+}
+
+}  // namespace gpudl

@@ -1,0 +1,41 @@
+// BatchNorm1d: per-feature normalisation of (N, C) or (N, C, L) inputs with learned scale and shift.
+#pragma once
+
+#include "gpudl/core/module.h"
+
+namespace gpudl {
+
+struct BatchNormOptions {
+  float eps = 1e-5f;
+  float momentum = 0.1f;  // running = (1 - momentum) running + momentum batch
+};
+
+// Train mode normalises with the batch's statistics and updates running averages; eval mode
+// uses the running averages (Ioffe & Szegedy 2015).
+class BatchNorm1d : public Module {
+ public:
+  // Throws ValueError for features < 1 or eps <= 0 or momentum outside [0, 1].
+  explicit BatchNorm1d(std::int64_t features, BatchNormOptions options = {});
+
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::int64_t flops(const Shape& input) const override { return 4 * input.numel(); }
+  std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
+  std::vector<std::pair<std::string, Tensor*>> buffers() override {
+    return {{"running_mean", &running_mean_}, {"running_var", &running_var_}};
+  }
+
+ protected:
+  // Channels of x (and inner size), after checking its shape fits this layer.
+  std::int64_t inner_of(const Tensor& x) const;
+
+  std::int64_t features_;
+  BatchNormOptions options_;
+  Parameter gamma_, beta_;
+  Tensor running_mean_, running_var_;
+  Tensor input_, save_mean_, save_invstd_;
+};
+
+}  // namespace gpudl

@@ -1,0 +1,43 @@
+// Dropout with Philox masks: the same mask on the CPU and the GPU for the same generator state.
+#include "gpudl/layers/dropout.h"
+
+#include "gpudl/core/dispatch.h"
+#include "gpudl/core/format.h"
+#include "gpudl/core/ops.h"
+#include "gpudl/kernels/dropout.h"
+
+namespace gpudl {
+
+namespace {
+std::uint64_t pick_seed(std::uint64_t seed) {
+  // A fresh subsequence of the default generator: distinct per layer, repeatable per program.
+  return seed != 0 ? seed : default_generator().seed() ^ (0xD1B54A32D192ED03ull * (default_generator().next_offset() + 1));
+}
+}  // namespace
+
+Dropout::Dropout(float p, std::uint64_t seed) : p_(p), generator_(pick_seed(seed)) {
+  if (!(p >= 0.0f && p < 1.0f)) throw ValueError("Dropout: p must be in [0, 1), got " + format_number(p));
+}
+
+std::string Dropout::describe() const { return "Dropout(" + format_number(p_) + ")"; }
+
+Tensor Dropout::forward(const Tensor& x) {
+  x.check_dtype(DType::kF32, "Dropout");
+  identity_ = !training_ || p_ == 0.0f;
+  if (identity_) return x;
+  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  mask_ = Tensor::empty(x.shape(), DType::kF32, x.device());
+  GPUDL_DISPATCH(x.device(), false, dropout_forward, y.data<float>(), mask_.data<float>(), x.data<float>(), x.numel(),
+                 p_, generator_.seed(), generator_.next_offset());
+  return y;
+}
+
+Tensor Dropout::backward(const Tensor& grad_output) {
+  if (identity_) return grad_output;
+  if (!mask_.defined()) throw Error(describe() + ": backward called before forward");
+  Tensor dx = ops::mul(grad_output, mask_);
+  mask_ = Tensor();
+  return dx;
+}
+
+}  // namespace gpudl

@@ -1,0 +1,27 @@
+// Dropout: zeroes each element with probability p in train mode (inverted scaling), identity in eval.
+#pragma once
+
+#include "gpudl/core/module.h"
+
+namespace gpudl {
+
+class Dropout : public Module {
+ public:
+  // p in [0, 1); the mask stream is seeded from `seed`, or from default_generator() when 0.
+  // Throws ValueError for p outside [0, 1).
+  explicit Dropout(float p = 0.5f, std::uint64_t seed = 0);
+
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override;
+  std::int64_t flops(const Shape& input) const override { return input.numel(); }
+  std::vector<Generator*> generators() override { return {&generator_}; }
+
+ private:
+  float p_;
+  Generator generator_;
+  Tensor mask_;
+  bool identity_ = false;  // the last forward passed x through (eval mode or p = 0)
+};
+
+}  // namespace gpudl

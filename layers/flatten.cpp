@@ -1,0 +1,21 @@
+// Flatten as a reshape of the batch.
+#include "gpudl/layers/flatten.h"
+
+namespace gpudl {
+
+Tensor Flatten::forward(const Tensor& x) {
+  if (x.ndim() < 1) throw ShapeError("Flatten: expected a batch (N, ...), got a scalar");
+  input_shape_ = x.shape();
+  has_input_ = true;
+  return x.reshape({x.dim(0), x.dim(0) == 0 ? 0 : x.numel() / x.dim(0)});
+}
+
+Tensor Flatten::backward(const Tensor& grad_output) {
+  if (!has_input_) throw Error("Flatten: backward called before forward");
+  if (grad_output.numel() != input_shape_.numel()) {
+    throw ShapeError("Flatten: gradient " + grad_output.shape().str() + " does not match input " + input_shape_.str());
+  }
+  return grad_output.reshape(input_shape_.dims());
+}
+
+}  // namespace gpudl

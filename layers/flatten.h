@@ -1,0 +1,20 @@
+// Flatten: (N, d1, d2, ...) -> (N, d1 * d2 * ...), sharing memory.
+#pragma once
+
+#include "gpudl/core/module.h"
+
+namespace gpudl {
+
+class Flatten : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override { return "Flatten"; }
+  Shape output_shape(const Shape& input) const override { return Shape{input.numel()}; }
+
+ private:
+  Shape input_shape_;
+  bool has_input_ = false;
+};
+
+}  // namespace gpudl

@@ -1,0 +1,82 @@
+// The losses: contract checks, then one fused kernel each.
+#include "gpudl/layers/losses.h"
+
+#include "gpudl/core/dispatch.h"
+#include "gpudl/core/format.h"
+#include "gpudl/kernels/softmax.h"
+
+namespace gpudl {
+
+namespace {
+void check_pair(const Tensor& output, const Tensor& target, const std::string& loss) {
+  output.check_dtype(DType::kF32, loss.c_str());
+  if (output.device() != target.device()) {
+    throw DeviceError(loss + ": output on " + output.device().str() + " but target on " + target.device().str());
+  }
+}
+}  // namespace
+
+ElementwiseLoss::ElementwiseLoss(kernels::ElementLossKind kind, float margin, bool counts, std::string name)
+    : kind_(kind), margin_(margin), counts_(counts), name_(std::move(name)) {}
+
+Tensor ElementwiseLoss::forward(const Tensor& output, const Tensor& target) {
+  check_pair(output, target, name_);
+  target.check_dtype(DType::kF32, name_.c_str());
+  if (output.shape() != target.shape()) {
+    throw ShapeError(name_ + ": output " + output.shape().str() + " and target " + target.shape().str() + " differ");
+  }
+  const Device d = output.device();
+  Tensor loss = Tensor::zeros({1}, DType::kF32, d);
+  correct_ = Tensor::zeros({1}, DType::kF32, d);
+  grad_ = Tensor::empty(output.shape(), DType::kF32, d);
+  const float scale = output.numel() == 0 ? 0.0f : 1.0f / static_cast<float>(output.numel());
+  GPUDL_DISPATCH(d, false, element_loss_forward_backward, loss.data<float>(), correct_.data<float>(),
+                 grad_.data<float>(), output.data<float>(), target.data<float>(), output.numel(), kind_, margin_,
+                 scale, scale);
+  return loss;
+}
+
+Tensor ElementwiseLoss::backward() {
+  if (!grad_.defined()) throw Error(name_ + ": backward called before forward");
+  return grad_;
+}
+
+MarginLoss::MarginLoss(float margin)
+    : ElementwiseLoss(kernels::ElementLossKind::kMargin, margin, true, "MarginLoss(" + format_number(margin) + ")") {}
+
+CrossEntropyLoss::CrossEntropyLoss(CrossEntropyOptions options) : options_(options) {
+  if (!(options.label_smoothing >= 0.0f && options.label_smoothing < 1.0f)) {
+    throw ValueError("CrossEntropyLoss: label_smoothing must be in [0, 1), got " +
+                     format_number(options.label_smoothing));
+  }
+}
+
+std::string CrossEntropyLoss::describe() const {
+  return options_.label_smoothing > 0.0f ? "CrossEntropyLoss(label_smoothing=" + format_number(options_.label_smoothing) + ")"
+                                         : "CrossEntropyLoss";
+}
+
+Tensor CrossEntropyLoss::forward(const Tensor& output, const Tensor& target) {
+  check_pair(output, target, "CrossEntropyLoss");
+  target.check_dtype(DType::kI64, "CrossEntropyLoss target");
+  if (output.ndim() != 2 || target.ndim() != 1 || target.dim(0) != output.dim(0)) {
+    throw ShapeError("CrossEntropyLoss: expected logits (N, C) and labels (N), got " + output.shape().str() + " and " +
+                     target.shape().str());
+  }
+  const Device d = output.device();
+  Tensor loss = Tensor::zeros({1}, DType::kF32, d);
+  correct_ = Tensor::zeros({1}, DType::kF32, d);
+  grad_ = Tensor::empty(output.shape(), DType::kF32, d);
+  const float scale = output.dim(0) == 0 ? 0.0f : 1.0f / static_cast<float>(output.dim(0));
+  GPUDL_DISPATCH(d, false, cross_entropy_forward_backward, loss.data<float>(), correct_.data<float>(),
+                 grad_.data<float>(), output.data<float>(), target.data<std::int64_t>(), output.dim(0), output.dim(1),
+                 options_.label_smoothing, scale, scale);
+  return loss;
+}
+
+Tensor CrossEntropyLoss::backward() {
+  if (!grad_.defined()) throw Error("CrossEntropyLoss: backward called before forward");
+  return grad_;
+}
+
+}  // namespace gpudl

@@ -1,0 +1,110 @@
+// Sequential container and its summary table.
+#include "gpudl/layers/sequential.h"
+
+#include <cstdio>
+
+namespace gpudl {
+
+Sequential& Sequential::add(std::unique_ptr<Module> module) {
+  if (!module) throw ValueError("Sequential::add: null module");
+  if (module->device() != device_) module->to(device_);
+  module->set_training(training_);
+  children_.push_back(std::move(module));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& m : children_) h = m->forward(h);
+  return h;
+}
+
+Tensor Sequential::backward(const Tensor& grad_output) {
+  Tensor g = grad_output;
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) g = (*it)->backward(g);
+  return g;
+}
+
+std::string Sequential::describe() const { return "Sequential(" + std::to_string(children_.size()) + " modules)"; }
+
+Shape Sequential::output_shape(const Shape& input) const {
+  Shape s = input;
+  for (const auto& m : children_) s = m->output_shape(s);
+  return s;
+}
+
+std::int64_t Sequential::flops(const Shape& input) const {
+  std::int64_t total = 0;
+  Shape s = input;
+  for (const auto& m : children_) {
+    total += m->flops(s);
+    s = m->output_shape(s);
+  }
+  return total;
+}
+
+std::vector<Parameter*> Sequential::parameters() {
+  std::vector<Parameter*> out;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    for (Parameter* p : children_[i]->parameters()) {
+      // Children name their parameters relative to themselves; prefix once, on first sight.
+      const std::string prefix = std::to_string(i) + ".";
+      if (p->name.rfind(prefix, 0) != 0) p->name = prefix + p->name;
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Sequential::buffers() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    for (auto& [name, t] : children_[i]->buffers()) out.emplace_back(std::to_string(i) + "." + name, t);
+  }
+  return out;
+}
+
+std::vector<Generator*> Sequential::generators() {
+  std::vector<Generator*> out;
+  for (auto& m : children_) {
+    for (Generator* g : m->generators()) out.push_back(g);
+  }
+  return out;
+}
+
+void Sequential::to(Device device) {
+  for (auto& m : children_) m->to(device);
+  device_ = device;
+}
+
+void Sequential::set_training(bool training) {
+  training_ = training;
+  for (auto& m : children_) m->set_training(training);
+}
+
+std::string Sequential::summary(const Shape& input) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-4s %-28s %-18s %12s %14s\n", "#", "layer", "output", "params", "FLOPs");
+  out += line;
+  Shape s = input;
+  std::int64_t total_params = 0, total_flops = 0;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    Module& m = *children_[i];
+    const std::int64_t f = m.flops(s);
+    s = m.output_shape(s);
+    std::int64_t params = 0;
+    for (Parameter* p : m.parameters()) params += p->value.numel();
+    total_params += params;
+    total_flops += f;
+    std::snprintf(line, sizeof line, "%-4zu %-28s %-18s %12lld %14lld\n", i, m.describe().c_str(), s.str().c_str(),
+                  static_cast<long long>(params), static_cast<long long>(f));
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "input %s -> output %s: %lld parameters, %lld FLOPs per sample\n",
+                input.str().c_str(), s.str().c_str(), static_cast<long long>(total_params),
+                static_cast<long long>(total_flops));
+  return out + line;
+}
+
+}  // namespace gpudl

@@ -1,0 +1,54 @@
+// Sequential: runs its modules in order forward and in reverse order backward; prints summaries.
+#pragma once
+
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "gpudl/core/module.h"
+
+namespace gpudl {
+
+class Sequential : public Module {
+ public:
+  Sequential() = default;
+  // Takes modules by value: Sequential{Linear(784, 512), ReLU(), Linear(512, 10)}.
+  template <class... M>
+    requires(sizeof...(M) > 0 && (std::is_base_of_v<Module, std::decay_t<M>> && ...))
+  explicit Sequential(M&&... modules) {
+    (add(std::forward<M>(modules)), ...);
+  }
+
+  template <class M>
+    requires std::is_base_of_v<Module, std::decay_t<M>>
+  Sequential& add(M&& module) {
+    return add(std::unique_ptr<Module>(std::make_unique<std::decay_t<M>>(std::forward<M>(module))));
+  }
+  // The module joins on this container's device and mode. Throws ValueError for null.
+  Sequential& add(std::unique_ptr<Module> module);
+
+  std::size_t size() const { return children_.size(); }
+  Module& operator[](std::size_t i) { return *children_.at(i); }
+
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::int64_t flops(const Shape& input) const override;
+  // Children's parameters and buffers, prefixed "<index>." ("0.weight").
+  std::vector<Parameter*> parameters() override;
+  std::vector<std::pair<std::string, Tensor*>> buffers() override;
+  std::vector<Generator*> generators() override;
+  void to(Device device) override;
+  void set_training(bool training) override;
+
+  // A table of each layer's output shape, parameter count and FLOPs for one sample of shape
+  // `input` (no batch axis), with totals. Throws ShapeError where a layer does not fit.
+  std::string summary(const Shape& input);
+
+ private:
+  std::vector<std::unique_ptr<Module>> children_;
+};
+
+}  // namespace gpudl

@@ -1,0 +1,192 @@
+// CPU-vs-CUDA equivalence of the layer kernels: activations, softmax, cross-entropy, the
+// element-wise losses, dropout, batch norm, bias broadcast and column sums.
+#include "gpu/equivalence.h"
+
+#include "gpudl/core/dispatch.h"
+#include "gpudl/kernels/activation.h"
+#include "gpudl/kernels/dropout.h"
+#include "gpudl/kernels/elementwise.h"
+#include "gpudl/kernels/loss.h"
+#include "gpudl/kernels/norm.h"
+#include "gpudl/kernels/reduce.h"
+#include "gpudl/kernels/softmax.h"
+
+namespace gpudl::testing {
+namespace {
+
+// CUDA's expf, logf and tanhf are within 2 ulp of glibc's; through a few operations that is
+// ~1e-7 relative, so 1e-6 flags real differences only.
+constexpr double kTranscendentalTolerance = 1e-6;
+// Loss sums and batch statistics add many terms in a different order (atomics and tree
+// reductions on the GPU): ~sqrt(n) ulp.
+constexpr double kReductionTolerance = 1e-5;
+
+// Class labels in [0, classes) as i64 on `device`, the same on every device.
+Tensor random_labels(std::int64_t n, std::int64_t classes, Device device, std::uint64_t salt) {
+  Tensor u = input({n}, Device::cpu(), salt, 0.0f, static_cast<float>(classes) - 0.001f);
+  return u.cast(DType::kI64).to(device);
+}
+
+std::vector<KernelCase> activation_cases() {
+  std::vector<KernelCase> cases;
+  const std::pair<kernels::Activation, const char*> kinds[] = {{kernels::Activation::kSigmoid, "sigmoid"},
+                                                                 {kernels::Activation::kTanh, "tanh"},
+                                                                 {kernels::Activation::kRelu, "relu"},
+                                                                 {kernels::Activation::kLeakyRelu, "leaky_relu"},
+                                                                 {kernels::Activation::kElu, "elu"}};
+  for (std::int64_t n : {1, 1000, (1 << 20) + 3}) {
+    for (auto [kind, name] : kinds) {
+      cases.push_back({std::string(name) + "_" + std::to_string(n), kTranscendentalTolerance, [n, kind](Device d) {
+                         Tensor x = input({n}, d, 60, -4.0f, 4.0f), dy = input({n}, d, 61);
+                         Guarded y = guarded({n}, DType::kF32, d), dx = guarded({n}, DType::kF32, d);
+                         GPUDL_DISPATCH(d, false, activation_forward, y.view.data<float>(), x.data<float>(), n, kind,
+                                        0.2f);
+                         GPUDL_DISPATCH(d, false, activation_backward, dx.view.data<float>(), dy.data<float>(),
+                                        x.data<float>(), y.view.data<float>(), n, kind, 0.2f);
+                         return Outputs{collect(y), collect(dx)};
+                       }});
+    }
+  }
+  return cases;
+}
+
+std::vector<KernelCase> softmax_cases() {
+  std::vector<KernelCase> cases;
+  struct S {
+    std::int64_t rows, cols;
+  };
+  for (S s : {S{1, 1}, S{128, 10}, S{3, 33}, S{7, 1000}, S{4096, 65}}) {
+    const std::string sz = std::to_string(s.rows) + "x" + std::to_string(s.cols);
+    for (bool log : {false, true}) {
+      cases.push_back({(log ? "log_softmax_" : "softmax_") + sz, kTranscendentalTolerance, [s, log](Device d) {
+                         Tensor x = input({s.rows, s.cols}, d, 62, -8.0f, 8.0f), dy = input({s.rows, s.cols}, d, 63);
+                         Guarded y = guarded({s.rows, s.cols}, DType::kF32, d);
+                         Guarded dx = guarded({s.rows, s.cols}, DType::kF32, d);
+                         GPUDL_DISPATCH(d, false, softmax_forward, y.view.data<float>(), x.data<float>(), s.rows,
+                                        s.cols, log);
+                         GPUDL_DISPATCH(d, false, softmax_backward, dx.view.data<float>(), dy.data<float>(),
+                                        y.view.data<float>(), s.rows, s.cols, log);
+                         return Outputs{collect(y), collect(dx)};
+                       }});
+    }
+    for (float smoothing : {0.0f, 0.1f}) {
+      cases.push_back({"cross_entropy_" + sz + (smoothing > 0 ? "_smoothed" : ""), kReductionTolerance,
+                       [s, smoothing](Device d) {
+                         Tensor x = input({s.rows, s.cols}, d, 64, -5.0f, 5.0f);
+                         Tensor labels = random_labels(s.rows, s.cols, d, 65);
+                         Tensor loss = Tensor::zeros({1}, DType::kF32, d), correct = Tensor::zeros({1}, DType::kF32, d);
+                         Guarded grad = guarded({s.rows, s.cols}, DType::kF32, d);
+                         const float scale = 1.0f / static_cast<float>(s.rows);
+                         GPUDL_DISPATCH(d, false, cross_entropy_forward_backward, loss.data<float>(),
+                                        correct.data<float>(), grad.view.data<float>(), x.data<float>(),
+                                        labels.data<std::int64_t>(), s.rows, s.cols, smoothing, scale, scale);
+                         return Outputs{loss.to_vector<float>(), correct.to_vector<float>(), collect(grad)};
+                       }});
+    }
+  }
+  return cases;
+}
+
+std::vector<KernelCase> loss_cases() {
+  std::vector<KernelCase> cases;
+  const std::pair<kernels::ElementLossKind, const char*> kinds[] = {{kernels::ElementLossKind::kMse, "mse"},
+                                                                      {kernels::ElementLossKind::kBceLogits, "bce"},
+                                                                      {kernels::ElementLossKind::kMargin, "margin"}};
+  for (std::int64_t n : {1, 1000, (1 << 20) + 3}) {
+    for (auto [kind, name] : kinds) {
+      cases.push_back({std::string("loss_") + name + "_" + std::to_string(n), kReductionTolerance,
+                       [n, kind](Device d) {
+                         Tensor x = input({n}, d, 66, -3.0f, 3.0f);
+                         // ±1 targets for the margin loss, [0, 1] for BCE, any for MSE.
+                         Tensor t = input({n}, d, 67, 0.0f, 1.0f);
+                         if (kind == kernels::ElementLossKind::kMargin) {
+                           // u in [0, 2) truncated to {0, 1}, then 2u - 1 in {-1, +1}.
+                           Tensor bits = input({n}, d, 67, 0.0f, 2.0f).cast(DType::kI32).cast(DType::kF32);
+                           ops::scale(t, bits, 2.0f);
+                           ops::sub(t, t, Tensor::full({n}, 1.0, DType::kF32, d));
+                         }
+                         Tensor loss = Tensor::zeros({1}, DType::kF32, d), hits = Tensor::zeros({1}, DType::kF32, d);
+                         Guarded grad = guarded({n}, DType::kF32, d);
+                         const float scale = 1.0f / static_cast<float>(n);
+                         GPUDL_DISPATCH(d, false, element_loss_forward_backward, loss.data<float>(), hits.data<float>(),
+                                        grad.view.data<float>(), x.data<float>(), t.data<float>(), n, kind, 0.5f,
+                                        scale, scale);
+                         return Outputs{loss.to_vector<float>(), hits.to_vector<float>(), collect(grad)};
+                       }});
+    }
+    cases.push_back({"dropout_" + std::to_string(n), kExact, [n](Device d) {
+                       Tensor x = input({n}, d, 68);
+                       Guarded y = guarded({n}, DType::kF32, d), mask = guarded({n}, DType::kF32, d);
+                       GPUDL_DISPATCH(d, false, dropout_forward, y.view.data<float>(), mask.view.data<float>(),
+                                      x.data<float>(), n, 0.3f, test_seed(), 5);
+                       return Outputs{collect(y), collect(mask)};
+                     }});
+  }
+  return cases;
+}
+
+std::vector<KernelCase> norm_cases() {
+  std::vector<KernelCase> cases;
+  struct S {
+    std::int64_t n, c, inner;
+  };
+  for (S s : {S{2, 3, 1}, S{128, 512, 1}, S{32, 16, 49}, S{5, 7, 33}}) {
+    const std::string sz = std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.inner);
+    cases.push_back({"batchnorm_" + sz, kReductionTolerance, [s](Device d) {
+                       const Shape shape{s.n, s.c, s.inner};
+                       Tensor x = input(shape, d, 70, -2.0f, 3.0f), dy = input(shape, d, 71);
+                       Tensor gamma = input({s.c}, d, 72, 0.5f, 1.5f), beta = input({s.c}, d, 73);
+                       Tensor rm = input({s.c}, d, 74), rv = input({s.c}, d, 75, 0.5f, 2.0f);
+                       Guarded y = guarded(shape, DType::kF32, d), ye = guarded(shape, DType::kF32, d);
+                       Guarded dx = guarded(shape, DType::kF32, d);
+                       Tensor mean = Tensor::empty({s.c}, DType::kF32, d), invstd = Tensor::empty({s.c}, DType::kF32, d);
+                       Tensor dgamma = input({s.c}, d, 76), dbeta = input({s.c}, d, 77);
+                       GPUDL_DISPATCH(d, false, batchnorm_forward_train, y.view.data<float>(), mean.data<float>(),
+                                      invstd.data<float>(), rm.data<float>(), rv.data<float>(), x.data<float>(),
+                                      gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, 1e-5f, 0.1f);
+                       GPUDL_DISPATCH(d, false, batchnorm_forward_eval, ye.view.data<float>(), x.data<float>(),
+                                      rm.data<float>(), rv.data<float>(), gamma.data<float>(), beta.data<float>(), s.n,
+                                      s.c, s.inner, 1e-5f);
+                       GPUDL_DISPATCH(d, false, batchnorm_backward, dx.view.data<float>(), dgamma.data<float>(),
+                                      dbeta.data<float>(), dy.data<float>(), x.data<float>(), mean.data<float>(),
+                                      invstd.data<float>(), gamma.data<float>(), s.n, s.c, s.inner);
+                       return Outputs{collect(y),           mean.to_vector<float>(),   invstd.to_vector<float>(),
+                                      rm.to_vector<float>(), rv.to_vector<float>(),     collect(ye),
+                                      collect(dx),          dgamma.to_vector<float>(), dbeta.to_vector<float>()};
+                     }});
+  }
+  struct M {
+    std::int64_t rows, cols;
+  };
+  for (M m : {M{1, 1}, M{128, 512}, M{1000, 3}, M{3, 4099}}) {
+    const std::string sz = std::to_string(m.rows) + "x" + std::to_string(m.cols);
+    cases.push_back({"add_row_vector_" + sz, kExact, [m](Device d) {
+                       Guarded y = guarded({m.rows, m.cols}, DType::kF32, d);
+                       ops::copy(y.view, input({m.rows, m.cols}, d, 78));
+                       GPUDL_DISPATCH(d, false, add_row_vector, y.view.data<float>(), input({m.cols}, d, 79).data<float>(),
+                                      m.rows, m.cols);
+                       return Outputs{collect(y)};
+                     }});
+    cases.push_back({"column_sum_add_" + sz, kReductionTolerance, [m](Device d) {
+                       Guarded out = guarded({m.cols}, DType::kF32, d);
+                       ops::copy(out.view, input({m.cols}, d, 80));
+                       GPUDL_DISPATCH(d, false, column_sum_add, out.view.data<float>(),
+                                      input({m.rows, m.cols}, d, 81).data<float>(), m.rows, m.cols);
+                       return Outputs{collect(out)};
+                     }});
+  }
+  return cases;
+}
+
+std::vector<KernelCase> layer_kernel_cases() {
+  std::vector<KernelCase> all;
+  for (auto* make : {&activation_cases, &softmax_cases, &loss_cases, &norm_cases}) {
+    for (auto& c : make()) all.push_back(std::move(c));
+  }
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, KernelEquivalence, ::testing::ValuesIn(layer_kernel_cases()), case_name);
+
+}  // namespace
+}  // namespace gpudl::testing

@@ -1,0 +1,219 @@
+// The training loop on the CPU: exact resume from a checkpoint, divergence handling, metrics,
+// checkpoint contents, and (with GPUDL_DATA_DIR) an MLP reaching its accuracy on real MNIST.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "gpudl/core/json.h"
+#include "gpudl/core/mnist.h"
+#include "gpudl/core/safetensors.h"
+#include "gpudl/core/trainer.h"
+#include "gpudl/layers/activation.h"
+#include "gpudl/layers/batchnorm.h"
+#include "gpudl/layers/dropout.h"
+#include "gpudl/layers/flatten.h"
+#include "gpudl/layers/linear.h"
+#include "gpudl/layers/losses.h"
+#include "gpudl/layers/sequential.h"
+#include "test_util.h"
+
+namespace gpudl {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Three Gaussian-ish blobs in 8 dimensions: learnable, but not in one step.
+data::TensorDataset blobs(std::int64_t n, std::uint64_t salt) {
+  const auto noise = testing::random_vector(static_cast<std::size_t>(n * 8), salt, -1.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(n * 8));
+  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    y[static_cast<std::size_t>(i)] = i % 3;
+    for (std::int64_t j = 0; j < 8; ++j) {
+      const float centre = (j % 3 == i % 3) ? 1.5f : 0.0f;
+      x[static_cast<std::size_t>(i * 8 + j)] = centre + noise[static_cast<std::size_t>(i * 8 + j)];
+    }
+  }
+  return data::TensorDataset(Tensor::from_vector(x, {n, 8}), Tensor::from_vector(y, {n}));
+}
+
+Sequential make_net(std::uint64_t seed) {
+  manual_seed(seed);
+  return Sequential{Linear(8, 16), BatchNorm1d(16), ReLU(), Dropout(0.3f), Linear(16, 3)};
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("gpudl_trainer_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+TrainerOptions base_options() {
+  TrainerOptions o;
+  o.batch = 32;
+  o.epochs = 3;
+  o.seed = 11;
+  o.log_every = 4;
+  o.progress = false;
+  o.record_step_losses = true;
+  o.schedule = std::make_shared<CosineLR>(0.01, 24);
+  return o;
+}
+
+TEST(Trainer, ResumedRunRepeatsTheUninterruptedOneBitForBit) {
+  const data::TensorDataset train = blobs(256, 1);  // 8 batches per epoch
+  std::vector<float> full;
+  {
+    Sequential net = make_net(5);
+    Adam opt(net.parameters());
+    CrossEntropyLoss loss;
+    Trainer t(net, opt, loss, base_options());
+    t.fit(train);
+    full = t.step_losses();
+  }
+  ASSERT_EQ(full.size(), 24u);
+  const fs::path ckpt = scratch("resume.safetensors");
+  {
+    Sequential net = make_net(5);
+    Adam opt(net.parameters());
+    CrossEntropyLoss loss;
+    TrainerOptions o = base_options();
+    o.checkpoint = ckpt.string();
+    o.checkpoint_every = 10;
+    o.stop_after_steps = 10;  // in the middle of the second epoch
+    Trainer t(net, opt, loss, o);
+    t.fit(train);
+    ASSERT_EQ(t.global_step(), 10);
+    for (std::size_t i = 0; i < 10; ++i) ASSERT_EQ(t.step_losses()[i], full[i]) << "step " << i + 1;
+  }
+  {
+    Sequential net = make_net(99);  // different weights: everything must come from the file
+    Adam opt(net.parameters());
+    CrossEntropyLoss loss;
+    TrainerOptions o = base_options();
+    o.resume = ckpt.string();
+    o.seed = 12345;  // the data order must come from the checkpoint too
+    Trainer t(net, opt, loss, o);
+    t.fit(train);
+    ASSERT_EQ(t.step_losses().size(), 14u);
+    for (std::size_t i = 0; i < 14; ++i) EXPECT_EQ(t.step_losses()[i], full[10 + i]) << "step " << 11 + i;
+  }
+  // The learning itself happened: the last losses are well below the first.
+  EXPECT_LT(full.back(), 0.5f * full.front());
+}
+
+TEST(Trainer, StopsOnANaNLossNamingTheStepAndKeepsTheLastGoodCheckpoint) {
+  data::TensorDataset train = blobs(128, 2);
+  train.inputs().data<float>()[70 * 8] = std::nanf("");  // sample 70: third batch of 32, unshuffled
+  Sequential net = make_net(6);
+  SGD opt(net.parameters(), {.lr = 0.01});
+  CrossEntropyLoss loss;
+  TrainerOptions o = base_options();
+  o.shuffle = false;
+  o.checkpoint = scratch("nan.safetensors").string();
+  o.checkpoint_every = 1;
+  o.schedule = nullptr;
+  Trainer t(net, opt, loss, o);
+  try {
+    t.fit(train);
+    FAIL() << "expected DivergenceError";
+  } catch (const DivergenceError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("loss is NaN at step 3 (epoch 1, batch 3)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("keeps the last good state"), std::string::npos) << msg;
+  }
+  const SafetensorsContents saved = load_safetensors(o.checkpoint);
+  EXPECT_EQ(saved.metadata_value("step"), "2");
+  for (const auto& [name, tensor] : saved.tensors) {
+    if (tensor.dtype() != DType::kF32) continue;
+    for (float v : tensor.to_vector<float>()) ASSERT_TRUE(std::isfinite(v)) << name;
+  }
+}
+
+TEST(Trainer, WritesMetricsLinesAndARestorableCheckpoint) {
+  const data::TensorDataset train = blobs(96, 3), test = blobs(60, 4);
+  Sequential net = make_net(7);
+  Adam opt(net.parameters());
+  CrossEntropyLoss loss;
+  TrainerOptions o = base_options();
+  o.metrics = scratch("metrics.jsonl").string();
+  o.checkpoint = scratch("epoch.safetensors").string();
+  o.record_step_losses = false;
+  Trainer t(net, opt, loss, o);
+  const FitResult r = t.fit(train, &test);
+  ASSERT_EQ(r.epochs.size(), 3u);
+  EXPECT_GT(r.final_test.accuracy, 0.5);  // three well-separated blobs
+  t.write_metrics(json::Object{{"event", "final"}, {"test_accuracy", r.final_test.accuracy}});
+  std::ifstream in(o.metrics);
+  std::string line;
+  std::vector<json::Value> records;
+  while (std::getline(in, line)) records.push_back(json::parse(line));
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0]["event"].as_string(), "epoch");
+  EXPECT_EQ(records[2]["step"].as_int(), 9);
+  EXPECT_TRUE(records[2].contains("test_accuracy"));
+  EXPECT_EQ(records[3]["event"].as_string(), "final");
+
+  const SafetensorsContents saved = load_safetensors(o.checkpoint);
+  EXPECT_EQ(saved.metadata_value("format"), "gpudl-checkpoint-1");
+  EXPECT_EQ(saved.metadata_value("optimizer"), "adam");
+  EXPECT_EQ(saved.metadata_value("epoch"), "3");
+  EXPECT_NE(saved.find("model.1.running_mean"), nullptr);
+  EXPECT_NE(saved.find("optimizer.0.weight.exp_avg"), nullptr);
+  // Another optimizer kind cannot take this state.
+  Sequential other = make_net(8);
+  SGD sgd(other.parameters());
+  Trainer wrong(other, sgd, loss, base_options());
+  EXPECT_THROW(wrong.load_checkpoint(o.checkpoint), ValueError);
+  Trainer right(net, opt, loss, base_options());
+  EXPECT_NO_THROW(right.load_checkpoint(o.checkpoint));
+  EXPECT_EQ(right.global_step(), 9);
+}
+
+TEST(Trainer, RejectsAFileThatIsNotACheckpoint) {
+  const fs::path path = scratch("plain.safetensors");
+  save_safetensors(path.string(), {{"w", Tensor::zeros({2})}});
+  Sequential net = make_net(9);
+  SGD opt(net.parameters());
+  CrossEntropyLoss loss;
+  Trainer t(net, opt, loss, base_options());
+  try {
+    t.load_checkpoint(path.string());
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a libgpudl checkpoint"), std::string::npos) << e.what();
+  }
+  TrainerOptions bad;
+  bad.batch = 0;
+  EXPECT_THROW(Trainer(net, opt, loss, bad), ValueError);
+}
+
+// Trains the mlp_mnist network briefly on the real data when GPUDL_DATA_DIR is set (CI sets it;
+// there the files must exist, so a missing file fails the test instead of skipping it).
+TEST(MnistAccuracy, MlpLearnsRealDigits) {
+  const char* root = std::getenv("GPUDL_DATA_DIR");
+  if (root == nullptr || *root == '\0') GTEST_SKIP() << "GPUDL_DATA_DIR is not set";
+  const std::string dir = std::string(root) + "/mnist";
+  data::TensorDataset train = data::mnist(dir, data::Split::kTrain);
+  data::TensorDataset test = data::mnist(dir, data::Split::kTest);
+  train.normalize(0.1307f, 0.3081f);
+  test.normalize(0.1307f, 0.3081f);
+  manual_seed(1);
+  Sequential net{Flatten(), Linear(784, 256), ReLU(), Dropout(0.1f), Linear(256, 10)};
+  Adam opt(net.parameters(), {.lr = 1e-3});
+  CrossEntropyLoss loss;
+  TrainerOptions o;
+  o.batch = 128;
+  o.epochs = 2;
+  o.seed = 1;
+  o.progress = false;
+  Trainer t(net, opt, loss, o);
+  const FitResult r = t.fit(train, &test);
+  // Two epochs of this network reach about 97.5%; a broken layer or optimizer stays far below.
+  EXPECT_GE(r.final_test.accuracy, 0.97);
+}
+
+}  // namespace
+}  // namespace gpudl
