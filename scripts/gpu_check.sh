@@ -136,7 +136,16 @@ t0=$(date +%s)
 timeout 240 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
   --benchmark_out="$logs/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
 note "gpudl_bench" "exit $? ($(( $(date +%s) - t0 )) s), results in bench.json"
-bench_summary=$(python3 - "$logs/bench.json" <<'PY' 2>/dev/null
+# --- PyTorch side by side ----------------------------------------------------------------------
+t0=$(date +%s)
+if python3 -c "import torch" 2>/dev/null; then
+  timeout 120 python3 "$root/bench/reference/mlp_mnist.py" --device cuda --min-time 2 >"$logs/reference_mlp.jsonl" 2>"$logs/reference_mlp.log"
+  note "pytorch reference (mlp_mnist)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_mlp.jsonl"
+else
+  note "pytorch reference" "python3 has no torch"
+fi
+
+bench_summary=$(python3 - "$logs/bench.json" "$logs/reference_mlp.jsonl" <<'PY' 2>/dev/null
 import json, sys
 b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
 def t(name): return b[name]["real_time"] if name in b else None
@@ -153,6 +162,20 @@ for name, x in b.items():
 for name, x in b.items():
     if name.startswith("copy/"):
         out.append(f"{name.split('/manual')[0]:<22} {x.get('GB', 0):.1f} GB/s")
+ref = {}
+try:
+    for line in open(sys.argv[2]):
+        r = json.loads(line)
+        ref[r["batch"]] = r["samples_per_second"]
+except Exception:
+    pass
+for batch in (128, 1024):
+    ours = next((x for n, x in b.items() if n.startswith(f"train_step/cuda/{batch}/")), None)
+    if ours:
+        line = f"mlp_mnist train step b{batch:<5} gpudl {ours['samples_per_second']:10.0f} samples/s"
+        if batch in ref:
+            line += f", pytorch {ref[batch]:10.0f} ({100 * ours['samples_per_second'] / ref[batch]:.0f}%)"
+        out.append(line)
 print("\n".join(out))
 PY
 )

@@ -65,7 +65,9 @@ cmake --build "$build" -j "$(nproc)"
 # --- run -------------------------------------------------------------------------------------
 if [[ "$mode" == train ]]; then
   # The most complete example there is today; the CIFAR-10 CNN replaces it when it lands.
-  exec "$build/python_free_examples/linear_regression" --device auto --metrics "$build/linear_regression.jsonl" "$@"
+  # Data: GPUDL_DATA_DIR, else the shared data folder beside the checkout.
+  if [[ -z "${GPUDL_DATA_DIR:-}" && -d ../shared/data ]]; then export GPUDL_DATA_DIR="$(cd ../shared/data && pwd)"; fi
+  exec "$build/python_free_examples/mlp_mnist" --device auto --metrics "$build/mlp_mnist.jsonl" "$@"
 else
   exec ctest --test-dir "$build" --output-on-failure -j "$(nproc)" "$@"
 fi
