@@ -59,9 +59,14 @@ void* Context::cudnn() {
   return cudnn_;
 }
 
-kernels::Exec Context::exec(bool with_blas) {
+kernels::Exec Context::exec(bool with_blas, bool with_dnn) {
   if (device_.is_cuda()) cuda_api::set_device(device_.index());
-  return kernels::Exec{compute_.handle(), with_blas ? cublas() : nullptr};
+  return kernels::Exec{compute_.handle(), with_blas ? cublas() : nullptr, with_dnn ? cudnn() : nullptr};
+}
+
+kernels::Exec Context::copy_exec() {
+  if (device_.is_cuda()) cuda_api::set_device(device_.index());
+  return kernels::Exec{copy_.handle(), nullptr, nullptr};
 }
 
 void* Context::workspace(std::size_t bytes) {

@@ -36,8 +36,12 @@ class Context {
   void* cublas();
   void* cudnn();
 
-  // Launch context for kernels on the compute stream; with_blas adds the cuBLAS handle.
-  kernels::Exec exec(bool with_blas = false);
+  // Launch context for kernels on the compute stream; with_blas adds the cuBLAS handle,
+  // with_dnn the cuDNN handle.
+  kernels::Exec exec(bool with_blas = false, bool with_dnn = false);
+  // Launch context on the copy stream (for work that travels with a prefetch, such as
+  // augmentation of the next batch).
+  kernels::Exec copy_exec();
 
   // Scratch memory of at least `bytes`, valid for work enqueued on the compute stream until
   // the next call (the buffer only grows). Throws OutOfMemoryError.

@@ -17,7 +17,8 @@ using index_t = std::int64_t;
 // same declarations serve g++ and nvcc; the CPU backend ignores both and runs at once.
 struct Exec {
   void* stream = nullptr;  // cudaStream_t the work is ordered on
-  void* blas = nullptr;    // cublasHandle_t bound to `stream` (GEMM only)
+  void* blas = nullptr;    // cublasHandle_t (GEMM only); kernels bind it to `stream` before use
+  void* dnn = nullptr;     // cudnnHandle_t (convolutions only); likewise bound before use
 };
 
 enum class Transpose : std::uint8_t { kNo, kYes };
