@@ -12,6 +12,7 @@
 #include "gpudl/config.h"
 #include "gpudl/core/cuda_api.h"
 #include "gpudl/gpudl.h"
+#include "bench_util.h"
 
 #if GPUDL_WITH_CUDA
 #include <cublas_v2.h>
@@ -101,34 +102,10 @@ struct GemmOperands {
   }
 };
 
-// Times `run` once per iteration: with CUDA events on the compute stream (manual time) on a
-// GPU, by the wall clock on the CPU. One warm-up call first.
-template <class Fn>
-void time_iterations(benchmark::State& state, Device device, Fn run) {
-  Context& ctx = Context::get(device);
-  run();
-  ctx.synchronize();
-  if (device.is_cuda()) {
-    gpudl::Event start(device, true), stop(device, true);
-    for (auto _ : state) {
-      start.record(ctx.compute_stream());
-      run();
-      stop.record(ctx.compute_stream());
-      stop.synchronize();
-      state.SetIterationTime(stop.elapsed_ms(start) / 1e3);
-    }
-  } else {
-    for (auto _ : state) {
-      run();
-      benchmark::ClobberMemory();
-    }
-  }
-}
-
 // Our path: ops::matmul on tensors (contract checks, context lookup, dispatch).
 void gemm_ours(benchmark::State& state, Device device, GemmShape s) {
   GemmOperands x(device, s);
-  time_iterations(state, device, [&] { gpudl::ops::matmul(x.c, x.a, x.b); });
+  bench::time_iterations(state, device, [&] { gpudl::ops::matmul(x.c, x.a, x.b); });
   set_gemm_counters(state, s);
   state.SetLabel(std::string(s.what) + " gpudl " + device.str());
 }
@@ -145,13 +122,13 @@ void gemm_direct(benchmark::State& state, Device device, GemmShape s) {
     cublasCreate(&handle);
     cublasSetStream(handle, static_cast<cudaStream_t>(Context::get(device).compute_stream().handle()));
     // Row-major C = A B is column-major C^T = B^T A^T.
-    time_iterations(state, device, [&] {
+    bench::time_iterations(state, device, [&] {
       cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, b, n, a, k, &beta, c, n);
     });
     cublasDestroy(handle);
 #endif
   } else {
-    time_iterations(state, device, [&] {
+    bench::time_iterations(state, device, [&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, a, k, b, n, beta, c, n);
     });
   }
@@ -192,7 +169,7 @@ void train_step(benchmark::State& state, Device device) {
       opt.step();
     }
   };
-  time_iterations(state, device, block);
+  bench::time_iterations(state, device, block);
   state.counters["samples_per_second"] = benchmark::Counter(
       static_cast<double>(batch * kStepsPerBlock) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.SetLabel("mlp_mnist Adam step, " + device.str());
@@ -225,13 +202,12 @@ void copy_bandwidth(benchmark::State& state, bool to_device, bool pinned) {
   state.SetLabel(std::string(to_device ? "H2D " : "D2H ") + (pinned ? "pinned" : "pageable"));
 }
 
+}  // namespace
+
+namespace {
+
 void register_all() {
-  std::vector<Device> devices{Device::cpu()};
-  if (Device::cuda_device_count() > 0) {
-    devices.push_back(Device::cuda(0));
-  } else {
-    std::fprintf(stderr, "gpudl_bench: no GPU (%s); CPU benchmarks only\n", Device::cuda_unavailable_reason().c_str());
-  }
+  const std::vector<Device> devices = bench::devices();
   for (Device d : devices) {
     const std::string dev = d.is_cuda() ? "cuda" : "cpu";
     benchmark::RegisterBenchmark(("pool_alloc_free/" + dev).c_str(), pool_alloc_free, d)
@@ -283,6 +259,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_all();
+  bench::register_cnn_benchmarks(bench::devices());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

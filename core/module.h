@@ -24,6 +24,22 @@ struct Parameter {
 // A named tensor for checkpoints: parameters, buffers (running statistics) and the like.
 using NamedTensor = std::pair<std::string, Tensor>;
 
+// The region of the input that one output position sees, along one spatial axis, by the
+// standard recurrence: through a layer with kernel extent k, stride s and padding p,
+// size += (k - 1) jump, start += ((k - 1) / 2 - p) jump, jump *= s. Input pixels have
+// size 1, jump 1, and the first one is centred at 0.5.
+struct ReceptiveField {
+  double size = 1.0;
+  double jump = 1.0;
+  double start = 0.5;
+  // Applies one layer with the given window to this field.
+  void apply(std::int64_t kernel_extent, std::int64_t stride, std::int64_t padding) {
+    size += static_cast<double>(kernel_extent - 1) * jump;
+    start += (static_cast<double>(kernel_extent - 1) / 2.0 - static_cast<double>(padding)) * jump;
+    jump *= static_cast<double>(stride);
+  }
+};
+
 // As in the course material: forward maps x to y and keeps what backward needs; backward
 // maps dL/dy to dL/dx and *accumulates* dL/dparameter into each Parameter::grad. A module
 // supports one backward per forward. Not thread-safe.
@@ -47,6 +63,9 @@ class Module {
   virtual Shape output_shape(const Shape& input) const { return input; }
   // Multiply-adds x2 for one sample of shape `input` (forward only).
   virtual std::int64_t flops(const Shape& input) const { (void)input; return 0; }
+  // Moves `field` through this layer; layers that slide a window (convolution, pooling)
+  // override it, the rest leave the field as it is.
+  virtual void update_receptive_field(ReceptiveField& field) const { (void)field; }
 
   // Trainable parameters, named relative to this module (containers prefix their children).
   virtual std::vector<Parameter*> parameters() { return {}; }

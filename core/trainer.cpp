@@ -127,7 +127,8 @@ bool Trainer::run_epoch(data::DataLoader& loader, EpochResult& result) {
   // Two host batches and two device copies: while the GPU runs step i on one pair, the host
   // gathers batch i + 1 into the other and the copy stream moves it over.
   data::Batch host[2];
-  Tensor dev_inputs[2], dev_labels[2];
+  Tensor dev_inputs[2], dev_labels[2], augmented[2];
+  const std::uint64_t augment_seed = options_.seed ^ 0xA076'1D64'78BD'642Full;
   std::vector<Event> copied, consumed;
   if (cuda) {
     for (int i = 0; i < 2; ++i) {
@@ -149,10 +150,20 @@ bool Trainer::run_epoch(data::DataLoader& loader, EpochResult& result) {
       ctx.copy_stream().wait(consumed[b]);  // step i - 2 has finished reading these buffers
       dev_inputs[b].copy_from_async(x, ctx.copy_stream());
       dev_labels[b].copy_from_async(y, ctx.copy_stream());
-      copied[b].record(ctx.copy_stream());
-      ctx.compute_stream().wait(copied[b]);
       x = dev_inputs[b];
       y = dev_labels[b];
+    }
+    if (options_.augment) {
+      if (!augmented[b].defined() || augmented[b].shape() != x.shape()) {
+        augmented[b] = Tensor::empty(x.shape(), DType::kF32, device);
+      }
+      data::augment(augmented[b], x, *options_.augment, augment_seed, static_cast<std::uint64_t>(step_),
+                    cuda ? ctx.copy_exec() : ctx.exec());
+      x = augmented[b];
+    }
+    if (cuda) {
+      copied[b].record(ctx.copy_stream());
+      ctx.compute_stream().wait(copied[b]);
     }
     if (options_.schedule) optimizer_.set_lr(options_.schedule->lr_at(step_));
     optimizer_.zero_grad();
@@ -261,8 +272,13 @@ EvalResult Trainer::evaluate(const data::TensorDataset& data) {
   EvalResult r;
   for (std::int64_t start = 0; start < data.size(); start += options_.eval_batch) {
     const std::int64_t stop = std::min(start + options_.eval_batch, data.size());
-    const Tensor x = data.inputs().slice(start, stop).to(device);
+    Tensor x = data.inputs().slice(start, stop).to(device);
     const Tensor y = data.labels().slice(start, stop).to(device);
+    if (options_.eval_augment) {
+      Tensor normalised = Tensor::empty(x.shape(), DType::kF32, device);
+      data::augment(normalised, x, *options_.eval_augment, 0, 0, Context::get(device).exec());
+      x = normalised;
+    }
     const Tensor loss = loss_.forward(model_.forward(x), y);
     ops::axpy(loss_sum, static_cast<float>(stop - start), loss);
     if (loss_.correct().defined()) {

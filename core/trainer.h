@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "gpudl/core/augment.h"
 #include "gpudl/core/data.h"
 #include "gpudl/core/json.h"
 #include "gpudl/core/loss.h"
@@ -30,14 +32,19 @@ struct TrainerOptions {
   bool shuffle = true;
   bool drop_last = false;
   std::int64_t log_every = 50;     // the host reads loss and accuracy every N steps, no more often
-  std::string metrics;             // JSON-lines file, "" for none; the last line has "event": "final"
-  std::string checkpoint;          // safetensors path written at each epoch end, "" for none
+  std::string metrics = "";             // JSON-lines file, "" for none; the last line has "event": "final"
+  std::string checkpoint = "";          // safetensors path written at each epoch end, "" for none
   std::int64_t checkpoint_every = 0;  // also every N steps (0: epoch ends only)
-  std::string resume;              // checkpoint to continue from, "" to start fresh
-  std::shared_ptr<const Schedule> schedule;  // per-step learning rate; null keeps the optimizer's
+  std::string resume = "";              // checkpoint to continue from, "" to start fresh
+  std::shared_ptr<const Schedule> schedule = nullptr;  // per-step learning rate; null keeps the optimizer's
   float clip_grad_norm = 0.0f;     // > 0: scale gradients to this global L2 norm at most
   bool progress = true;            // progress bar on a terminal, plain lines otherwise
   std::int64_t eval_batch = 1000;
+  // Training batches are augmented on the device (on the copy stream, with the prefetch);
+  // the draws of step t come from Philox offset t, so a resumed run sees the same crops.
+  std::optional<data::AugmentOptions> augment = std::nullopt;
+  // Applied to evaluation batches (typically normalisation only).
+  std::optional<data::AugmentOptions> eval_augment = std::nullopt;
   // For tests and tools: stop after this many steps in total (0: run all epochs), and read
   // every step's loss back (a host sync per step) into step_losses().
   std::int64_t stop_after_steps = 0;

@@ -39,8 +39,24 @@ std::int64_t BatchNorm1d::inner_of(const Tensor& x) const {
   return x.ndim() == 3 ? x.dim(2) : 1;
 }
 
+Shape BatchNorm2d::output_shape(const Shape& input) const {
+  if (input.ndim() != 3 || input[0] != features_) {
+    throw ShapeError(describe() + ": expected (" + std::to_string(features_) + ", H, W) per sample, got " +
+                     input.str());
+  }
+  return input;
+}
+
+std::int64_t BatchNorm2d::inner_of(const Tensor& x) const {
+  if (x.ndim() != 4 || x.dim(1) != features_) {
+    throw ShapeError(describe() + ": expected input (N, " + std::to_string(features_) + ", H, W), got " +
+                     x.shape().str());
+  }
+  return x.dim(2) * x.dim(3);
+}
+
 Tensor BatchNorm1d::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, "BatchNorm1d");
+  x.check_dtype(DType::kF32, describe().c_str());
   const std::int64_t inner = inner_of(x);
   Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
   if (training_) {

@@ -1,4 +1,5 @@
-// BatchNorm1d: per-feature normalisation of (N, C) or (N, C, L) inputs with learned scale and shift.
+// BatchNorm1d and BatchNorm2d: per-channel normalisation of (N, C), (N, C, L) or (N, C, H, W)
+// inputs with learned scale and shift.
 #pragma once
 
 #include "gpudl/core/module.h"
@@ -28,14 +29,25 @@ class BatchNorm1d : public Module {
   }
 
  protected:
-  // Channels of x (and inner size), after checking its shape fits this layer.
-  std::int64_t inner_of(const Tensor& x) const;
+  // The size of the axes after the channel axis, after checking x's shape fits this layer.
+  virtual std::int64_t inner_of(const Tensor& x) const;
 
   std::int64_t features_;
   BatchNormOptions options_;
   Parameter gamma_, beta_;
   Tensor running_mean_, running_var_;
   Tensor input_, save_mean_, save_invstd_;
+};
+
+// Per-channel batch normalisation of images (N, C, H, W): statistics over N, H and W.
+class BatchNorm2d : public BatchNorm1d {
+ public:
+  explicit BatchNorm2d(std::int64_t channels, BatchNormOptions options = {}) : BatchNorm1d(channels, options) {}
+  std::string describe() const override { return "BatchNorm2d(" + std::to_string(features_) + ")"; }
+  Shape output_shape(const Shape& input) const override;
+
+ protected:
+  std::int64_t inner_of(const Tensor& x) const override;
 };
 
 }  // namespace gpudl

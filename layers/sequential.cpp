@@ -9,6 +9,8 @@ Sequential& Sequential::add(std::unique_ptr<Module> module) {
   if (!module) throw ValueError("Sequential::add: null module");
   if (module->device() != device_) module->to(device_);
   module->set_training(training_);
+  // Names are fixed here, once: a nested container has already named its own children.
+  for (Parameter* p : module->parameters()) p->name = std::to_string(children_.size()) + "." + p->name;
   children_.push_back(std::move(module));
   return *this;
 }
@@ -43,15 +45,14 @@ std::int64_t Sequential::flops(const Shape& input) const {
   return total;
 }
 
+void Sequential::update_receptive_field(ReceptiveField& field) const {
+  for (const auto& m : children_) m->update_receptive_field(field);
+}
+
 std::vector<Parameter*> Sequential::parameters() {
   std::vector<Parameter*> out;
-  for (std::size_t i = 0; i < children_.size(); ++i) {
-    for (Parameter* p : children_[i]->parameters()) {
-      // Children name their parameters relative to themselves; prefix once, on first sight.
-      const std::string prefix = std::to_string(i) + ".";
-      if (p->name.rfind(prefix, 0) != 0) p->name = prefix + p->name;
-      out.push_back(p);
-    }
+  for (auto& child : children_) {
+    for (Parameter* p : child->parameters()) out.push_back(p);
   }
   return out;
 }
@@ -85,20 +86,26 @@ void Sequential::set_training(bool training) {
 std::string Sequential::summary(const Shape& input) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-4s %-28s %-18s %12s %14s\n", "#", "layer", "output", "params", "FLOPs");
+  std::snprintf(line, sizeof line, "%-4s %-34s %-18s %10s %13s %6s %5s %6s\n", "#", "layer", "output", "params",
+                "FLOPs", "RF", "jump", "start");
   out += line;
   Shape s = input;
+  ReceptiveField rf;
   std::int64_t total_params = 0, total_flops = 0;
   for (std::size_t i = 0; i < children_.size(); ++i) {
     Module& m = *children_[i];
     const std::int64_t f = m.flops(s);
     s = m.output_shape(s);
+    m.update_receptive_field(rf);
     std::int64_t params = 0;
     for (Parameter* p : m.parameters()) params += p->value.numel();
     total_params += params;
     total_flops += f;
-    std::snprintf(line, sizeof line, "%-4zu %-28s %-18s %12lld %14lld\n", i, m.describe().c_str(), s.str().c_str(),
-                  static_cast<long long>(params), static_cast<long long>(f));
+    std::string name = m.describe();
+    if (name.size() > 34) name = name.substr(0, 31) + "...";
+    std::snprintf(line, sizeof line, "%-4zu %-34s %-18s %10lld %13lld %6g %5g %6g\n", i, name.c_str(),
+                  s.str().c_str(), static_cast<long long>(params), static_cast<long long>(f), rf.size, rf.jump,
+                  rf.start);
     out += line;
   }
   std::snprintf(line, sizeof line, "input %s -> output %s: %lld parameters, %lld FLOPs per sample\n",

@@ -36,6 +36,7 @@ class Sequential : public Module {
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;
+  void update_receptive_field(ReceptiveField& field) const override;
   // Children's parameters and buffers, prefixed "<index>." ("0.weight").
   std::vector<Parameter*> parameters() override;
   std::vector<std::pair<std::string, Tensor*>> buffers() override;
@@ -43,8 +44,9 @@ class Sequential : public Module {
   void to(Device device) override;
   void set_training(bool training) override;
 
-  // A table of each layer's output shape, parameter count and FLOPs for one sample of shape
-  // `input` (no batch axis), with totals. Throws ShapeError where a layer does not fit.
+  // A table of each layer's output shape, parameter count, FLOPs and receptive field (size,
+  // jump, start in input pixels) for one sample of shape `input` (no batch axis), with
+  // totals. Throws ShapeError where a layer does not fit.
   std::string summary(const Shape& input);
 
  private:

@@ -64,3 +64,14 @@ void add_row_vector(float* y, const float* v, index_t rows, index_t cols, const 
 }
 
 }  // namespace gpudl::kernels::cpu
+
+namespace gpudl::kernels::cpu {
+
+void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t row_bytes,
+             std::size_t rows, const Exec&) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, row_bytes);
+  }
+}
+
+}  // namespace gpudl::kernels::cpu

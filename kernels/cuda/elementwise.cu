@@ -127,4 +127,11 @@ void add_row_vector(float* y, const float* v, index_t rows, index_t cols, const 
   GPUDL_CHECK_LAUNCH();
 }
 
+void copy_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t row_bytes,
+             std::size_t rows, const Exec& exec) {
+  if (rows == 0 || row_bytes == 0) return;
+  GPUDL_CHECK_CUDA(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice,
+                                     detail::stream_of(exec)));
+}
+
 }  // namespace gpudl::kernels::cuda

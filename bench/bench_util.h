@@ -1,0 +1,56 @@
+// Shared by gpudl_bench's source files: the devices to run on and the timing loop.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "gpudl/gpudl.h"
+
+namespace bench {
+
+// The CPU, plus CUDA:0 when a GPU is usable (saying once why not otherwise).
+inline std::vector<gpudl::Device> devices() {
+  std::vector<gpudl::Device> out{gpudl::Device::cpu()};
+  if (gpudl::Device::cuda_device_count() > 0) {
+    out.push_back(gpudl::Device::cuda(0));
+  } else {
+    static bool said = false;
+    if (!said) {
+      std::fprintf(stderr, "gpudl_bench: no GPU (%s); CPU benchmarks only\n",
+                   gpudl::Device::cuda_unavailable_reason().c_str());
+      said = true;
+    }
+  }
+  return out;
+}
+
+// Times `run` once per iteration: with CUDA events on the compute stream (manual time) on a
+// GPU, by the wall clock on the CPU. One warm-up call first.
+template <class Fn>
+void time_iterations(benchmark::State& state, gpudl::Device device, Fn run) {
+  gpudl::Context& ctx = gpudl::Context::get(device);
+  run();
+  ctx.synchronize();
+  if (device.is_cuda()) {
+    gpudl::Event start(device, true), stop(device, true);
+    for (auto _ : state) {
+      start.record(ctx.compute_stream());
+      run();
+      stop.record(ctx.compute_stream());
+      stop.synchronize();
+      state.SetIterationTime(stop.elapsed_ms(start) / 1e3);
+    }
+  } else {
+    for (auto _ : state) {
+      run();
+      benchmark::ClobberMemory();
+    }
+  }
+}
+
+// Registers the convolution, pooling, batch-norm and CNN training-step cases (cnn_bench.cpp).
+void register_cnn_benchmarks(const std::vector<gpudl::Device>& devices);
+
+}  // namespace bench

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""PyTorch reference for libgpudl's CNNs: the `quick` and `resnet` networks of cnn_cifar10 and
+the LeNet-5 of lenet_mnist, built from the same layers (3x3 convolutions without bias before
+batch norm, max/global-average pooling, 1x1 projection shortcuts), PyTorch's default
+initialisation (which libgpudl's defaults follow), SGD with Nesterov momentum (Adam for LeNet),
+FP32 (TF32 off). Timed as gpudl_bench's train_step cases: blocks of 20 steps on a fixed batch
+already on the device, one synchronisation per block, the median block. One JSON object per
+line.
+
+  python3 bench/reference/cnn_cifar10.py --device cpu --model quick lenet --batch 128
+  python3 bench/reference/cnn_cifar10.py --device cuda --model resnet --batch 512
+"""
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+STEPS_PER_BLOCK = 20
+
+
+def conv_bn_relu(cin, cout, stride=1):
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class Residual(nn.Module):
+    def __init__(self, main, shortcut=None):
+        super().__init__()
+        self.main, self.shortcut = main, shortcut
+
+    def forward(self, x):
+        return self.main(x) + (self.shortcut(x) if self.shortcut is not None else x)
+
+
+def basic_block(cin, cout, stride):
+    main = nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+    return nn.Sequential(Residual(main, shortcut), nn.ReLU())
+
+
+def make(name):
+    if name == "quick":
+        return nn.Sequential(*conv_bn_relu(3, 32), nn.MaxPool2d(2), *conv_bn_relu(32, 64), nn.MaxPool2d(2),
+                             *conv_bn_relu(64, 128), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2048, 10)), (3, 32, 32)
+    if name == "resnet":
+        return nn.Sequential(*conv_bn_relu(3, 64), basic_block(64, 64, 1), basic_block(64, 128, 2),
+                             basic_block(128, 256, 2), basic_block(256, 512, 2), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(512, 10)), (3, 32, 32)
+    if name == "lenet":
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
+                             nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)), (1, 28, 28)
+    raise SystemExit(f"cnn_cifar10.py: unknown model {name!r}: expected quick, resnet or lenet")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput(name, device, batch, min_time):
+    torch.manual_seed(1)
+    net, shape = make(name)
+    net = net.to(device)
+    if name == "lenet":
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    x = torch.rand(batch, *shape, device=device)
+    y = torch.arange(batch, device=device) % 10
+
+    def block():
+        for _ in range(STEPS_PER_BLOCK):
+            opt.zero_grad(set_to_none=False)
+            loss_fn(net(x), y).backward()
+            opt.step()
+
+    block()
+    sync(device)
+    times = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_time or len(times) < 3:
+        t0 = time.perf_counter()
+        block()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"benchmark": "train_step", "model": name, "framework": "pytorch " + torch.__version__,
+            "device": str(device), "batch": batch, "threads": torch.get_num_threads(), "blocks": len(times),
+            "images_per_second": batch * STEPS_PER_BLOCK / times[len(times) // 2]}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model", nargs="+", default=["quick"], help="quick, resnet and/or lenet")
+    p.add_argument("--batch", type=int, nargs="+", default=[128])
+    p.add_argument("--min-time", type=float, default=2.0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    args = p.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    for name in args.model:
+        for b in args.batch:
+            print(json.dumps(throughput(name, device, b, args.min_time)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,460 @@
+// CUDA convolution: cuDNN's legacy convolution API with algorithms chosen once per geometry,
+// cuBLAS GEMMs for 1×1 stride-1 unpadded convolutions, own kernels for the bias; twin of
+// kernels/cpu/conv.cpp.
+#include <cublas_v2.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gpudl/kernels/conv.h"
+#include "gpudl/kernels/cuda/launch.cuh"
+
+namespace gpudl::kernels::cuda {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+// y[b, kk, p] += bias[kk] over y (n, k, inner).
+__global__ void add_channel_bias_kernel(float* y, const float* bias, index_t total, index_t k, index_t inner) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    y[i] += bias[(i / inner) % k];
+  }
+}
+
+// dbias[kk] += sum of dy[b, kk, p] over b and p, one block per channel. The summation order
+// depends only on the sizes, so repeated runs agree bit for bit.
+__global__ void channel_sum_add_kernel(float* dbias, const float* dy, index_t n, index_t k, index_t inner) {
+  const index_t kk = blockIdx.x;
+  float sum = 0.0f;
+  for (index_t b = 0; b < n; ++b) {
+    const float* plane = dy + (b * k + kk) * inner;
+    for (index_t p = threadIdx.x; p < inner; p += blockDim.x) sum += plane[p];
+  }
+  sum = detail::block_sum(sum);
+  if (threadIdx.x == 0) dbias[kk] += sum;
+}
+
+// out[i] += sum over j < parts of partial[j * count + i], j in order (deterministic).
+__global__ void sum_partials_kernel(float* out, const float* partial, index_t parts, index_t count) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (index_t j = 0; j < parts; ++j) sum += partial[j * count + i];
+    out[i] += sum;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// status checks that name the geometry
+
+// No algorithm may ask for more scratch memory than this: beyond it the fastest algorithms gain
+// little, and a larger workspace competes with activations for device memory.
+constexpr std::size_t kWorkspaceCap = std::size_t{256} << 20;
+// Per-image partial weight gradients of 1×1 convolutions are summed in chunks of at most this.
+constexpr std::size_t kPartialCap = std::size_t{32} << 20;
+// Strided batches go to cuBLAS in slices of at most 65535 GEMMs (a CUDA grid's y and z limit),
+// a count every cuBLAS release accepts.
+constexpr index_t kMaxBatch = 65535;
+
+bool is_out_of_memory(cudnnStatus_t s) {
+  return s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+         s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+}
+bool is_out_of_memory(cublasStatus_t s) { return s == CUBLAS_STATUS_ALLOC_FAILED; }
+bool is_out_of_memory(cudaError_t s) { return s == cudaErrorMemoryAllocation; }
+
+// Throws OutOfMemoryError for an allocation failure, CudaError for any other failure; both
+// name the call, its status, file:line and the convolution.
+template <class Status>
+void check_status(Status s, const char* call, const ConvGeometry& g, const char* file, int line) {
+  if (kernels::detail::ok(s)) return;
+  const std::string message = std::string(kernels::detail::api_name(s)) + " call `" + call +
+                              "` failed: " + kernels::detail::status_text(s) + " at " + file + ":" +
+                              std::to_string(line) + " for conv2d " + describe(g);
+  if (is_out_of_memory(s)) throw OutOfMemoryError(message);
+  throw CudaError(message);
+}
+
+#define GPUDL_CHECK_CONV(call, g) check_status((call), #call, (g), __FILE__, __LINE__)
+
+// cuDNN's 4-d descriptors and cuBLAS take int sizes; larger tensors are refused up front.
+void check_int_range(const ConvGeometry& g, const char* op) {
+  const index_t cg = g.c / g.groups;
+  const index_t largest = std::max({g.n * g.c * g.h * g.w, g.n * g.k * g.out_h() * g.out_w(), g.k * cg * g.r * g.s});
+  if (largest > INT_MAX) {
+    throw ValueError(std::string(op) + ": a tensor of more than 2^31 - 1 elements in " + describe(g));
+  }
+}
+
+cudnnHandle_t dnn_of(const Exec& exec, const ConvGeometry& g, const char* op) {
+  if (exec.dnn == nullptr) throw ValueError(std::string(op) + ": the CUDA Exec carries no cuDNN handle");
+  auto handle = static_cast<cudnnHandle_t>(exec.dnn);
+  // The handle may have last served another stream; binding is cheap and keeps the order right.
+  GPUDL_CHECK_CONV(cudnnSetStream(handle, detail::stream_of(exec)), g);
+  return handle;
+}
+
+cublasHandle_t blas_of(const Exec& exec, const ConvGeometry& g, const char* op) {
+  if (exec.blas == nullptr) throw ValueError(std::string(op) + ": the CUDA Exec carries no cuBLAS handle");
+  auto handle = static_cast<cublasHandle_t>(exec.blas);
+  GPUDL_CHECK_CONV(cublasSetStream(handle, detail::stream_of(exec)), g);
+  return handle;
+}
+
+void check_workspace(const ConvGeometry& g, const void* workspace, std::size_t have, std::size_t need, const char* op) {
+  if (have < need || (need > 0 && workspace == nullptr)) {
+    throw ValueError(std::string(op) + ": workspace of " + std::to_string(have) + " bytes, need " +
+                     std::to_string(need) + " for " + describe(g));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1×1 convolutions through cuBLAS
+
+// Row-major C_i = op(A_i) op(B_i) (+ beta C_i) for i < batch, as column-major C_iᵀ = op(B_i)ᵀ op(A_i)ᵀ
+// (the operands swapped, no data moved). TF32 is asked for through the compute type, per call,
+// rather than through the math mode of the handle that every other GEMM shares.
+void gemm_batched(cublasHandle_t handle, const ConvGeometry& g, const ConvOptions& o, Transpose ta, Transpose tb,
+                  index_t m, index_t n, index_t k, const float* a, index_t lda, index_t stride_a, const float* b,
+                  index_t ldb, index_t stride_b, float beta, float* c, index_t ldc, index_t stride_c, index_t batch) {
+  const float alpha = 1.0f;
+  const cublasOperation_t op_a = ta == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = tb == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasComputeType_t compute = o.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  for (index_t first = 0; first < batch; first += kMaxBatch) {
+    const index_t count = std::min(kMaxBatch, batch - first);
+    GPUDL_CHECK_CONV(cublasGemmStridedBatchedEx(
+                         handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
+                         b + first * stride_b, CUDA_R_32F, static_cast<int>(ldb), stride_b, a + first * stride_a,
+                         CUDA_R_32F, static_cast<int>(lda), stride_a, &beta, c + first * stride_c, CUDA_R_32F,
+                         static_cast<int>(ldc), stride_c, static_cast<int>(count), compute, CUBLAS_GEMM_DEFAULT),
+                     g);
+  }
+}
+
+// Images whose partial weight gradients fit kPartialCap together (at least one).
+index_t partial_images(const ConvGeometry& g) {
+  const index_t per_image = g.k * (g.c / g.groups) * static_cast<index_t>(sizeof(float));
+  return std::clamp<index_t>(static_cast<index_t>(kPartialCap) / per_image, 1, std::max<index_t>(g.n, 1));
+}
+
+std::size_t pointwise_workspace_bytes(const ConvGeometry& g) {
+  if (g.n <= 1) return 0;  // one image accumulates straight into dweight
+  return static_cast<std::size_t>(partial_images(g) * g.k * (g.c / g.groups)) * sizeof(float);
+}
+
+// y_g[b] (kg, hw) = W_g (kg, cg) · x_g[b] (cg, hw), batched over the images.
+void pointwise_forward(float* y, const float* x, const float* weight, const ConvGeometry& g, const ConvOptions& o,
+                       cublasHandle_t handle) {
+  const index_t cg = g.c / g.groups, kg = g.k / g.groups, hw = g.h * g.w;
+  for (index_t grp = 0; grp < g.groups; ++grp) {
+    gemm_batched(handle, g, o, Transpose::kNo, Transpose::kNo, kg, hw, cg, weight + grp * kg * cg, cg, 0,
+                 x + grp * cg * hw, hw, g.c * hw, 0.0f, y + grp * kg * hw, hw, g.k * hw, g.n);
+  }
+}
+
+// dx_g[b] (cg, hw) = W_gᵀ (cg, kg) · dy_g[b] (kg, hw).
+void pointwise_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g,
+                             const ConvOptions& o, cublasHandle_t handle) {
+  const index_t cg = g.c / g.groups, kg = g.k / g.groups, hw = g.h * g.w;
+  for (index_t grp = 0; grp < g.groups; ++grp) {
+    gemm_batched(handle, g, o, Transpose::kYes, Transpose::kNo, cg, hw, kg, weight + grp * kg * cg, cg, 0,
+                 dy + grp * kg * hw, hw, g.k * hw, 0.0f, dx + grp * cg * hw, hw, g.c * hw, g.n);
+  }
+}
+
+// dW_g (kg, cg) += sum over b of dy_g[b] (kg, hw) · x_g[b]ᵀ (hw, cg). A GEMM cannot sum over
+// the images (they are not one matrix), so each chunk of images writes per-image products to
+// the workspace and a second kernel adds them up in a fixed order.
+void pointwise_backward_filter(float* dweight, const float* dy, const float* x, const ConvGeometry& g,
+                               const ConvOptions& o, float* partial, const Exec& exec, cublasHandle_t handle) {
+  const index_t cg = g.c / g.groups, kg = g.k / g.groups, hw = g.h * g.w;
+  if (g.n == 1) {
+    for (index_t grp = 0; grp < g.groups; ++grp) {
+      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, dy + grp * kg * hw, hw, 0,
+                   x + grp * cg * hw, hw, 0, 1.0f, dweight + grp * kg * cg, cg, 0, 1);
+    }
+    return;
+  }
+  const index_t chunk = partial_images(g), count = g.k * cg;
+  for (index_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const index_t images = std::min(chunk, g.n - b0);
+    for (index_t grp = 0; grp < g.groups; ++grp) {
+      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, dy + (b0 * g.k + grp * kg) * hw, hw,
+                   g.k * hw, x + (b0 * g.c + grp * cg) * hw, hw, g.c * hw, 0.0f, partial + grp * kg * cg, cg, count,
+                   images);
+    }
+    sum_partials_kernel<<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(dweight, partial,
+                                                                                                 images, count);
+    GPUDL_CHECK_CONV(cudaGetLastError(), g);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cuDNN plans: descriptors and algorithms, chosen once per geometry, options and device
+
+// Owns the descriptors of one convolution. Each direction has its own convolution descriptor
+// because each carries the math type its algorithm was chosen with.
+struct Plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t fwd = nullptr, bwd_data = nullptr, bwd_filter = nullptr;
+  cudnnConvolutionFwdAlgo_t fwd_algo{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data_algo{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter_algo{};
+  std::size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  // Destroying a descriptor only frees host memory; a failure there cannot be acted on.
+  ~Plan() {
+    if (x != nullptr) cudnnDestroyTensorDescriptor(x);
+    if (y != nullptr) cudnnDestroyTensorDescriptor(y);
+    if (w != nullptr) cudnnDestroyFilterDescriptor(w);
+    for (cudnnConvolutionDescriptor_t d : {fwd, bwd_data, bwd_filter}) {
+      if (d != nullptr) cudnnDestroyConvolutionDescriptor(d);
+    }
+  }
+
+  std::size_t workspace_bytes() const { return std::max({fwd_bytes, bwd_data_bytes, bwd_filter_bytes}); }
+};
+
+// TF32 is off unless asked for: CUDNN_FMA_MATH restricts cuDNN to FP32 FMA kernels, whereas
+// CUDNN_DEFAULT_MATH lets it round FP32 operands to TF32 on tensor cores.
+cudnnMathType_t requested_math(const ConvOptions& o) { return o.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
+
+void make_convolution(cudnnConvolutionDescriptor_t* desc, const ConvGeometry& g, const ConvOptions& o) {
+  GPUDL_CHECK_CONV(cudnnCreateConvolutionDescriptor(desc), g);
+  GPUDL_CHECK_CONV(cudnnSetConvolution2dDescriptor(*desc, static_cast<int>(g.pad_h), static_cast<int>(g.pad_w),
+                                                   static_cast<int>(g.stride_h), static_cast<int>(g.stride_w),
+                                                   static_cast<int>(g.dilation_h), static_cast<int>(g.dilation_w),
+                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                   g);
+  GPUDL_CHECK_CONV(cudnnSetConvolutionGroupCount(*desc, static_cast<int>(g.groups)), g);
+  GPUDL_CHECK_CONV(cudnnSetConvolutionMathType(*desc, requested_math(o)), g);
+}
+
+// Picks the first of cuDNN's ranked candidates that succeeded, is deterministic when that was
+// asked for, keeps FP32 math unless TF32 is allowed, and needs at most kWorkspaceCap bytes.
+// query(algo, &bytes) returns the candidate's workspace size with `conv` set to its math type.
+// Throws OutOfMemoryError when candidates failed only for their workspace, CudaError when none
+// was admissible.
+template <class Perf, class Algo, class Query>
+void choose(const std::vector<Perf>& candidates, int returned, cudnnConvolutionDescriptor_t conv, const ConvGeometry& g,
+            const ConvOptions& o, const char* direction, Algo* algo, std::size_t* bytes, Query query) {
+  bool too_big = false;
+  for (int i = 0; i < returned; ++i) {
+    const Perf& p = candidates[static_cast<std::size_t>(i)];
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (o.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+    const bool tensor_ops = p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    if (!o.allow_tf32 && tensor_ops) continue;
+    // Under FP32 the descriptor stays on FMA math whatever the candidate reports.
+    const cudnnMathType_t math = o.allow_tf32 ? p.mathType : CUDNN_FMA_MATH;
+    GPUDL_CHECK_CONV(cudnnSetConvolutionMathType(conv, math), g);
+    std::size_t need = 0;
+    if (query(p.algo, &need) != CUDNN_STATUS_SUCCESS) continue;  // not supported with this math type
+    if (need > kWorkspaceCap) {
+      too_big = true;
+      continue;
+    }
+    *algo = p.algo;
+    *bytes = need;
+    return;
+  }
+  const std::string what = std::string("cuDNN has no ") + direction + " algorithm" +
+                           (o.deterministic ? " (deterministic)" : "") + (o.allow_tf32 ? "" : " (FP32 math)");
+  if (too_big) {
+    throw OutOfMemoryError(what + " within the " + std::to_string(kWorkspaceCap >> 20) +
+                           " MiB workspace cap for conv2d " + describe(g));
+  }
+  throw CudaError(what + " for conv2d " + describe(g));
+}
+
+std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& o) {
+  auto plan = std::make_unique<Plan>();
+  auto dim = [](index_t v) { return static_cast<int>(v); };
+  const index_t oh = g.out_h(), ow = g.out_w();
+  GPUDL_CHECK_CONV(cudnnCreateTensorDescriptor(&plan->x), g);
+  GPUDL_CHECK_CONV(
+      cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, dim(g.n), dim(g.c), dim(g.h), dim(g.w)),
+      g);
+  GPUDL_CHECK_CONV(cudnnCreateTensorDescriptor(&plan->y), g);
+  GPUDL_CHECK_CONV(
+      cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, dim(g.n), dim(g.k), dim(oh), dim(ow)),
+      g);
+  // KCRS with C the input channels of one group, as cuDNN expects for grouped convolutions.
+  GPUDL_CHECK_CONV(cudnnCreateFilterDescriptor(&plan->w), g);
+  GPUDL_CHECK_CONV(cudnnSetFilter4dDescriptor(plan->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, dim(g.k),
+                                              dim(g.c / g.groups), dim(g.r), dim(g.s)),
+                   g);
+  make_convolution(&plan->fwd, g, o);
+  make_convolution(&plan->bwd_data, g, o);
+  make_convolution(&plan->bwd_filter, g, o);
+
+  // Both sides must agree on the output shape, or every index below would be off.
+  int dn = 0, dk = 0, dh = 0, dw = 0;
+  GPUDL_CHECK_CONV(cudnnGetConvolution2dForwardOutputDim(plan->fwd, plan->x, plan->w, &dn, &dk, &dh, &dw), g);
+  if (dn != g.n || dk != g.k || dh != oh || dw != ow) {
+    throw CudaError("cuDNN computes output [" + std::to_string(dn) + ", " + std::to_string(dk) + ", " +
+                    std::to_string(dh) + ", " + std::to_string(dw) + "] for conv2d " + describe(g));
+  }
+
+  int count = 0, returned = 0;
+  GPUDL_CHECK_CONV(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count), g);
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(static_cast<std::size_t>(std::max(count, 1)));
+  GPUDL_CHECK_CONV(cudnnGetConvolutionForwardAlgorithm_v7(handle, plan->x, plan->w, plan->fwd, plan->y,
+                                                          static_cast<int>(fwd.size()), &returned, fwd.data()),
+                   g);
+  choose(fwd, returned, plan->fwd, g, o, "forward", &plan->fwd_algo, &plan->fwd_bytes,
+         [&](cudnnConvolutionFwdAlgo_t a, std::size_t* b) {
+           return cudnnGetConvolutionForwardWorkspaceSize(handle, plan->x, plan->w, plan->fwd, plan->y, a, b);
+         });
+
+  GPUDL_CHECK_CONV(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count), g);
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(static_cast<std::size_t>(std::max(count, 1)));
+  GPUDL_CHECK_CONV(
+      cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan->w, plan->y, plan->bwd_data, plan->x,
+                                                  static_cast<int>(bwd_data.size()), &returned, bwd_data.data()),
+      g);
+  choose(bwd_data, returned, plan->bwd_data, g, o, "backward-data", &plan->bwd_data_algo, &plan->bwd_data_bytes,
+         [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t* b) {
+           return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan->w, plan->y, plan->bwd_data, plan->x, a, b);
+         });
+
+  GPUDL_CHECK_CONV(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count), g);
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(static_cast<std::size_t>(std::max(count, 1)));
+  GPUDL_CHECK_CONV(
+      cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan->x, plan->y, plan->bwd_filter, plan->w,
+                                                    static_cast<int>(bwd_filter.size()), &returned, bwd_filter.data()),
+      g);
+  choose(bwd_filter, returned, plan->bwd_filter, g, o, "backward-filter", &plan->bwd_filter_algo,
+         &plan->bwd_filter_bytes, [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t* b) {
+           return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan->x, plan->y, plan->bwd_filter, plan->w, a,
+                                                                 b);
+         });
+  return plan;
+}
+
+using PlanKey = std::array<index_t, 17>;
+
+struct PlanCache {
+  std::mutex mutex;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+};
+
+// Never destroyed, so no cuDNN call runs while the process exits (after cuDNN may be gone).
+PlanCache& plan_cache() {
+  static auto* cache = new PlanCache;
+  return *cache;
+}
+
+// The plan for this geometry and options on the current device, made on first use. Plans are
+// never removed, so the reference stays valid.
+const Plan& plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& o) {
+  int device = 0;
+  GPUDL_CHECK_CONV(cudaGetDevice(&device), g);
+  const PlanKey key{device,      g.n,        g.c,     g.h,     g.w,          g.k,          g.r,      g.s,
+                    g.stride_h,  g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups, o.deterministic,
+                    o.allow_tf32};
+  PlanCache& cache = plan_cache();
+  std::lock_guard lock(cache.mutex);
+  auto it = cache.plans.find(key);
+  if (it == cache.plans.end()) it = cache.plans.emplace(key, make_plan(handle, g, o)).first;
+  return *it->second;
+}
+
+void add_bias(float* y, const float* bias, const ConvGeometry& g, const Exec& exec) {
+  const index_t inner = g.out_h() * g.out_w(), total = g.n * g.k * inner;
+  add_channel_bias_kernel<<<detail::grid_for(total), detail::kBlock, 0, detail::stream_of(exec)>>>(y, bias, total, g.k,
+                                                                                                   inner);
+  GPUDL_CHECK_CONV(cudaGetLastError(), g);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions& o, const Exec& exec) {
+  validate(g);
+  if (g.n == 0) return 0;
+  check_int_range(g, "conv2d_workspace_bytes");
+  if (g.is_pointwise()) return pointwise_workspace_bytes(g);
+  return plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, o).workspace_bytes();
+}
+
+void conv2d_forward(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
+                    const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  validate(g);
+  if (g.n == 0) return;
+  check_int_range(g, "conv2d_forward");
+  if (g.is_pointwise()) {
+    pointwise_forward(y, x, weight, g, o, blas_of(exec, g, "conv2d_forward"));
+  } else {
+    cudnnHandle_t handle = dnn_of(exec, g, "conv2d_forward");
+    const Plan& plan = plan_for(handle, g, o);
+    check_workspace(g, workspace, workspace_bytes, plan.fwd_bytes, "conv2d_forward");
+    const float one = 1.0f, zero = 0.0f;
+    GPUDL_CHECK_CONV(cudnnConvolutionForward(handle, &one, plan.x, x, plan.w, weight, plan.fwd, plan.fwd_algo,
+                                             workspace, workspace_bytes, &zero, plan.y, y),
+                     g);
+  }
+  if (bias != nullptr) add_bias(y, bias, g, exec);
+}
+
+void conv2d_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g, const ConvOptions& o,
+                          void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  validate(g);
+  if (g.n == 0) return;
+  check_int_range(g, "conv2d_backward_data");
+  if (g.is_pointwise()) {
+    pointwise_backward_data(dx, dy, weight, g, o, blas_of(exec, g, "conv2d_backward_data"));
+    return;
+  }
+  cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_data");
+  const Plan& plan = plan_for(handle, g, o);
+  check_workspace(g, workspace, workspace_bytes, plan.bwd_data_bytes, "conv2d_backward_data");
+  const float one = 1.0f, zero = 0.0f;
+  GPUDL_CHECK_CONV(cudnnConvolutionBackwardData(handle, &one, plan.w, weight, plan.y, dy, plan.bwd_data,
+                                                plan.bwd_data_algo, workspace, workspace_bytes, &zero, plan.x, dx),
+                   g);
+}
+
+void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const float* x, const ConvGeometry& g,
+                            const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  validate(g);
+  if (g.n == 0) return;
+  check_int_range(g, "conv2d_backward_filter");
+  if (g.is_pointwise()) {
+    check_workspace(g, workspace, workspace_bytes, pointwise_workspace_bytes(g), "conv2d_backward_filter");
+    pointwise_backward_filter(dweight, dy, x, g, o, static_cast<float*>(workspace), exec,
+                              blas_of(exec, g, "conv2d_backward_filter"));
+  } else {
+    cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_filter");
+    const Plan& plan = plan_for(handle, g, o);
+    check_workspace(g, workspace, workspace_bytes, plan.bwd_filter_bytes, "conv2d_backward_filter");
+    // beta = 1: parameter gradients accumulate, as everywhere in this library.
+    const float one = 1.0f;
+    GPUDL_CHECK_CONV(
+        cudnnConvolutionBackwardFilter(handle, &one, plan.x, x, plan.y, dy, plan.bwd_filter, plan.bwd_filter_algo,
+                                       workspace, workspace_bytes, &one, plan.w, dweight),
+        g);
+  }
+  if (dbias == nullptr) return;
+  channel_sum_add_kernel<<<static_cast<unsigned>(g.k), detail::kBlock, 0, detail::stream_of(exec)>>>(
+      dbias, dy, g.n, g.k, g.out_h() * g.out_w());
+  GPUDL_CHECK_CONV(cudaGetLastError(), g);
+}
+
+}  // namespace gpudl::kernels::cuda

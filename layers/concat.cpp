@@ -1,0 +1,149 @@
+// Concat: branch outputs copied side by side along channels; gradients split back the same way.
+#include "gpudl/layers/concat.h"
+
+#include <algorithm>
+
+#include "gpudl/core/dispatch.h"
+#include "gpudl/core/ops.h"
+#include "gpudl/kernels/elementwise.h"
+
+namespace gpudl {
+
+std::string Concat::describe() const {
+  std::string s = "Concat(";
+  for (std::size_t i = 0; i < branches_.size(); ++i) s += (i ? ", " : "") + branches_[i]->describe();
+  return s + ")";
+}
+
+Shape Concat::output_shape(const Shape& input) const {
+  std::vector<std::int64_t> dims;
+  for (std::size_t i = 0; i < branches_.size(); ++i) {
+    const Shape s = branches_[i]->output_shape(input);
+    if (i == 0) {
+      dims = s.dims();
+      continue;
+    }
+    std::vector<std::int64_t> rest(s.dims());
+    if (rest.empty() || rest.size() != dims.size() || !std::equal(rest.begin() + 1, rest.end(), dims.begin() + 1)) {
+      throw ShapeError("Concat: branch " + std::to_string(i) + " gives " + s.str() + ", not joinable with " +
+                       Shape(dims).str() + " along channels");
+    }
+    dims[0] += rest[0];
+  }
+  return Shape(dims);
+}
+
+std::int64_t Concat::flops(const Shape& input) const {
+  std::int64_t f = 0;
+  for (const auto& b : branches_) f += b->flops(input);
+  return f;
+}
+
+void Concat::update_receptive_field(ReceptiveField& field) const {
+  ReceptiveField widest = field;
+  for (const auto& b : branches_) {
+    ReceptiveField f = field;
+    b->update_receptive_field(f);
+    if (f.size > widest.size) widest = f;
+  }
+  field = widest;
+}
+
+Tensor Concat::forward(const Tensor& x) {
+  std::vector<Tensor> outs;
+  for (auto& b : branches_) outs.push_back(b->forward(x));
+  const Tensor& first = outs[0];
+  if (first.ndim() < 2) throw ShapeError("Concat: branch 0 gives " + first.shape().str() + ", expected (N, C, ...)");
+  std::vector<std::int64_t> dims = first.shape().dims();
+  channels_.assign(1, first.dim(1));
+  for (std::size_t i = 1; i < outs.size(); ++i) {
+    const Shape& s = outs[i].shape();
+    std::vector<std::int64_t> a = s.dims(), b = first.shape().dims();
+    a[1] = b[1] = 0;
+    if (a != b) {
+      throw ShapeError("Concat: branch " + std::to_string(i) + " gives " + s.str() + ", not joinable with " +
+                       first.shape().str() + " along channels");
+    }
+    channels_.push_back(s[1]);
+    dims[1] += s[1];
+  }
+  Tensor y = Tensor::empty(Shape(dims), DType::kF32, x.device());
+  const std::int64_t n = dims[0];
+  const std::size_t out_row = static_cast<std::size_t>(y.numel() / std::max<std::int64_t>(n, 1)) * sizeof(float);
+  std::size_t offset = 0;
+  for (const Tensor& o : outs) {
+    const std::size_t row = static_cast<std::size_t>(o.numel() / std::max<std::int64_t>(n, 1)) * sizeof(float);
+    GPUDL_DISPATCH(x.device(), false, copy_2d, static_cast<char*>(y.raw()) + offset, out_row, o.raw(), row, row,
+                   static_cast<std::size_t>(n));
+    offset += row;
+  }
+  return y;
+}
+
+Tensor Concat::backward(const Tensor& grad_output) {
+  if (channels_.size() != branches_.size()) throw Error("Concat: backward called before forward");
+  const std::int64_t n = grad_output.dim(0);
+  const std::int64_t inner = grad_output.numel() / std::max<std::int64_t>(n * grad_output.dim(1), 1);
+  const std::size_t out_row = static_cast<std::size_t>(grad_output.dim(1) * inner) * sizeof(float);
+  Tensor dx;
+  std::size_t offset = 0;
+  for (std::size_t i = 0; i < branches_.size(); ++i) {
+    std::vector<std::int64_t> dims = grad_output.shape().dims();
+    dims[1] = channels_[i];
+    Tensor g = Tensor::empty(Shape(dims), DType::kF32, grad_output.device());
+    const std::size_t row = static_cast<std::size_t>(channels_[i] * inner) * sizeof(float);
+    GPUDL_DISPATCH(grad_output.device(), false, copy_2d, g.raw(), row,
+                   static_cast<const char*>(grad_output.raw()) + offset, out_row, row, static_cast<std::size_t>(n));
+    offset += row;
+    Tensor d = branches_[i]->backward(g);
+    if (!dx.defined()) {
+      dx = d.raw() == g.raw() ? d.clone() : d;
+    } else {
+      ops::add(dx, dx, d);
+    }
+  }
+  channels_.clear();
+  return dx;
+}
+
+void Concat::name_parameters() {
+  for (std::size_t i = 0; i < branches_.size(); ++i) {
+    for (Parameter* p : branches_[i]->parameters()) p->name = std::to_string(i) + "." + p->name;
+  }
+}
+
+std::vector<Parameter*> Concat::parameters() {
+  std::vector<Parameter*> out;
+  for (auto& b : branches_) {
+    for (Parameter* p : b->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Concat::buffers() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (std::size_t i = 0; i < branches_.size(); ++i) {
+    for (auto& [n, t] : branches_[i]->buffers()) out.emplace_back(std::to_string(i) + "." + n, t);
+  }
+  return out;
+}
+
+std::vector<Generator*> Concat::generators() {
+  std::vector<Generator*> out;
+  for (auto& b : branches_) {
+    for (Generator* g : b->generators()) out.push_back(g);
+  }
+  return out;
+}
+
+void Concat::to(Device device) {
+  for (auto& b : branches_) b->to(device);
+  device_ = device;
+}
+
+void Concat::set_training(bool training) {
+  training_ = training;
+  for (auto& b : branches_) b->set_training(training);
+}
+
+}  // namespace gpudl

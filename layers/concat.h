@@ -1,0 +1,46 @@
+// Concat: parallel branches applied to the same input, joined along the channel axis (Inception-style).
+#pragma once
+
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "gpudl/core/module.h"
+
+namespace gpudl {
+
+class Concat : public Module {
+ public:
+  template <class... M>
+    requires(sizeof...(M) > 0 && (std::is_base_of_v<Module, std::decay_t<M>> && ...))
+  explicit Concat(M&&... branches) {
+    (branches_.push_back(std::make_unique<std::decay_t<M>>(std::forward<M>(branches))), ...);
+    name_parameters();
+  }
+
+  // Branch outputs (N, C_i, ...) must agree on every axis but the channels (axis 1); throws
+  // ShapeError naming the branch and both shapes otherwise.
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::int64_t flops(const Shape& input) const override;
+  // The receptive field of the first branch (branches usually see the same window centre,
+  // and the widest branch bounds the field; see the summary's note).
+  void update_receptive_field(ReceptiveField& field) const override;
+  // "<branch index>.<name>".
+  std::vector<Parameter*> parameters() override;
+  std::vector<std::pair<std::string, Tensor*>> buffers() override;
+  std::vector<Generator*> generators() override;
+  void to(Device device) override;
+  void set_training(bool training) override;
+
+ private:
+  // Prefixes each branch's parameter names with its index, once.
+  void name_parameters();
+
+  std::vector<std::unique_ptr<Module>> branches_;
+  std::vector<std::int64_t> channels_;  // of each branch in the last forward
+};
+
+}  // namespace gpudl

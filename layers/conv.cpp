@@ -1,0 +1,194 @@
+// Conv2d through the convolution kernels, with scratch memory from the device context's workspace.
+#include "gpudl/layers/conv.h"
+
+#include <string>
+
+#include "gpudl/config.h"
+#include "gpudl/core/context.h"
+#include "gpudl/core/dispatch.h"
+#include "gpudl/kernels/conv.h"
+
+namespace gpudl {
+namespace {
+
+// The convolution functions of one backend. GPUDL_DISPATCH's launch context carries no cuDNN
+// handle, so the layer picks the backend itself and asks its context for both handles.
+struct ConvBackend {
+  decltype(&kernels::cpu::conv2d_workspace_bytes) workspace_bytes;
+  decltype(&kernels::cpu::conv2d_forward) forward;
+  decltype(&kernels::cpu::conv2d_backward_data) backward_data;
+  decltype(&kernels::cpu::conv2d_backward_filter) backward_filter;
+};
+
+ConvBackend backend_for(Device device) {
+#if GPUDL_WITH_CUDA
+  if (device.is_cuda()) {
+    return {&kernels::cuda::conv2d_workspace_bytes, &kernels::cuda::conv2d_forward,
+            &kernels::cuda::conv2d_backward_data, &kernels::cuda::conv2d_backward_filter};
+  }
+#else
+  if (device.is_cuda()) detail::no_cuda_backend();
+#endif
+  return {&kernels::cpu::conv2d_workspace_bytes, &kernels::cpu::conv2d_forward, &kernels::cpu::conv2d_backward_data,
+          &kernels::cpu::conv2d_backward_filter};
+}
+
+std::string signature(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride, std::int64_t padding,
+                      std::int64_t dilation, std::int64_t groups, bool bias) {
+  std::string s = "Conv2d(" + std::to_string(in) + ", " + std::to_string(out) + ", " + std::to_string(kernel) +
+                  ", stride=" + std::to_string(stride) + ", padding=" + std::to_string(padding);
+  if (dilation != 1) s += ", dilation=" + std::to_string(dilation);
+  if (groups != 1) s += ", groups=" + std::to_string(groups);
+  if (!bias) s += ", bias=false";
+  return s + ")";
+}
+
+}  // namespace
+
+Conv2d::Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size, Conv2dOptions options)
+    : in_(in_channels),
+      out_(out_channels),
+      kernel_(kernel_size),
+      stride_(options.stride),
+      padding_(options.padding),
+      dilation_(options.dilation),
+      groups_(options.groups),
+      has_bias_(options.bias),
+      deterministic_(options.deterministic),
+      allow_tf32_(options.allow_tf32) {
+  const std::string what = signature(in_, out_, kernel_, stride_, padding_, dilation_, groups_, has_bias_);
+  if (in_ < 1 || out_ < 1 || kernel_ < 1) {
+    throw ValueError(what + ": channel counts and kernel size must be >= 1");
+  }
+  if (stride_ < 1 || dilation_ < 1 || groups_ < 1 || padding_ < 0) {
+    throw ValueError(what + ": stride, dilation and groups must be >= 1 and padding >= 0");
+  }
+  if (in_ % groups_ != 0 || out_ % groups_ != 0) {
+    throw ValueError(what + ": groups must divide both in_channels and out_channels");
+  }
+  if (options.same) {
+    if (stride_ != 1 || padding_ != 0 || dilation_ * (kernel_ - 1) % 2 != 0) {
+      throw ValueError(what + ": \"same\" padding needs stride 1, no explicit padding and an odd kernel");
+    }
+    padding_ = dilation_ * (kernel_ - 1) / 2;
+  }
+  Generator& gen = options.generator != nullptr ? *options.generator : default_generator();
+  // As PyTorch: fan_in counts the inputs one output sees, fan_out the outputs one input feeds.
+  const std::int64_t fan_in = in_ / groups_ * kernel_ * kernel_, fan_out = out_ * kernel_ * kernel_;
+  weight_ = make_parameter("weight", {out_, in_ / groups_, kernel_, kernel_}, device_);
+  init::fill(weight_.value, options.init, fan_in, fan_out, gen);
+  if (has_bias_) {
+    bias_ = make_parameter("bias", {out_}, device_);
+    init::fill(bias_.value, init::Scheme::kDefault, fan_in, fan_out, gen);
+  }
+}
+
+std::string Conv2d::describe() const {
+  return signature(in_, out_, kernel_, stride_, padding_, dilation_, groups_, has_bias_);
+}
+
+Shape Conv2d::output_shape(const Shape& input) const {
+  if (input.ndim() != 3 || input[0] != in_) {
+    throw ShapeError(describe() + ": expected a sample (" + std::to_string(in_) + ", H, W), got " + input.str());
+  }
+  const std::int64_t h = input[1] + 2 * padding_, w = input[2] + 2 * padding_;
+  if (h < kernel_extent() || w < kernel_extent()) {
+    throw ShapeError(describe() + ": kernel extent " + std::to_string(kernel_extent()) +
+                     " is larger than the padded input " + std::to_string(h) + "x" + std::to_string(w) + " of " +
+                     input.str());
+  }
+  return Shape{out_, (h - kernel_extent()) / stride_ + 1, (w - kernel_extent()) / stride_ + 1};
+}
+
+std::int64_t Conv2d::flops(const Shape& input) const {
+  const Shape out = output_shape(input);
+  const std::int64_t positions = out[1] * out[2];
+  return 2 * out_ * (in_ / groups_) * kernel_ * kernel_ * positions + (has_bias_ ? out_ * positions : 0);
+}
+
+std::vector<Parameter*> Conv2d::parameters() {
+  if (has_bias_) return {&weight_, &bias_};
+  return {&weight_};
+}
+
+namespace {
+
+// Runs fn and puts the layer's name in front of what the kernels throw (they name the shapes).
+template <class Fn>
+void named(const std::string& name, Fn fn) {
+  try {
+    fn();
+  } catch (const OutOfMemoryError& e) {
+    throw OutOfMemoryError(name + ": " + e.what());
+  } catch (const CudaError& e) {
+    throw CudaError(name + ": " + e.what());
+  } catch (const ValueError& e) {
+    throw ValueError(name + ": " + e.what());
+  }
+}
+
+kernels::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t kernel, std::int64_t stride,
+                               std::int64_t padding, std::int64_t dilation, std::int64_t groups) {
+  return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), out,      kernel,   kernel,
+          stride,   stride,   padding,  padding,  dilation, dilation, groups};
+}
+
+}  // namespace
+
+Tensor Conv2d::forward(const Tensor& x) {
+  if (x.ndim() != 4 || x.dim(1) != in_) {
+    throw ShapeError(describe() + ": expected input (N, " + std::to_string(in_) + ", H, W), got " + x.shape().str());
+  }
+  x.check_dtype(DType::kF32, "Conv2d");
+  if (x.device() != device_) {
+    throw DeviceError(describe() + ": input on " + x.device().str() + " but parameters on " + device_.str());
+  }
+  const Shape sample = output_shape(Shape{x.dim(1), x.dim(2), x.dim(3)});
+  Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1], sample[2]}, DType::kF32, x.device());
+  const kernels::ConvGeometry g = geometry(x, out_, kernel_, stride_, padding_, dilation_, groups_);
+  const kernels::ConvOptions o{deterministic_, allow_tf32_};
+  named(describe(), [&] {
+    const ConvBackend backend = backend_for(x.device());
+    Context& context = Context::get(x.device());
+    const kernels::Exec exec = context.exec(true, true);
+    const std::size_t bytes = backend.workspace_bytes(g, o, exec);
+    void* workspace = context.workspace(bytes);
+    backend.forward(y.data<float>(), x.data<float>(), weight_.value.data<float>(),
+                    has_bias_ ? bias_.value.data<float>() : nullptr, g, o, workspace, bytes, exec);
+  });
+  input_ = training_ ? x : Tensor();
+  return y;
+}
+
+Tensor Conv2d::backward(const Tensor& grad_output) {
+  if (!input_.defined()) throw Error(describe() + ": backward needs a forward in train mode first");
+  const Shape sample = output_shape(Shape{input_.dim(1), input_.dim(2), input_.dim(3)});
+  const Shape expected{input_.dim(0), sample[0], sample[1], sample[2]};
+  if (grad_output.shape() != expected) {
+    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
+                     expected.str());
+  }
+  grad_output.check_dtype(DType::kF32, "Conv2d");
+  if (grad_output.device() != input_.device()) {
+    throw DeviceError(describe() + ": gradient on " + grad_output.device().str() + " but input on " +
+                      input_.device().str());
+  }
+  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
+  const kernels::ConvGeometry g = geometry(input_, out_, kernel_, stride_, padding_, dilation_, groups_);
+  const kernels::ConvOptions o{deterministic_, allow_tf32_};
+  named(describe(), [&] {
+    const ConvBackend backend = backend_for(input_.device());
+    Context& context = Context::get(input_.device());
+    const kernels::Exec exec = context.exec(true, true);
+    const std::size_t bytes = backend.workspace_bytes(g, o, exec);
+    void* workspace = context.workspace(bytes);
+    backend.backward_data(dx.data<float>(), grad_output.data<float>(), weight_.value.data<float>(), g, o, workspace,
+                          bytes, exec);
+    backend.backward_filter(weight_.grad.data<float>(), has_bias_ ? bias_.grad.data<float>() : nullptr,
+                            grad_output.data<float>(), input_.data<float>(), g, o, workspace, bytes, exec);
+  });
+  input_ = Tensor();
+  return dx;
+}
+
+}  // namespace gpudl

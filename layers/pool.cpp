@@ -1,0 +1,178 @@
+// MaxPool2d, AvgPool2d and GlobalAvgPool through the pooling kernels.
+#include "gpudl/layers/pool.h"
+
+#include <limits>
+#include <utility>
+
+#include "gpudl/core/dispatch.h"
+
+namespace gpudl {
+
+namespace {
+
+std::string window_text(std::int64_t kernel) { return std::to_string(kernel) + "x" + std::to_string(kernel); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Pool2d
+
+Pool2d::Pool2d(std::string name, std::int64_t kernel, std::optional<std::int64_t> stride, std::int64_t padding)
+    : name_(std::move(name)), kernel_(kernel), stride_(stride.value_or(kernel)), padding_(padding) {
+  if (kernel_ < 1 || stride_ < 1 || padding_ < 0 || padding_ > kernel_ / 2) {
+    throw ValueError(describe() + ": need kernel >= 1, stride >= 1 and 0 <= padding <= kernel / 2");
+  }
+}
+
+std::string Pool2d::describe() const {
+  std::string s = name_ + "(" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_);
+  if (padding_ != 0) s += ", padding=" + std::to_string(padding_);
+  return s + ")";
+}
+
+Shape Pool2d::output_shape(const Shape& input) const {
+  if (input.ndim() != 3) throw ShapeError(describe() + ": expected input (C, H, W), got " + input.str());
+  const kernels::PoolGeometry g = geometry(1, input[0], input[1], input[2], input);
+  return Shape{input[0], g.out_h(), g.out_w()};
+}
+
+std::int64_t Pool2d::flops(const Shape& input) const { return output_shape(input).numel() * kernel_ * kernel_; }
+
+kernels::PoolGeometry Pool2d::geometry_for(const Shape& x) const {
+  if (x.ndim() != 4) throw ShapeError(describe() + ": expected input (N, C, H, W), got " + x.str());
+  return geometry(x[0], x[1], x[2], x[3], x);
+}
+
+kernels::PoolGeometry Pool2d::geometry(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
+                                       const Shape& shown) const {
+  const kernels::PoolGeometry g{.n = n,
+                                .c = c,
+                                .h = h,
+                                .w = w,
+                                .kernel_h = kernel_,
+                                .kernel_w = kernel_,
+                                .stride_h = stride_,
+                                .stride_w = stride_,
+                                .pad_h = padding_,
+                                .pad_w = padding_};
+  // The constructor checked everything else valid() asks for; only the input size is left.
+  if (!g.valid()) {
+    throw ShapeError(describe() + ": the " + window_text(kernel_) + " window does not fit input " + shown.str());
+  }
+  // The winners' indices are kept as i32 within a plane.
+  if (h * w > std::numeric_limits<std::int32_t>::max()) {
+    throw ShapeError(describe() + ": input " + shown.str() + " has planes of more than 2^31 - 1 elements");
+  }
+  return g;
+}
+
+void Pool2d::check_backward(const Tensor& grad_output) const {
+  if (!has_forward_) throw Error(describe() + ": backward called before forward");
+  const Shape expected{geometry_.n, geometry_.c, geometry_.out_h(), geometry_.out_w()};
+  if (grad_output.shape() != expected) {
+    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
+                     expected.str());
+  }
+  grad_output.check_dtype(DType::kF32, name_.c_str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// MaxPool2d
+
+MaxPool2d::MaxPool2d(std::int64_t kernel, std::optional<std::int64_t> stride, std::int64_t padding)
+    : Pool2d("MaxPool2d", kernel, stride, padding) {}
+
+Tensor MaxPool2d::forward(const Tensor& x) {
+  const kernels::PoolGeometry g = geometry_for(x.shape());
+  x.check_dtype(DType::kF32, name_.c_str());
+  const Shape out{g.n, g.c, g.out_h(), g.out_w()};
+  Tensor y = Tensor::empty(out, DType::kF32, x.device());
+  Tensor argmax = Tensor::empty(out, DType::kI32, x.device());
+  GPUDL_DISPATCH(x.device(), false, max_pool_forward, y.data<float>(), argmax.data<std::int32_t>(), x.data<float>(),
+                 g);
+  geometry_ = g;
+  argmax_ = argmax;
+  has_forward_ = true;
+  return y;
+}
+
+Tensor MaxPool2d::backward(const Tensor& grad_output) {
+  check_backward(grad_output);
+  const kernels::PoolGeometry& g = geometry_;
+  Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, DType::kF32, grad_output.device());
+  GPUDL_DISPATCH(dx.device(), false, max_pool_backward, dx.data<float>(), grad_output.data<float>(),
+                 argmax_.data<std::int32_t>(), g);
+  argmax_ = Tensor();
+  has_forward_ = false;
+  return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AvgPool2d
+
+AvgPool2d::AvgPool2d(std::int64_t kernel, std::optional<std::int64_t> stride, std::int64_t padding)
+    : Pool2d("AvgPool2d", kernel, stride, padding) {}
+
+Tensor AvgPool2d::forward(const Tensor& x) {
+  const kernels::PoolGeometry g = geometry_for(x.shape());
+  x.check_dtype(DType::kF32, name_.c_str());
+  Tensor y = Tensor::empty({g.n, g.c, g.out_h(), g.out_w()}, DType::kF32, x.device());
+  GPUDL_DISPATCH(x.device(), false, avg_pool_forward, y.data<float>(), x.data<float>(), g);
+  geometry_ = g;
+  has_forward_ = true;
+  return y;
+}
+
+Tensor AvgPool2d::backward(const Tensor& grad_output) {
+  check_backward(grad_output);
+  const kernels::PoolGeometry& g = geometry_;
+  Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, DType::kF32, grad_output.device());
+  GPUDL_DISPATCH(dx.device(), false, avg_pool_backward, dx.data<float>(), grad_output.data<float>(), g);
+  has_forward_ = false;
+  return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GlobalAvgPool
+
+Shape GlobalAvgPool::output_shape(const Shape& input) const {
+  if (input.ndim() != 3 || input[1] * input[2] == 0) {
+    throw ShapeError("GlobalAvgPool: expected input (C, H, W) with H, W >= 1, got " + input.str());
+  }
+  return Shape{input[0]};
+}
+
+std::int64_t GlobalAvgPool::flops(const Shape& input) const {
+  output_shape(input);
+  return input.numel();
+}
+
+Tensor GlobalAvgPool::forward(const Tensor& x) {
+  if (x.ndim() != 4 || x.dim(2) * x.dim(3) == 0) {
+    throw ShapeError("GlobalAvgPool: expected input (N, C, H, W) with H, W >= 1, got " + x.shape().str());
+  }
+  x.check_dtype(DType::kF32, "GlobalAvgPool");
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1)}, DType::kF32, x.device());
+  GPUDL_DISPATCH(x.device(), false, global_avg_pool_forward, y.data<float>(), x.data<float>(), x.dim(0), x.dim(1),
+                 x.dim(2) * x.dim(3));
+  input_shape_ = x.shape();
+  has_forward_ = true;
+  return y;
+}
+
+Tensor GlobalAvgPool::backward(const Tensor& grad_output) {
+  if (!has_forward_) throw Error("GlobalAvgPool: backward called before forward");
+  const Shape expected{input_shape_[0], input_shape_[1]};
+  if (grad_output.shape() != expected) {
+    throw ShapeError("GlobalAvgPool: gradient " + grad_output.shape().str() + " does not match output " +
+                     expected.str());
+  }
+  grad_output.check_dtype(DType::kF32, "GlobalAvgPool");
+  Tensor dx = Tensor::empty(input_shape_, DType::kF32, grad_output.device());
+  GPUDL_DISPATCH(dx.device(), false, global_avg_pool_backward, dx.data<float>(), grad_output.data<float>(),
+                 input_shape_[0], input_shape_[1], input_shape_[2] * input_shape_[3]);
+  has_forward_ = false;
+  return dx;
+}
+
+}  // namespace gpudl

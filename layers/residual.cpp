@@ -1,0 +1,92 @@
+// Residual block: the main branch plus an identity or projected shortcut.
+#include "gpudl/layers/residual.h"
+
+#include "gpudl/core/ops.h"
+
+namespace gpudl {
+
+Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut)
+    : main_(std::move(main)), shortcut_(std::move(shortcut)) {
+  if (!main_) throw ValueError("Residual: null main branch");
+  // Names are fixed here, once, as Sequential::add does.
+  for (Parameter* p : main_->parameters()) p->name = "main." + p->name;
+  if (shortcut_) {
+    for (Parameter* p : shortcut_->parameters()) p->name = "shortcut." + p->name;
+  }
+}
+
+std::string Residual::describe() const {
+  return "Residual(" + main_->describe() + (shortcut_ ? ", " + shortcut_->describe() : "") + ")";
+}
+
+Shape Residual::output_shape(const Shape& input) const {
+  const Shape a = main_->output_shape(input);
+  const Shape b = shortcut_ ? shortcut_->output_shape(input) : input;
+  if (a != b) {
+    throw ShapeError("Residual: main branch gives " + a.str() + " but the shortcut gives " + b.str() + " for input " +
+                     input.str());
+  }
+  return a;
+}
+
+std::int64_t Residual::flops(const Shape& input) const {
+  return main_->flops(input) + (shortcut_ ? shortcut_->flops(input) : 0) + main_->output_shape(input).numel();
+}
+
+Tensor Residual::forward(const Tensor& x) {
+  const Tensor a = main_->forward(x);
+  const Tensor b = shortcut_ ? shortcut_->forward(x) : x;
+  if (a.shape() != b.shape()) {
+    throw ShapeError("Residual: main branch gives " + a.shape().str() + " but the shortcut gives " + b.shape().str());
+  }
+  return ops::add(a, b);
+}
+
+Tensor Residual::backward(const Tensor& grad_output) {
+  Tensor dx = main_->backward(grad_output);
+  const Tensor ds = shortcut_ ? shortcut_->backward(grad_output) : grad_output;
+  // dx is a fresh tensor from the branch, so it can take the shortcut's gradient in place;
+  // a branch that passes its gradient through unchanged would alias grad_output, so copy then.
+  if (dx.raw() == grad_output.raw()) dx = dx.clone();
+  ops::add(dx, dx, ds);
+  return dx;
+}
+
+std::vector<Parameter*> Residual::parameters() {
+  std::vector<Parameter*> out = main_->parameters();
+  if (shortcut_) {
+    for (Parameter* p : shortcut_->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Residual::buffers() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (auto& [n, t] : main_->buffers()) out.emplace_back("main." + n, t);
+  if (shortcut_) {
+    for (auto& [n, t] : shortcut_->buffers()) out.emplace_back("shortcut." + n, t);
+  }
+  return out;
+}
+
+std::vector<Generator*> Residual::generators() {
+  std::vector<Generator*> out = main_->generators();
+  if (shortcut_) {
+    for (Generator* g : shortcut_->generators()) out.push_back(g);
+  }
+  return out;
+}
+
+void Residual::to(Device device) {
+  main_->to(device);
+  if (shortcut_) shortcut_->to(device);
+  device_ = device;
+}
+
+void Residual::set_training(bool training) {
+  training_ = training;
+  main_->set_training(training);
+  if (shortcut_) shortcut_->set_training(training);
+}
+
+}  // namespace gpudl

@@ -1,0 +1,44 @@
+// Residual: y = f(x) + shortcut(x), with an identity shortcut or a module (a 1×1 projection).
+#pragma once
+
+#include <memory>
+#include <type_traits>
+
+#include "gpudl/core/module.h"
+
+namespace gpudl {
+
+class Residual : public Module {
+ public:
+  // Identity shortcut: f must keep the shape of its input.
+  template <class F>
+    requires std::is_base_of_v<Module, std::decay_t<F>>
+  explicit Residual(F&& main) : Residual(std::make_unique<std::decay_t<F>>(std::forward<F>(main)), nullptr) {}
+  // Projection shortcut (for example Conv2d 1×1 with stride, then BatchNorm2d).
+  template <class F, class S>
+    requires(std::is_base_of_v<Module, std::decay_t<F>> && std::is_base_of_v<Module, std::decay_t<S>>)
+  Residual(F&& main, S&& shortcut)
+      : Residual(std::make_unique<std::decay_t<F>>(std::forward<F>(main)),
+                 std::make_unique<std::decay_t<S>>(std::forward<S>(shortcut))) {}
+  // Throws ValueError for a null main branch.
+  Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut);
+
+  // Throws ShapeError naming both shapes when the branches disagree.
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::int64_t flops(const Shape& input) const override;
+  void update_receptive_field(ReceptiveField& field) const override { main_->update_receptive_field(field); }
+  // "main.<name>" and "shortcut.<name>".
+  std::vector<Parameter*> parameters() override;
+  std::vector<std::pair<std::string, Tensor*>> buffers() override;
+  std::vector<Generator*> generators() override;
+  void to(Device device) override;
+  void set_training(bool training) override;
+
+ private:
+  std::unique_ptr<Module> main_, shortcut_;
+};
+
+}  // namespace gpudl

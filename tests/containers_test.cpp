@@ -1,0 +1,107 @@
+// BatchNorm2d, Residual and Concat on the CPU: values, shapes, names and gradient checks.
+#include <gtest/gtest.h>
+
+#include "gpudl/layers/activation.h"
+#include "gpudl/layers/batchnorm.h"
+#include "gpudl/layers/concat.h"
+#include "gpudl/layers/linear.h"
+#include "gpudl/layers/residual.h"
+#include "gpudl/layers/sequential.h"
+#include "gradcheck.h"
+
+namespace gpudl {
+namespace {
+
+using testing::expect_gradients_match;
+
+Tensor random_input(const Shape& shape, std::uint64_t salt) {
+  return Tensor::from_vector(testing::random_vector(static_cast<std::size_t>(shape.numel()), salt, -2.0f, 2.0f),
+                             shape);
+}
+
+TEST(GradCheck, BatchNorm2d) {
+  BatchNorm2d bn(3);
+  bn.parameters()[0]->value.copy_from(Tensor::from_vector(std::vector<float>{1.5f, -0.5f, 0.7f}, {3}));
+  expect_gradients_match(bn, random_input({2, 3, 3, 2}, 101), 102);
+}
+
+TEST(GradCheck, ResidualWithIdentityAndProjection) {
+  Residual identity(Sequential{Linear(4, 4), Tanh(), Linear(4, 4)});
+  expect_gradients_match(identity, random_input({3, 4}, 103), 104);
+  Residual projected(Sequential{Linear(4, 6), Sigmoid()}, Linear(4, 6));
+  expect_gradients_match(projected, random_input({3, 4}, 105), 106);
+}
+
+TEST(GradCheck, ConcatOfBranches) {
+  Concat concat(Linear(4, 2), Sequential{Linear(4, 3), Tanh()}, Sigmoid());
+  expect_gradients_match(concat, random_input({3, 4}, 107), 108);
+}
+
+TEST(Containers, BatchNorm2dNormalisesEachChannelOverBatchAndPixels) {
+  BatchNorm2d bn(2);
+  // Channel 0 holds 0..3 in each of two images, channel 1 a constant 5.
+  std::vector<float> v{0, 1, 2, 3, 5, 5, 5, 5, 0, 1, 2, 3, 5, 5, 5, 5};
+  const auto y = bn.forward(Tensor::from_vector(v, {2, 2, 2, 2})).to_vector<float>();
+  // Mean 1.5, variance 1.25 for channel 0; channel 1 has variance 0 and maps to 0 (beta).
+  EXPECT_NEAR(y[0], -1.5f / std::sqrt(1.25f + 1e-5f), 1e-5f);
+  EXPECT_NEAR(y[3], 1.5f / std::sqrt(1.25f + 1e-5f), 1e-5f);
+  EXPECT_EQ(y[4], 0.0f);
+  EXPECT_THROW(bn.forward(Tensor::zeros({2, 2})), ShapeError);
+  EXPECT_EQ(bn.describe(), "BatchNorm2d(2)");
+  EXPECT_EQ(bn.output_shape({2, 5, 5}), (Shape{2, 5, 5}));
+}
+
+TEST(Containers, ResidualAddsTheShortcutAndChecksShapes) {
+  Linear f(2, 2, {.bias = false});
+  f.weight().value.copy_from(Tensor::from_vector(std::vector<float>{1, 0, 0, 2}, {2, 2}));
+  Residual r(std::move(f));
+  const Tensor x = Tensor::from_vector(std::vector<float>{1, 3}, {1, 2});
+  EXPECT_EQ(r.forward(x).to_vector<float>(), (std::vector<float>{2, 9}));  // (1, 6) + (1, 3)
+  Residual bad(Linear(2, 3));
+  try {
+    bad.forward(x);
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_STREQ(e.what(), "Residual: main branch gives [1, 3] but the shortcut gives [1, 2]");
+  }
+  EXPECT_THROW(bad.output_shape({2}), ShapeError);
+}
+
+TEST(Containers, NestedNamesAreUniqueAndStable) {
+  Sequential net{Linear(2, 3), Sequential{Linear(3, 3), Linear(3, 3)},
+                 Residual(Sequential{Linear(3, 3)}, Linear(3, 3)), Concat(Linear(3, 1), Linear(3, 2))};
+  std::vector<std::string> names;
+  for (Parameter* p : net.parameters()) names.push_back(p->name);
+  const std::vector<std::string> expected{"0.weight",           "0.bias",        "1.0.weight",     "1.0.bias",
+                                          "1.1.weight",         "1.1.bias",      "2.main.0.weight", "2.main.0.bias",
+                                          "2.shortcut.weight",  "2.shortcut.bias", "3.0.weight",   "3.0.bias",
+                                          "3.1.weight",         "3.1.bias"};
+  EXPECT_EQ(names, expected);
+  net.parameters();  // asking again must not rename
+  EXPECT_EQ(net.parameters()[2]->name, "1.0.weight");
+  EXPECT_EQ(net.output_shape({2}), Shape{3});
+}
+
+TEST(Containers, ConcatJoinsAlongChannels) {
+  Linear a(2, 1, {.bias = false}), b(2, 2, {.bias = false});
+  a.weight().value.copy_from(Tensor::from_vector(std::vector<float>{1, 1}, {1, 2}));
+  b.weight().value.copy_from(Tensor::from_vector(std::vector<float>{1, 0, 0, 1}, {2, 2}));
+  Concat c(std::move(a), std::move(b));
+  const Tensor x = Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2});
+  EXPECT_EQ(c.forward(x).to_vector<float>(), (std::vector<float>{3, 1, 2, 7, 3, 4}));
+  EXPECT_EQ(c.output_shape({2}), Shape{3});
+}
+
+TEST(ReceptiveField, RecurrenceOfSizeJumpAndStart) {
+  ReceptiveField rf;
+  rf.apply(3, 1, 1);  // 3×3 conv, "same": size 3, start unchanged
+  EXPECT_EQ(rf.size, 3.0);
+  EXPECT_EQ(rf.start, 0.5);
+  rf.apply(2, 2, 0);  // 2×2 pool, stride 2
+  EXPECT_EQ(rf.size, 4.0);
+  EXPECT_EQ(rf.jump, 2.0);
+  EXPECT_EQ(rf.start, 1.0);
+}
+
+}  // namespace
+}  // namespace gpudl
