@@ -2,12 +2,11 @@
 // with SGD + Nesterov momentum, one-cycle learning rate, weight decay and augmentation.
 #include <sys/stat.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include "cifar_models.h"
-#include "example_args.h"
+#include "example_train.h"
 #include "gpudl/core/cifar.h"
 #include "gpudl/gpudl.h"
 
@@ -102,20 +101,9 @@ int main(int argc, char** argv) try {
   SGD opt(net.parameters(), {.lr = lr, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
   CrossEntropyLoss loss;
   Trainer trainer(net, opt, loss, o);
-  const auto start = std::chrono::steady_clock::now();
-  const FitResult r = trainer.fit(train, &test);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s (%s)\n",
-              100.0 * r.final_test.accuracy, r.final_test.loss, static_cast<long long>(r.steps), seconds,
-              device.str().c_str(), data_name.c_str());
-  trainer.write_metrics(json::Object{{"event", "final"},
-                                     {"test_accuracy", r.final_test.accuracy},
-                                     {"test_loss", r.final_test.loss},
-                                     {"seconds", seconds},
-                                     {"steps", r.steps},
-                                     {"model", model_name},
-                                     {"data", dir == "synthetic" ? "synthetic" : "cifar10"},
-                                     {"device", device.str()}});
+  examples::fit_and_report(trainer, train, test, device,
+                           {{"model", model_name}, {"data", dir == "synthetic" ? "synthetic" : "cifar10"}});
+  std::printf("data: %s\n", data_name.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "cnn_cifar10: error: %s\n", e.what());

@@ -1,9 +1,8 @@
 // lenet_mnist: a LeNet-5-style convolutional network on MNIST (conv 5×5, max-pool, conv 5×5,
 // max-pool, three fully connected layers), trained with Adam.
-#include <chrono>
 #include <cstdio>
 
-#include "example_args.h"
+#include "example_train.h"
 #include "gpudl/gpudl.h"
 
 int main(int argc, char** argv) try {
@@ -23,12 +22,7 @@ int main(int argc, char** argv) try {
 
   const Device device = Device::parse(args.str("device"));
   const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
-  const std::string dir = examples::data_dir(args, "mnist");
-  data::TensorDataset train = data::mnist(dir, data::Split::kTrain);
-  data::TensorDataset test = data::mnist(dir, data::Split::kTest);
-  if (args.integer("limit") > 0) train = train.take(std::min(args.integer("limit"), train.size()));
-  train.normalize(0.1307f, 0.3081f);
-  test.normalize(0.1307f, 0.3081f);
+  auto [train, test] = examples::load_mnist(args);
 
   manual_seed(seed);
   // LeCun et al. (1998), with ReLU and max-pooling as is usual today; "same" padding on the
@@ -54,17 +48,7 @@ int main(int argc, char** argv) try {
   const std::int64_t steps = o.epochs * ((train.size() + o.batch - 1) / o.batch);
   o.schedule = std::make_shared<CosineLR>(args.number("lr"), std::max<std::int64_t>(steps, 1));
   Trainer trainer(net, opt, loss, o);
-  const auto start = std::chrono::steady_clock::now();
-  const FitResult r = trainer.fit(train, &test);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s\n", 100.0 * r.final_test.accuracy,
-              r.final_test.loss, static_cast<long long>(r.steps), seconds, device.str().c_str());
-  trainer.write_metrics(json::Object{{"event", "final"},
-                                     {"test_accuracy", r.final_test.accuracy},
-                                     {"test_loss", r.final_test.loss},
-                                     {"seconds", seconds},
-                                     {"steps", r.steps},
-                                     {"device", device.str()}});
+  examples::fit_and_report(trainer, train, test, device);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "lenet_mnist: error: %s\n", e.what());

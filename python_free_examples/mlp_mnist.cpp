@@ -1,9 +1,8 @@
 // mlp_mnist: a 784-512-512-10 multilayer perceptron with dropout, trained on MNIST with Adam.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 
-#include "example_args.h"
+#include "example_train.h"
 #include "gpudl/core/mnist.h"
 #include "gpudl/core/trainer.h"
 #include "gpudl/gpudl.h"
@@ -34,13 +33,7 @@ int main(int argc, char** argv) try {
   const Device device = Device::parse(args.str("device"));
   const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
   const std::int64_t hidden = args.integer("hidden", 1);
-  const std::string dir = examples::data_dir(args, "mnist");
-  data::TensorDataset train = data::mnist(dir, data::Split::kTrain);
-  data::TensorDataset test = data::mnist(dir, data::Split::kTest);
-  if (args.integer("limit") > 0) train = train.take(std::min(args.integer("limit"), train.size()));
-  // The usual MNIST statistics: mean 0.1307, standard deviation 0.3081 of the [0, 1] pixels.
-  train.normalize(0.1307f, 0.3081f);
-  test.normalize(0.1307f, 0.3081f);
+  auto [train, test] = examples::load_mnist(args);
 
   manual_seed(seed);
   const float p = static_cast<float>(args.number("dropout"));
@@ -65,17 +58,7 @@ int main(int argc, char** argv) try {
                    .checkpoint = args.str("checkpoint"),
                    .resume = args.str("resume"),
                    .schedule = std::make_shared<CosineLR>(args.number("lr"), std::max<std::int64_t>(steps, 1))});
-  const auto start = std::chrono::steady_clock::now();
-  const FitResult r = trainer.fit(train, &test);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s\n", 100.0 * r.final_test.accuracy,
-              r.final_test.loss, static_cast<long long>(r.steps), seconds, device.str().c_str());
-  trainer.write_metrics(json::Object{{"event", "final"},
-                                     {"test_accuracy", r.final_test.accuracy},
-                                     {"test_loss", r.final_test.loss},
-                                     {"seconds", seconds},
-                                     {"steps", r.steps},
-                                     {"device", device.str()}});
+  examples::fit_and_report(trainer, train, test, device);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mlp_mnist: error: %s\n", e.what());
