@@ -64,8 +64,9 @@ int main(int argc, char** argv) try {
     const std::int64_t n = args.integer("synthetic-size", 10);
     train = data::synthetic_cifar(n, seed);
     test = data::synthetic_cifar(std::max<std::int64_t>(n / 5, 10), seed + 1000003);
-    data_name = "synthetic CIFAR-style data (" + std::to_string(n) + " generated images; no CIFAR-10 files found: "
-                "pass --data DIR for the real set)";
+    data_name = "synthetic CIFAR-style data (" + std::to_string(n) + " generated images" +
+                (args.str("data").empty() ? std::string("; no CIFAR-10 files found: pass --data DIR for the real set)")
+                                          : std::string(")"));
   } else {
     train = data::cifar10(dir, data::Split::kTrain);
     test = data::cifar10(dir, data::Split::kTest);
