@@ -1,15 +1,51 @@
-// CPU reference implementations of the activation kernels.
+// CPU implementations of the activation kernels: one loop per kind, so each vectorises.
 #include "gpudl/kernels/activation.h"
 
 namespace gpudl::kernels::cpu {
+namespace {
+
+// The kind is a template argument rather than a per-element switch: the switch blocks
+// vectorisation and made ReLU alone a tenth of a CNN training step.
+template <Activation kKind>
+void forward_loop(float* __restrict y, const float* __restrict x, index_t n, float alpha) {
+  for (index_t i = 0; i < n; ++i) y[i] = activate(kKind, x[i], alpha);
+}
+
+template <Activation kKind>
+void backward_loop(float* __restrict dx, const float* __restrict dy, const float* __restrict x,
+                   const float* __restrict y, index_t n, float alpha) {
+  for (index_t i = 0; i < n; ++i) dx[i] = activate_grad(kKind, dy[i], x[i], y[i], alpha);
+}
+
+}  // namespace
 
 void activation_forward(float* y, const float* x, index_t n, Activation kind, float alpha, const Exec&) {
-  for (index_t i = 0; i < n; ++i) y[i] = activate(kind, x[i], alpha);
+  if (y == x) {  // in place: the restrict loops must not see aliased pointers
+    for (index_t i = 0; i < n; ++i) y[i] = activate(kind, y[i], alpha);
+    return;
+  }
+  switch (kind) {
+    case Activation::kSigmoid: return forward_loop<Activation::kSigmoid>(y, x, n, alpha);
+    case Activation::kTanh: return forward_loop<Activation::kTanh>(y, x, n, alpha);
+    case Activation::kRelu: return forward_loop<Activation::kRelu>(y, x, n, alpha);
+    case Activation::kLeakyRelu: return forward_loop<Activation::kLeakyRelu>(y, x, n, alpha);
+    case Activation::kElu: return forward_loop<Activation::kElu>(y, x, n, alpha);
+  }
 }
 
 void activation_backward(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
                          float alpha, const Exec&) {
-  for (index_t i = 0; i < n; ++i) dx[i] = activate_grad(kind, dy[i], x[i], y[i], alpha);
+  if (dx == dy || dx == x || dx == y) {
+    for (index_t i = 0; i < n; ++i) dx[i] = activate_grad(kind, dy[i], x[i], y[i], alpha);
+    return;
+  }
+  switch (kind) {
+    case Activation::kSigmoid: return backward_loop<Activation::kSigmoid>(dx, dy, x, y, n, alpha);
+    case Activation::kTanh: return backward_loop<Activation::kTanh>(dx, dy, x, y, n, alpha);
+    case Activation::kRelu: return backward_loop<Activation::kRelu>(dx, dy, x, y, n, alpha);
+    case Activation::kLeakyRelu: return backward_loop<Activation::kLeakyRelu>(dx, dy, x, y, n, alpha);
+    case Activation::kElu: return backward_loop<Activation::kElu>(dx, dy, x, y, n, alpha);
+  }
 }
 
 }  // namespace gpudl::kernels::cpu

@@ -1,5 +1,5 @@
-// CPU reference convolution: im2col + OpenBLAS GEMM per image and group, col2im for the data
-// gradient, a direct GEMM for 1×1 stride-1 unpadded convolutions.
+// CPU convolution: im2col + OpenBLAS GEMM over blocks of images per group, col2im for the data
+// gradient, a direct GEMM per image for 1×1 stride-1 unpadded convolutions.
 #include "gpudl/kernels/conv.h"
 
 #include <algorithm>
@@ -26,8 +26,9 @@ Span inside(index_t out, index_t in, index_t stride, index_t offset) {
 
 // Column matrix of one image and group: row (ci, kr, ks), column (oy, ox), holding the input
 // value that kernel tap (kr, ks) of channel ci meets at output (oy, ox), zero in the padding.
-// x is (cg, h, w); col is (cg * r * s, out_h * out_w).
-void im2col(float* col, const float* x, index_t cg, const ConvGeometry& g) {
+// x is (cg, h, w); col is (cg * r * s, out_h * out_w) with rows ld floats apart, so that the
+// columns of several images can sit side by side in one matrix.
+void im2col(float* col, index_t ld, const float* x, index_t cg, const ConvGeometry& g) {
   const index_t oh = g.out_h(), ow = g.out_w();
   for (index_t ci = 0; ci < cg; ++ci) {
     const float* plane = x + ci * g.h * g.w;
@@ -37,7 +38,7 @@ void im2col(float* col, const float* x, index_t cg, const ConvGeometry& g) {
       for (index_t ks = 0; ks < g.s; ++ks) {
         const index_t off_x = ks * g.dilation_w - g.pad_w;
         const Span xs = inside(ow, g.w, g.stride_w, off_x);
-        float* row = col + ((ci * g.r + kr) * g.s + ks) * oh * ow;
+        float* row = col + ((ci * g.r + kr) * g.s + ks) * ld;
         std::fill(row, row + ys.lo * ow, 0.0f);
         for (index_t oy = ys.lo; oy < ys.hi; ++oy) {
           float* out = row + oy * ow;
@@ -57,8 +58,8 @@ void im2col(float* col, const float* x, index_t cg, const ConvGeometry& g) {
 }
 
 // The adjoint of im2col: dx (cg, h, w) = sum of every column entry into the input value it
-// was copied from; padding entries are dropped. dx is overwritten.
-void col2im(float* dx, const float* col, index_t cg, const ConvGeometry& g) {
+// was copied from; padding entries are dropped. dx is overwritten; col rows are ld apart.
+void col2im(float* dx, const float* col, index_t ld, index_t cg, const ConvGeometry& g) {
   const index_t oh = g.out_h(), ow = g.out_w();
   std::fill(dx, dx + cg * g.h * g.w, 0.0f);
   for (index_t ci = 0; ci < cg; ++ci) {
@@ -69,7 +70,7 @@ void col2im(float* dx, const float* col, index_t cg, const ConvGeometry& g) {
       for (index_t ks = 0; ks < g.s; ++ks) {
         const index_t off_x = ks * g.dilation_w - g.pad_w;
         const Span xs = inside(ow, g.w, g.stride_w, off_x);
-        const float* row = col + ((ci * g.r + kr) * g.s + ks) * oh * ow;
+        const float* row = col + ((ci * g.r + kr) * g.s + ks) * ld;
         for (index_t oy = ys.lo; oy < ys.hi; ++oy) {
           const float* in = row + oy * ow;
           float* out = plane + (oy * g.stride_h + off_y) * g.w;
@@ -96,9 +97,30 @@ double plane_sum(const float* v, index_t n) {
   return sum;
 }
 
+// Images per GEMM. One image's GEMM is too small for OpenBLAS on a deep layer (N = out_h *
+// out_w is 64 at 8×8): it runs at a fraction of its speed and its threads cost more than they
+// give. Side by side, a block of images makes N about 4096 columns.
+index_t block_images(const ConvGeometry& g) {
+  constexpr index_t kColumns = 2048;
+  const index_t ohw = g.out_h() * g.out_w();
+  return std::clamp<index_t>((kColumns + ohw - 1) / ohw, 1, std::max<index_t>(g.n, 1));
+}
+
+// Workspace floats: the column matrix of a block, then (when the block has several images) the
+// block's outputs or output gradients of one group, (kg, nb * ohw).
+struct Layout {
+  index_t nb, col_floats, out_floats;
+};
+
+Layout layout(const ConvGeometry& g) {
+  if (g.is_pointwise()) return {1, 0, 0};  // the input itself is the column matrix
+  const index_t nb = block_images(g), cols = nb * g.out_h() * g.out_w();
+  return {nb, (g.c / g.groups) * g.r * g.s * cols, nb > 1 ? (g.k / g.groups) * cols : 0};
+}
+
 std::size_t column_bytes(const ConvGeometry& g) {
-  if (g.is_pointwise()) return 0;  // the input itself is the column matrix
-  return static_cast<std::size_t>((g.c / g.groups) * g.r * g.s * g.out_h() * g.out_w()) * sizeof(float);
+  const Layout l = layout(g);
+  return static_cast<std::size_t>(l.col_floats + l.out_floats) * sizeof(float);
 }
 
 void check_workspace(const ConvGeometry& g, const void* workspace, std::size_t workspace_bytes, const char* op) {
@@ -122,46 +144,85 @@ void conv2d_forward(float* y, const float* x, const float* weight, const float* 
   check_workspace(g, workspace, workspace_bytes, "conv2d_forward");
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, crs = cg * g.r * g.s;
   const index_t hw = g.h * g.w, ohw = g.out_h() * g.out_w();
+  const Layout l = layout(g);
   float* col = static_cast<float*>(workspace);
-  for (index_t b = 0; b < g.n; ++b) {
+  float* out = col + l.col_floats;
+  for (index_t b0 = 0; b0 < g.n; b0 += l.nb) {
+    const index_t nb = std::min(l.nb, g.n - b0), ld = nb * ohw;
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      const float* xg = x + (b * g.c + grp * cg) * hw;
-      float* yg = y + (b * g.k + grp * kg) * ohw;
-      const float* src = xg;
-      if (!g.is_pointwise()) {
-        im2col(col, xg, cg, g);
-        src = col;
+      const float* wg = weight + grp * kg * crs;
+      const float* bg = bias != nullptr ? bias + grp * kg : nullptr;
+      if (g.is_pointwise() || l.nb == 1) {
+        // One image: the GEMM writes y directly, starting from the bias (saves a pass over y).
+        const float* xg = x + (b0 * g.c + grp * cg) * hw;
+        float* yg = y + (b0 * g.k + grp * kg) * ohw;
+        const float* src = xg;
+        if (!g.is_pointwise()) {
+          im2col(col, ohw, xg, cg, g);
+          src = col;
+        }
+        if (bg != nullptr) {
+          for (index_t kk = 0; kk < kg; ++kk) std::fill(yg + kk * ohw, yg + (kk + 1) * ohw, bg[kk]);
+        }
+        // y_g (kg, ohw) = W_g (kg, crs) · col (crs, ohw)
+        gemm(Transpose::kNo, Transpose::kNo, kg, ohw, crs, 1.0f, wg, crs, src, ohw, bg != nullptr ? 1.0f : 0.0f, yg,
+             ohw, exec);
+        continue;
       }
-      // Starting y from the bias and accumulating the GEMM into it saves a pass over y.
-      float beta = 0.0f;
-      if (bias != nullptr) {
-        for (index_t kk = 0; kk < kg; ++kk) std::fill(yg + kk * ohw, yg + (kk + 1) * ohw, bias[grp * kg + kk]);
-        beta = 1.0f;
+      for (index_t j = 0; j < nb; ++j) im2col(col + j * ohw, ld, x + ((b0 + j) * g.c + grp * cg) * hw, cg, g);
+      // out (kg, nb · ohw) = W_g (kg, crs) · col (crs, nb · ohw), then each image's slice to y.
+      gemm(Transpose::kNo, Transpose::kNo, kg, ld, crs, 1.0f, wg, crs, col, ld, 0.0f, out, ld, exec);
+      for (index_t j = 0; j < nb; ++j) {
+        float* yg = y + ((b0 + j) * g.k + grp * kg) * ohw;
+        for (index_t kk = 0; kk < kg; ++kk) {
+          const float* src = out + kk * ld + j * ohw;
+          float* dst = yg + kk * ohw;
+          const float shift = bg != nullptr ? bg[kk] : 0.0f;
+          for (index_t i = 0; i < ohw; ++i) dst[i] = src[i] + shift;
+        }
       }
-      // y_g (kg, ohw) = W_g (kg, crs) · col (crs, ohw)
-      gemm(Transpose::kNo, Transpose::kNo, kg, ohw, crs, 1.0f, weight + grp * kg * crs, crs, src, ohw, beta, yg, ohw,
-           exec);
     }
   }
 }
+
+namespace {
+
+// Copies the output gradients of images [b0, b0 + nb) and group grp side by side into
+// out (kg, nb · ohw), the layout the block GEMMs read.
+void gather_block(float* out, const float* dy, index_t b0, index_t nb, index_t grp, const ConvGeometry& g) {
+  const index_t kg = g.k / g.groups, ohw = g.out_h() * g.out_w(), ld = nb * ohw;
+  for (index_t j = 0; j < nb; ++j) {
+    const float* dyg = dy + ((b0 + j) * g.k + grp * kg) * ohw;
+    for (index_t kk = 0; kk < kg; ++kk) std::copy(dyg + kk * ohw, dyg + (kk + 1) * ohw, out + kk * ld + j * ohw);
+  }
+}
+
+}  // namespace
 
 void conv2d_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g, const ConvOptions&,
                           void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_data");
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, crs = cg * g.r * g.s;
   const index_t hw = g.h * g.w, ohw = g.out_h() * g.out_w();
+  const Layout l = layout(g);
   float* col = static_cast<float*>(workspace);
-  for (index_t b = 0; b < g.n; ++b) {
+  float* out = col + l.col_floats;
+  for (index_t b0 = 0; b0 < g.n; b0 += l.nb) {
+    const index_t nb = std::min(l.nb, g.n - b0), ld = nb * ohw;
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      float* dxg = dx + (b * g.c + grp * cg) * hw;
-      const float* dyg = dy + (b * g.k + grp * kg) * ohw;
       const float* wg = weight + grp * kg * crs;
+      float* dxg = dx + (b0 * g.c + grp * cg) * hw;
+      const float* dyg = dy + (b0 * g.k + grp * kg) * ohw;
       // col (crs, ohw) = W_gᵀ (crs, kg) · dy_g (kg, ohw); for 1×1 the columns are dx itself.
       if (g.is_pointwise()) {
         gemm(Transpose::kYes, Transpose::kNo, crs, ohw, kg, 1.0f, wg, crs, dyg, ohw, 0.0f, dxg, hw, exec);
-      } else {
+      } else if (l.nb == 1) {
         gemm(Transpose::kYes, Transpose::kNo, crs, ohw, kg, 1.0f, wg, crs, dyg, ohw, 0.0f, col, ohw, exec);
-        col2im(dxg, col, cg, g);
+        col2im(dxg, col, ohw, cg, g);
+      } else {
+        gather_block(out, dy, b0, nb, grp, g);
+        gemm(Transpose::kYes, Transpose::kNo, crs, ld, kg, 1.0f, wg, crs, out, ld, 0.0f, col, ld, exec);
+        for (index_t j = 0; j < nb; ++j) col2im(dx + ((b0 + j) * g.c + grp * cg) * hw, col + j * ohw, ld, cg, g);
       }
     }
   }
@@ -172,24 +233,35 @@ void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_filter");
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, crs = cg * g.r * g.s;
   const index_t hw = g.h * g.w, ohw = g.out_h() * g.out_w();
+  const Layout l = layout(g);
   float* col = static_cast<float*>(workspace);
+  float* out = col + l.col_floats;
   std::vector<double> bias_sums(dbias != nullptr ? static_cast<std::size_t>(g.k) : 0, 0.0);
-  for (index_t b = 0; b < g.n; ++b) {
-    const float* dyb = dy + b * g.k * ohw;
+  for (index_t b0 = 0; b0 < g.n; b0 += l.nb) {
+    const index_t nb = std::min(l.nb, g.n - b0), ld = nb * ohw;
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      const float* xg = x + (b * g.c + grp * cg) * hw;
-      const float* src = xg;
-      if (!g.is_pointwise()) {
-        im2col(col, xg, cg, g);
-        src = col;
+      float* dwg = dweight + grp * kg * crs;
+      if (g.is_pointwise() || l.nb == 1) {
+        const float* xg = x + (b0 * g.c + grp * cg) * hw;
+        const float* src = xg;
+        if (!g.is_pointwise()) {
+          im2col(col, ohw, xg, cg, g);
+          src = col;
+        }
+        // dW_g (kg, crs) += dy_g (kg, ohw) · colᵀ (ohw, crs)
+        gemm(Transpose::kNo, Transpose::kYes, kg, crs, ohw, 1.0f, dy + (b0 * g.k + grp * kg) * ohw, ohw, src, ohw,
+             1.0f, dwg, crs, exec);
+        continue;
       }
-      // dW_g (kg, crs) += dy_g (kg, ohw) · colᵀ (ohw, crs)
-      gemm(Transpose::kNo, Transpose::kYes, kg, crs, ohw, 1.0f, dyb + grp * kg * ohw, ohw, src, ohw, 1.0f,
-           dweight + grp * kg * crs, crs, exec);
+      gather_block(out, dy, b0, nb, grp, g);
+      for (index_t j = 0; j < nb; ++j) im2col(col + j * ohw, ld, x + ((b0 + j) * g.c + grp * cg) * hw, cg, g);
+      gemm(Transpose::kNo, Transpose::kYes, kg, crs, ld, 1.0f, out, ld, col, ld, 1.0f, dwg, crs, exec);
     }
-    // While this image's dy is still in cache from the GEMM.
-    for (std::size_t kk = 0; kk < bias_sums.size(); ++kk) {
-      bias_sums[kk] += plane_sum(dyb + static_cast<index_t>(kk) * ohw, ohw);
+    // While the block's dy is still in cache from the GEMMs.
+    for (index_t b = b0; b < b0 + nb; ++b) {
+      for (std::size_t kk = 0; kk < bias_sums.size(); ++kk) {
+        bias_sums[kk] += plane_sum(dy + (b * g.k + static_cast<index_t>(kk)) * ohw, ohw);
+      }
     }
   }
   for (std::size_t kk = 0; kk < bias_sums.size(); ++kk) dbias[kk] += static_cast<float>(bias_sums[kk]);

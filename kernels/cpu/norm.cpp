@@ -1,10 +1,39 @@
-// CPU reference implementation of batch normalisation (double accumulation of the statistics).
+// CPU implementation of batch normalisation: float lanes within a plane, double across planes.
 #include "gpudl/kernels/norm.h"
 
 #include <cmath>
 
 namespace gpudl::kernels::cpu {
 namespace {
+
+constexpr index_t kLanes = 8;
+
+// Reduces f(i) over [0, n) into 8 independent float lanes (so the loop vectorises and no
+// serial double chain bounds it) and returns their sum in double. Each lane adds at most
+// n / 8 terms of one plane; the planes of a channel are then summed in double.
+template <class Fn>
+double lane_sum(index_t n, Fn f) {
+  float lanes[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (index_t j = 0; j < kLanes; ++j) lanes[j] += f(i + j);
+  }
+  double sum = 0.0;
+  for (float lane : lanes) sum += lane;
+  for (; i < n; ++i) sum += f(i);
+  return sum;
+}
+
+// Sum over channel ch of f(plane, i), plane by plane.
+template <class Fn>
+double channel_sum(index_t n, index_t c, index_t inner, index_t ch, Fn f) {
+  double sum = 0.0;
+  for (index_t b = 0; b < n; ++b) {
+    const index_t base = (b * c + ch) * inner;
+    sum += lane_sum(inner, [&](index_t i) { return f(base + i); });
+  }
+  return sum;
+}
 
 // Calls fn(index) for every element of channel ch.
 template <class Fn>
@@ -22,15 +51,17 @@ void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, flo
                              index_t inner, float eps, float momentum, const Exec&) {
   const double m = static_cast<double>(n * inner);
   for (index_t ch = 0; ch < c; ++ch) {
-    double sum = 0.0;
-    for_channel(n, c, inner, ch, [&](index_t i) { sum += x[i]; });
-    const double mean = sum / m;
-    double sq = 0.0;
-    for_channel(n, c, inner, ch, [&](index_t i) { sq += (x[i] - mean) * (x[i] - mean); });
+    const double mean = channel_sum(n, c, inner, ch, [&](index_t i) { return x[i]; }) / m;
+    const float meanf = static_cast<float>(mean);
+    // Two passes (mean, then squared deviations) rather than E[x²] - E[x]², which cancels.
+    const double sq = channel_sum(n, c, inner, ch, [&](index_t i) {
+      const float d = x[i] - meanf;
+      return d * d;
+    });
     const double var = sq / m;
     const float invstd = static_cast<float>(1.0 / std::sqrt(var + eps));
-    const float meanf = static_cast<float>(mean);
-    for_channel(n, c, inner, ch, [&](index_t i) { y[i] = gamma[ch] * (x[i] - meanf) * invstd + beta[ch]; });
+    const float scale = gamma[ch] * invstd, shift = beta[ch];
+    for_channel(n, c, inner, ch, [&](index_t i) { y[i] = (x[i] - meanf) * scale + shift; });
     save_mean[ch] = meanf;
     save_invstd[ch] = invstd;
     const double unbiased = m > 1.0 ? sq / (m - 1.0) : var;
@@ -44,8 +75,8 @@ void batchnorm_forward_eval(float* y, const float* x, const float* running_mean,
                             const Exec&) {
   for (index_t ch = 0; ch < c; ++ch) {
     const float invstd = 1.0f / std::sqrt(running_var[ch] + eps);
-    for_channel(n, c, inner, ch,
-                [&](index_t i) { y[i] = gamma[ch] * (x[i] - running_mean[ch]) * invstd + beta[ch]; });
+    const float mean = running_mean[ch], scale = gamma[ch] * invstd, shift = beta[ch];
+    for_channel(n, c, inner, ch, [&](index_t i) { y[i] = (x[i] - mean) * scale + shift; });
   }
 }
 
@@ -55,18 +86,17 @@ void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy,
   const double m = static_cast<double>(n * inner);
   for (index_t ch = 0; ch < c; ++ch) {
     const float mean = save_mean[ch], invstd = save_invstd[ch];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for_channel(n, c, inner, ch, [&](index_t i) {
-      sum_dy += dy[i];
-      sum_dy_xhat += dy[i] * (x[i] - mean) * invstd;
-    });
+    const double sum_dy = channel_sum(n, c, inner, ch, [&](index_t i) { return dy[i]; });
+    const double sum_dy_xhat =
+        channel_sum(n, c, inner, ch, [&](index_t i) { return dy[i] * (x[i] - mean) * invstd; });
     dgamma[ch] += static_cast<float>(sum_dy_xhat);
     dbeta[ch] += static_cast<float>(sum_dy);
     const float k = gamma[ch] * invstd / static_cast<float>(m);
     const float sdy = static_cast<float>(sum_dy), sdx = static_cast<float>(sum_dy_xhat);
+    const float mf = static_cast<float>(m);
     for_channel(n, c, inner, ch, [&](index_t i) {
       const float xhat = (x[i] - mean) * invstd;
-      dx[i] = k * (static_cast<float>(m) * dy[i] - sdy - xhat * sdx);
+      dx[i] = k * (mf * dy[i] - sdy - xhat * sdx);
     });
   }
 }
