@@ -50,7 +50,17 @@ void time_iterations(benchmark::State& state, gpudl::Device device, Fn run) {
   }
 }
 
+// Uniform [-1, 1) values of `shape` on `device` from Philox stream `seed`.
+inline gpudl::Tensor random_tensor(const gpudl::Shape& shape, gpudl::Device device, std::uint64_t seed) {
+  gpudl::Tensor t = gpudl::Tensor::empty(shape, gpudl::DType::kF32, device);
+  gpudl::Generator gen(seed);
+  gpudl::ops::uniform_(t, -1.0f, 1.0f, gen);
+  return t;
+}
+
 // Registers the convolution, pooling, batch-norm and CNN training-step cases (cnn_bench.cpp).
 void register_cnn_benchmarks(const std::vector<gpudl::Device>& devices);
+// Registers the LSTM throughput and char_rnn training-step cases (rnn_bench.cpp).
+void register_rnn_benchmarks(const std::vector<gpudl::Device>& devices);
 
 }  // namespace bench

@@ -13,13 +13,6 @@ using gpudl::Device;
 using gpudl::DType;
 using gpudl::Tensor;
 
-Tensor random_tensor(const gpudl::Shape& shape, Device device, std::uint64_t seed) {
-  Tensor t = Tensor::empty(shape, DType::kF32, device);
-  gpudl::Generator gen(seed);
-  gpudl::ops::uniform_(t, -1.0f, 1.0f, gen);
-  return t;
-}
-
 struct ConvCase {
   std::int64_t cin, cout, kernel, stride, size;  // size: input height = width
 };

@@ -260,6 +260,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_all();
   bench::register_cnn_benchmarks(bench::devices());
+  bench::register_rnn_benchmarks(bench::devices());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -3,35 +3,10 @@
 
 #include <string>
 
-#include "gpudl/config.h"
-#include "gpudl/core/context.h"
-#include "gpudl/core/dispatch.h"
-#include "gpudl/kernels/conv.h"
+#include "gpudl/layers/conv_backend.h"
 
 namespace gpudl {
 namespace {
-
-// The convolution functions of one backend. GPUDL_DISPATCH's launch context carries no cuDNN
-// handle, so the layer picks the backend itself and asks its context for both handles.
-struct ConvBackend {
-  decltype(&kernels::cpu::conv2d_workspace_bytes) workspace_bytes;
-  decltype(&kernels::cpu::conv2d_forward) forward;
-  decltype(&kernels::cpu::conv2d_backward_data) backward_data;
-  decltype(&kernels::cpu::conv2d_backward_filter) backward_filter;
-};
-
-ConvBackend backend_for(Device device) {
-#if GPUDL_WITH_CUDA
-  if (device.is_cuda()) {
-    return {&kernels::cuda::conv2d_workspace_bytes, &kernels::cuda::conv2d_forward,
-            &kernels::cuda::conv2d_backward_data, &kernels::cuda::conv2d_backward_filter};
-  }
-#else
-  if (device.is_cuda()) detail::no_cuda_backend();
-#endif
-  return {&kernels::cpu::conv2d_workspace_bytes, &kernels::cpu::conv2d_forward, &kernels::cpu::conv2d_backward_data,
-          &kernels::cpu::conv2d_backward_filter};
-}
 
 std::string signature(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride, std::int64_t padding,
                       std::int64_t dilation, std::int64_t groups, bool bias) {
@@ -113,20 +88,6 @@ std::vector<Parameter*> Conv2d::parameters() {
 
 namespace {
 
-// Runs fn and puts the layer's name in front of what the kernels throw (they name the shapes).
-template <class Fn>
-void named(const std::string& name, Fn fn) {
-  try {
-    fn();
-  } catch (const OutOfMemoryError& e) {
-    throw OutOfMemoryError(name + ": " + e.what());
-  } catch (const CudaError& e) {
-    throw CudaError(name + ": " + e.what());
-  } catch (const ValueError& e) {
-    throw ValueError(name + ": " + e.what());
-  }
-}
-
 kernels::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t kernel, std::int64_t stride,
                                std::int64_t padding, std::int64_t dilation, std::int64_t groups) {
   return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), out,      kernel,   kernel,
@@ -147,15 +108,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1], sample[2]}, DType::kF32, x.device());
   const kernels::ConvGeometry g = geometry(x, out_, kernel_, stride_, padding_, dilation_, groups_);
   const kernels::ConvOptions o{deterministic_, allow_tf32_};
-  named(describe(), [&] {
-    const ConvBackend backend = backend_for(x.device());
-    Context& context = Context::get(x.device());
-    const kernels::Exec exec = context.exec(true, true);
-    const std::size_t bytes = backend.workspace_bytes(g, o, exec);
-    void* workspace = context.workspace(bytes);
-    backend.forward(y.data<float>(), x.data<float>(), weight_.value.data<float>(),
-                    has_bias_ ? bias_.value.data<float>() : nullptr, g, o, workspace, bytes, exec);
-  });
+  detail::conv_forward(describe(), y, x, weight_.value, has_bias_ ? bias_.value : Tensor(), g, o);
   input_ = training_ ? x : Tensor();
   return y;
 }
@@ -176,17 +129,8 @@ Tensor Conv2d::backward(const Tensor& grad_output) {
   Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
   const kernels::ConvGeometry g = geometry(input_, out_, kernel_, stride_, padding_, dilation_, groups_);
   const kernels::ConvOptions o{deterministic_, allow_tf32_};
-  named(describe(), [&] {
-    const ConvBackend backend = backend_for(input_.device());
-    Context& context = Context::get(input_.device());
-    const kernels::Exec exec = context.exec(true, true);
-    const std::size_t bytes = backend.workspace_bytes(g, o, exec);
-    void* workspace = context.workspace(bytes);
-    backend.backward_data(dx.data<float>(), grad_output.data<float>(), weight_.value.data<float>(), g, o, workspace,
-                          bytes, exec);
-    backend.backward_filter(weight_.grad.data<float>(), has_bias_ ? bias_.grad.data<float>() : nullptr,
-                            grad_output.data<float>(), input_.data<float>(), g, o, workspace, bytes, exec);
-  });
+  detail::conv_backward(describe(), dx, weight_.grad, has_bias_ ? bias_.grad : Tensor(), grad_output, input_,
+                        weight_.value, g, o);
   input_ = Tensor();
   return dx;
 }

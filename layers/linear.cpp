@@ -27,13 +27,18 @@ std::string Linear::describe() const {
 }
 
 Shape Linear::output_shape(const Shape& input) const {
-  if (input.numel() != in_) {
+  if (input.ndim() == 0 || input[input.ndim() - 1] != in_) {
     throw ShapeError(describe() + ": expected " + std::to_string(in_) + " features per sample, got " + input.str());
   }
-  return Shape{out_};
+  std::vector<std::int64_t> dims = input.dims();
+  dims.back() = out_;
+  return Shape(dims);
 }
 
-std::int64_t Linear::flops(const Shape&) const { return 2 * in_ * out_ + (has_bias_ ? out_ : 0); }
+std::int64_t Linear::flops(const Shape& input) const {
+  const std::int64_t rows = input.ndim() == 0 ? 1 : input.numel() / in_;
+  return rows * (2 * in_ * out_ + (has_bias_ ? out_ : 0));
+}
 
 std::vector<Parameter*> Linear::parameters() {
   if (has_bias_) return {&weight_, &bias_};
@@ -41,33 +46,43 @@ std::vector<Parameter*> Linear::parameters() {
 }
 
 Tensor Linear::forward(const Tensor& x) {
-  if (x.ndim() != 2 || x.dim(1) != in_) {
-    throw ShapeError(describe() + ": expected input (N, " + std::to_string(in_) + "), got " + x.shape().str());
+  // (..., in) → (..., out): leading axes (a sequence's time and batch) are rows of one GEMM.
+  if (x.ndim() < 2 || x.dim(x.ndim() - 1) != in_) {
+    throw ShapeError(describe() + ": expected input (N, " + std::to_string(in_) + ") or (..., " + std::to_string(in_) +
+                     "), got " + x.shape().str());
   }
-  Tensor y = Tensor::empty({x.dim(0), out_}, DType::kF32, x.device());
-  ops::matmul(y, x, weight_.value, {.transpose_b = true});
+  input_shape_ = x.shape();
+  const std::int64_t rows = x.numel() / in_;
+  const Tensor x2 = x.reshape({rows, in_});
+  Tensor y = Tensor::empty({rows, out_}, DType::kF32, x.device());
+  ops::matmul(y, x2, weight_.value, {.transpose_b = true});
   if (has_bias_) {
-    GPUDL_DISPATCH(x.device(), false, add_row_vector, y.data<float>(), bias_.value.data<float>(), x.dim(0), out_);
+    GPUDL_DISPATCH(x.device(), false, add_row_vector, y.data<float>(), bias_.value.data<float>(), rows, out_);
   }
-  input_ = x;
-  return y;
+  input_ = x2;
+  if (x.ndim() == 2) return y;
+  std::vector<std::int64_t> dims = x.shape().dims();
+  dims.back() = out_;
+  return y.reshape(dims);
 }
 
 Tensor Linear::backward(const Tensor& grad_output) {
   if (!input_.defined()) throw Error(describe() + ": backward called before forward");
-  if (grad_output.shape() != Shape{input_.dim(0), out_}) {
+  const std::int64_t rows = input_.dim(0);
+  if (grad_output.ndim() != input_shape_.ndim() || grad_output.numel() != rows * out_ ||
+      grad_output.dim(grad_output.ndim() - 1) != out_) {
     throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output [" +
-                     std::to_string(input_.dim(0)) + ", " + std::to_string(out_) + "]");
+                     std::to_string(rows) + ", " + std::to_string(out_) + "]");
   }
+  const Tensor dy = grad_output.reshape({rows, out_});
   // dW += dYᵀ X, db += column sums of dY, dX = dY W.
-  ops::matmul(weight_.grad, grad_output, input_, {.transpose_a = true, .beta = 1.0f});
+  ops::matmul(weight_.grad, dy, input_, {.transpose_a = true, .beta = 1.0f});
   if (has_bias_) {
-    GPUDL_DISPATCH(grad_output.device(), false, column_sum_add, bias_.grad.data<float>(), grad_output.data<float>(),
-                   grad_output.dim(0), out_);
+    GPUDL_DISPATCH(dy.device(), false, column_sum_add, bias_.grad.data<float>(), dy.data<float>(), rows, out_);
   }
-  Tensor dx = ops::matmul(grad_output, weight_.value);
+  Tensor dx = ops::matmul(dy, weight_.value);
   input_ = Tensor();
-  return dx;
+  return dx.reshape(input_shape_.dims());
 }
 
 }  // namespace gpudl

@@ -1,4 +1,4 @@
-// Linear: y = x Wᵀ + b for x of shape (N, in), W of shape (out, in).
+// Linear: y = x Wᵀ + b for x of shape (N, in) or (..., in), W of shape (out, in).
 #pragma once
 
 #include <cstdint>
@@ -33,7 +33,8 @@ class Linear : public Module {
   std::int64_t in_, out_;
   bool has_bias_;
   Parameter weight_, bias_;
-  Tensor input_;
+  Tensor input_;  // (rows, in)
+  Shape input_shape_;
 };
 
 }  // namespace gpudl

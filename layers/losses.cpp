@@ -1,6 +1,9 @@
 // The losses: contract checks, then one fused kernel each.
 #include "gpudl/layers/losses.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "gpudl/core/dispatch.h"
 #include "gpudl/core/format.h"
 #include "gpudl/kernels/softmax.h"
@@ -59,17 +62,23 @@ std::string CrossEntropyLoss::describe() const {
 Tensor CrossEntropyLoss::forward(const Tensor& output, const Tensor& target) {
   check_pair(output, target, "CrossEntropyLoss");
   target.check_dtype(DType::kI64, "CrossEntropyLoss target");
-  if (output.ndim() != 2 || target.ndim() != 1 || target.dim(0) != output.dim(0)) {
-    throw ShapeError("CrossEntropyLoss: expected logits (N, C) and labels (N), got " + output.shape().str() + " and " +
-                     target.shape().str());
+  // Logits (..., C) with labels (...): a sequence model's (T, B, C) against (T, B) is the
+  // mean over every time step and sequence.
+  const std::vector<std::int64_t>& od = output.shape().dims();
+  const bool fits = output.ndim() >= 2 && target.ndim() == output.ndim() - 1 &&
+                    std::equal(target.shape().dims().begin(), target.shape().dims().end(), od.begin());
+  if (!fits) {
+    throw ShapeError("CrossEntropyLoss: expected logits (N, C) and labels (N), or (..., C) and (...), got " +
+                     output.shape().str() + " and " + target.shape().str());
   }
+  const std::int64_t classes = od.back(), rows = target.numel();
   const Device d = output.device();
   Tensor loss = Tensor::zeros({1}, DType::kF32, d);
   correct_ = Tensor::zeros({1}, DType::kF32, d);
   grad_ = Tensor::empty(output.shape(), DType::kF32, d);
-  const float scale = output.dim(0) == 0 ? 0.0f : 1.0f / static_cast<float>(output.dim(0));
+  const float scale = rows == 0 ? 0.0f : 1.0f / static_cast<float>(rows);
   GPUDL_DISPATCH(d, false, cross_entropy_forward_backward, loss.data<float>(), correct_.data<float>(),
-                 grad_.data<float>(), output.data<float>(), target.data<std::int64_t>(), output.dim(0), output.dim(1),
+                 grad_.data<float>(), output.data<float>(), target.data<std::int64_t>(), rows, classes,
                  options_.label_smoothing, scale, scale);
   return loss;
 }

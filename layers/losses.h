@@ -49,8 +49,9 @@ struct CrossEntropyOptions {
   float label_smoothing = 0.0f;  // in [0, 1)
 };
 
-// Cross-entropy of logits (N, C) against class indices (N) i64: one fused kernel computes
-// log-softmax, the loss, its gradient and the number of correct predictions.
+// Cross-entropy of logits (N, C) against class indices (N) i64, or of (..., C) against (...)
+// (a sequence model's logits at every time step), averaged over all rows: one fused kernel
+// computes log-softmax, the loss, its gradient and the number of correct predictions.
 class CrossEntropyLoss : public Loss {
  public:
   // Throws ValueError for label_smoothing outside [0, 1).

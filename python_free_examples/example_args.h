@@ -5,10 +5,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "gpudl/core/json.h"
 
 namespace examples {
 
@@ -90,5 +93,25 @@ inline std::string data_dir(const Args& args, const std::string& sub) {
   }
   return "../shared/data/" + sub;
 }
+
+// JSON-lines metrics for the drivers that run their own loop (the Trainer writes its own):
+// appends one record per write() to --metrics, or does nothing when it is empty.
+class MetricsFile {
+ public:
+  // Throws std::runtime_error naming the file when it cannot be opened.
+  explicit MetricsFile(const std::string& path) {
+    if (path.empty()) return;
+    out_.open(path, std::ios::app);
+    if (!out_) throw std::runtime_error(path + ": cannot open the metrics file for writing");
+    open_ = true;
+  }
+  void write(const gpudl::json::Object& record) {
+    if (open_) out_ << gpudl::json::dump(gpudl::json::Value(record)) << '\n' << std::flush;
+  }
+
+ private:
+  std::ofstream out_;
+  bool open_ = false;
+};
 
 }  // namespace examples

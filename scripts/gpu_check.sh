@@ -146,11 +146,17 @@ if python3 -c "import torch" 2>/dev/null; then
   timeout 90 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --model resnet quick --batch 512 --min-time 3 \
     >"$logs/reference_cnn.jsonl" 2>"$logs/reference_cnn.log"
   note "pytorch reference (cnn_cifar10)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_cnn.jsonl"
+  t0=$(date +%s)
+  { timeout 90 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time 2
+    timeout 60 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time 2 --step 64x512x2
+  } >"$logs/reference_rnn.jsonl" 2>"$logs/reference_rnn.log"
+  note "pytorch reference (char_rnn)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_rnn.jsonl"
 else
   note "pytorch reference" "python3 has no torch"
 fi
 
-bench_summary=$(python3 - "$logs/bench.json" "$logs/reference_mlp.jsonl" "$logs/reference_cnn.jsonl" <<'PY' 2>/dev/null
+bench_summary=$(python3 - "$logs/bench.json" "$logs/reference_mlp.jsonl" "$logs/reference_cnn.jsonl" \
+  "$logs/reference_rnn.jsonl" <<'PY' 2>/dev/null
 import json, sys
 b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
 def t(name): return b[name]["real_time"] if name in b else None
@@ -195,6 +201,26 @@ for model in ("resnet", "quick"):
         if model in cnn_ref:
             line += f", pytorch {cnn_ref[model]:10.0f} ({100 * ours['images_per_second'] / cnn_ref[model]:.0f}%)"
         out.append(line)
+rnn_ref = {}
+try:
+    for line in open(sys.argv[4]):
+        r = json.loads(line)
+        key = ("lstm", r["hidden"]) if r["benchmark"] == "lstm_fwd_bwd" else ("step", r["batch"], r["hidden"], r["layers"])
+        rnn_ref[key] = r["tokens_per_second"]
+except Exception:
+    pass
+for name, x in b.items():
+    parts = name.split("/")
+    if name.startswith("lstm/cuda/fwd_bwd/"):
+        key = ("lstm", int(parts[3]))
+    elif name.startswith("char_rnn_step/cuda/"):
+        key = ("step", int(parts[2]), int(parts[3]), int(parts[4]))
+    else:
+        continue
+    line = f"{name.split('/manual')[0]:<28} gpudl {x.get('tokens_per_second', 0):10.0f} tokens/s"
+    if key in rnn_ref:
+        line += f", pytorch {rnn_ref[key]:10.0f} ({100 * x.get('tokens_per_second', 0) / rnn_ref[key]:.0f}%)"
+    out.append(line)
 for name, x in b.items():
     if name.startswith("conv/cuda/fwd_bwd/"):
         out.append(f"{name.split('/manual')[0]:<40} {x.get('TFLOPs', 0):.1f} TFLOP/s")

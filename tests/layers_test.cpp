@@ -107,7 +107,7 @@ TEST(Layers, LinearComputesXWtPlusB) {
     layer.forward(Tensor::zeros({2, 3}));
     FAIL() << "expected ShapeError";
   } catch (const ShapeError& e) {
-    EXPECT_STREQ(e.what(), "Linear(2, 2): expected input (N, 2), got [2, 3]");
+    EXPECT_STREQ(e.what(), "Linear(2, 2): expected input (N, 2) or (..., 2), got [2, 3]");
   }
   EXPECT_THROW(Linear(0, 3), ValueError);
 }
@@ -188,7 +188,7 @@ TEST(Losses, CrossEntropyValuesAndAccuracy) {
     ce.forward(logits, labels({1}));
     FAIL() << "expected ShapeError";
   } catch (const ShapeError& e) {
-    EXPECT_STREQ(e.what(), "CrossEntropyLoss: expected logits (N, C) and labels (N), got [2, 2] and [1]");
+    EXPECT_STREQ(e.what(), "CrossEntropyLoss: expected logits (N, C) and labels (N), or (..., C) and (...), got [2, 2] and [1]");
   }
   EXPECT_THROW(ce.forward(logits, Tensor::zeros({2})), ValueError);  // f32 labels
   EXPECT_THROW(CrossEntropyLoss({.label_smoothing = 1.0f}), ValueError);

@@ -12,10 +12,11 @@ line.
 """
 import argparse
 import json
-import time
 
 import torch
 from torch import nn
+
+from timing import median_block, setup
 
 STEPS_PER_BLOCK = 20
 
@@ -57,11 +58,6 @@ def make(name):
     raise SystemExit(f"cnn_cifar10.py: unknown model {name!r}: expected quick, resnet or lenet")
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def throughput(name, device, batch, min_time):
     torch.manual_seed(1)
     net, shape = make(name)
@@ -80,19 +76,10 @@ def throughput(name, device, batch, min_time):
             loss_fn(net(x), y).backward()
             opt.step()
 
-    block()
-    sync(device)
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_time or len(times) < 3:
-        t0 = time.perf_counter()
-        block()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
+    median, blocks = median_block(device, block, min_time)
     return {"benchmark": "train_step", "model": name, "framework": "pytorch " + torch.__version__,
-            "device": str(device), "batch": batch, "threads": torch.get_num_threads(), "blocks": len(times),
-            "images_per_second": batch * STEPS_PER_BLOCK / times[len(times) // 2]}
+            "device": str(device), "batch": batch, "threads": torch.get_num_threads(), "blocks": blocks,
+            "images_per_second": batch * STEPS_PER_BLOCK / median}
 
 
 def main():
@@ -103,13 +90,7 @@ def main():
     p.add_argument("--min-time", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     args = p.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = setup(args.device, args.threads)
     for name in args.model:
         for b in args.batch:
             print(json.dumps(throughput(name, device, b, args.min_time)), flush=True)

@@ -18,17 +18,14 @@ import time
 import torch
 from torch import nn
 
+from timing import median_block, setup
+
 STEPS_PER_BLOCK = 20
 
 
 def make_net():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
                          nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10))
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def throughput(device, batch, min_time):
@@ -45,19 +42,9 @@ def throughput(device, batch, min_time):
             loss_fn(net(x), y).backward()
             opt.step()
 
-    block()  # warm-up: allocations, library initialisation
-    sync(device)
-    times = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_time or len(times) < 3:
-        t0 = time.perf_counter()
-        block()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    median = times[len(times) // 2]
+    median, blocks = median_block(device, block, min_time)
     return {"benchmark": "train_step", "framework": "pytorch " + torch.__version__, "device": str(device),
-            "batch": batch, "threads": torch.get_num_threads(), "blocks": len(times),
+            "batch": batch, "threads": torch.get_num_threads(), "blocks": blocks,
             "samples_per_second": batch * STEPS_PER_BLOCK / median}
 
 
@@ -129,11 +116,7 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     args = p.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
+    device = setup(args.device, args.threads)
     if args.train:
         train(device, args.data, args.epochs, args.batch[0], args.lr)
     else:

@@ -1,6 +1,8 @@
 // CPU reference implementations of the axis reductions (double accumulation for sums).
 #include "gpudl/kernels/reduce.h"
 
+#include <vector>
+
 namespace gpudl::kernels::cpu {
 
 void reduce_sum(float* out, const float* in, index_t outer, index_t axis_len, index_t inner, const Exec&) {
@@ -59,11 +61,14 @@ void reduce_argmax(std::int64_t* out, const float* in, index_t outer, index_t ax
 namespace gpudl::kernels::cpu {
 
 void column_sum_add(float* out, const float* x, index_t rows, index_t cols, const Exec&) {
-  for (index_t c = 0; c < cols; ++c) {
-    double acc = 0.0;
-    for (index_t r = 0; r < rows; ++r) acc += x[r * cols + c];
-    out[c] += static_cast<float>(acc);
+  // Row by row into one double per column: the same additions in the same order as a column
+  // walk, but contiguous and vectorised (the column walk was a fifth of an LSTM step).
+  std::vector<double> acc(static_cast<std::size_t>(cols), 0.0);
+  for (index_t r = 0; r < rows; ++r) {
+    const float* row = x + r * cols;
+    for (index_t c = 0; c < cols; ++c) acc[static_cast<std::size_t>(c)] += row[c];
   }
+  for (index_t c = 0; c < cols; ++c) out[c] += static_cast<float>(acc[static_cast<std::size_t>(c)]);
 }
 
 }  // namespace gpudl::kernels::cpu

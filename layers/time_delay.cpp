@@ -1,0 +1,78 @@
+// TimeDelay through the convolution kernels: a (1 × taps) kernel over (N, C, 1, T).
+#include "gpudl/layers/time_delay.h"
+
+#include <string>
+
+#include "gpudl/core/init.h"
+#include "gpudl/layers/conv_backend.h"
+
+namespace gpudl {
+namespace {
+
+kernels::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t taps, std::int64_t dilation) {
+  kernels::ConvGeometry g{x.dim(0), x.dim(1), 1, x.dim(2), out, 1, taps};
+  g.dilation_w = dilation;
+  return g;
+}
+
+}  // namespace
+
+TimeDelay::TimeDelay(std::int64_t in_channels, std::int64_t out_channels, std::int64_t taps, std::int64_t dilation,
+                     Generator* generator)
+    : in_(in_channels), out_(out_channels), taps_(taps), dilation_(dilation) {
+  if (in_ < 1 || out_ < 1 || taps_ < 1 || dilation_ < 1) {
+    throw ValueError(describe() + ": channel counts, taps and dilation must be >= 1");
+  }
+  Generator& gen = generator != nullptr ? *generator : default_generator();
+  weight_ = make_parameter("weight", {out_, in_, taps_}, device_);
+  init::fill(weight_.value, init::Scheme::kDefault, in_ * taps_, out_ * taps_, gen);
+  bias_ = make_parameter("bias", {out_}, device_);
+  init::fill(bias_.value, init::Scheme::kDefault, in_ * taps_, out_ * taps_, gen);
+}
+
+std::string TimeDelay::describe() const {
+  return "TimeDelay(" + std::to_string(in_) + ", " + std::to_string(out_) + ", taps=" + std::to_string(taps_) +
+         (dilation_ != 1 ? ", dilation=" + std::to_string(dilation_) : "") + ")";
+}
+
+Shape TimeDelay::output_shape(const Shape& input) const {
+  if (input.ndim() != 2 || input[0] != in_ || input[1] < span()) {
+    throw ShapeError(describe() + ": expected a sample (" + std::to_string(in_) + ", T) with T >= " +
+                     std::to_string(span()) + ", got " + input.str());
+  }
+  return Shape{out_, input[1] - span() + 1};
+}
+
+std::int64_t TimeDelay::flops(const Shape& input) const {
+  const Shape out = output_shape(input);
+  return out[1] * out_ * (2 * in_ * taps_ + 1);
+}
+
+Tensor TimeDelay::forward(const Tensor& x) {
+  x.check_dtype(DType::kF32, "TimeDelay");
+  if (x.ndim() != 3) throw ShapeError(describe() + ": expected input (N, in, T), got " + x.shape().str());
+  if (x.device() != device_) {
+    throw DeviceError(describe() + ": input on " + x.device().str() + " but parameters on " + device_.str());
+  }
+  const Shape sample = output_shape(Shape{x.dim(1), x.dim(2)});
+  Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1]}, DType::kF32, x.device());
+  detail::conv_forward(describe(), y, x, weight_.value, bias_.value, geometry(x, out_, taps_, dilation_), {});
+  input_ = training_ ? x : Tensor();
+  return y;
+}
+
+Tensor TimeDelay::backward(const Tensor& grad_output) {
+  if (!input_.defined()) throw Error(describe() + ": backward needs a forward in train mode first");
+  const Shape expected{input_.dim(0), out_, input_.dim(2) - span() + 1};
+  if (grad_output.shape() != expected) {
+    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
+                     expected.str());
+  }
+  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
+  detail::conv_backward(describe(), dx, weight_.grad, bias_.grad, grad_output, input_, weight_.value,
+                        geometry(input_, out_, taps_, dilation_), {});
+  input_ = Tensor();
+  return dx;
+}
+
+}  // namespace gpudl

@@ -1,0 +1,171 @@
+// CPU-vs-CUDA equivalence of the recurrent cell, embedding and time-reversal kernels, of whole
+// recurrent layers over a sequence batch, and of a training step of char_rnn's model.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gpu/equivalence.h"
+
+#include "gpudl/core/dispatch.h"
+#include "gpudl/kernels/rnn.h"
+
+namespace gpudl::testing {
+namespace {
+
+// The cells are the same float expressions on both sides, but CUDA's expf/tanhf differ from
+// glibc's by an ulp or two, and nvcc contracts products into FMAs.
+constexpr double kCellTolerance = 1e-5;
+// A layer is a chain of GEMMs (kGemmTolerance each) and cells over T steps.
+constexpr double kLayerTolerance = 1e-4;
+
+struct Size {
+  std::int64_t batch, hidden;
+  std::string name() const { return std::to_string(batch) + "x" + std::to_string(hidden); }
+};
+
+constexpr Size kSizes[] = {{32, 256}, {64, 512}, {3, 7}};
+
+std::vector<KernelCase> rnn_cases() {
+  std::vector<KernelCase> cases;
+  for (const Size s : kSizes) {
+    const std::int64_t b = s.batch, h = s.hidden;
+    cases.push_back({"lstm_cell_" + s.name(), kCellTolerance, [b, h](Device d) {
+                       Tensor gates = input({b, 4 * h}, d, 200, -2.0f, 2.0f);
+                       const Tensor c_prev = input({b, h}, d, 201), bi = input({4 * h}, d, 202),
+                                    bh = input({4 * h}, d, 203), dh = input({b, h}, d, 204),
+                                    dc = input({b, h}, d, 205);
+                       Guarded hh = guarded({b, h}, DType::kF32, d), cc = guarded({b, h}, DType::kF32, d);
+                       Guarded dpre = guarded({b, 4 * h}, DType::kF32, d), dcp = guarded({b, h}, DType::kF32, d);
+                       GPUDL_DISPATCH(d, false, lstm_cell_forward, gates.data<float>(), hh.view.data<float>(),
+                                      cc.view.data<float>(), c_prev.data<float>(), bi.data<float>(), bh.data<float>(),
+                                      b, h);
+                       GPUDL_DISPATCH(d, false, lstm_cell_backward, dpre.view.data<float>(), dcp.view.data<float>(),
+                                      dh.data<float>(), dc.data<float>(), gates.data<float>(), c_prev.data<float>(),
+                                      cc.view.data<float>(), b, h);
+                       return Outputs{gates.to(Device::cpu()).to_vector<float>(), collect(hh), collect(cc),
+                                      collect(dpre), collect(dcp)};
+                     }});
+    cases.push_back({"gru_cell_" + s.name(), kCellTolerance, [b, h](Device d) {
+                       const Tensor xg = input({b, 3 * h}, d, 210, -2.0f, 2.0f), hg = input({b, 3 * h}, d, 211),
+                                    h_prev = input({b, h}, d, 212), bi = input({3 * h}, d, 213),
+                                    bh = input({3 * h}, d, 214), dh = input({b, h}, d, 215);
+                       Guarded save = guarded({b, 4 * h}, DType::kF32, d), hn = guarded({b, h}, DType::kF32, d);
+                       Guarded dxg = guarded({b, 3 * h}, DType::kF32, d), dhg = guarded({b, 3 * h}, DType::kF32, d),
+                               dhp = guarded({b, h}, DType::kF32, d);
+                       GPUDL_DISPATCH(d, false, gru_cell_forward, save.view.data<float>(), hn.view.data<float>(),
+                                      xg.data<float>(), hg.data<float>(), h_prev.data<float>(), bi.data<float>(),
+                                      bh.data<float>(), b, h);
+                       GPUDL_DISPATCH(d, false, gru_cell_backward, dxg.view.data<float>(), dhg.view.data<float>(),
+                                      dhp.view.data<float>(), dh.data<float>(), save.view.data<float>(),
+                                      h_prev.data<float>(), b, h);
+                       return Outputs{collect(save), collect(hn), collect(dxg), collect(dhg), collect(dhp)};
+                     }});
+    for (bool relu : {false, true}) {
+      cases.push_back({std::string(relu ? "rnn_relu_cell_" : "rnn_tanh_cell_") + s.name(), kCellTolerance,
+                       [b, h, relu](Device d) {
+                         const Tensor pre = input({b, h}, d, 220, -2.0f, 2.0f), bi = input({h}, d, 221),
+                                      bh = input({h}, d, 222), dh = input({b, h}, d, 223);
+                         Guarded hh = guarded({b, h}, DType::kF32, d), dpre = guarded({b, h}, DType::kF32, d);
+                         GPUDL_DISPATCH(d, false, rnn_cell_forward, hh.view.data<float>(), pre.data<float>(),
+                                        bi.data<float>(), bh.data<float>(), b, h, relu);
+                         GPUDL_DISPATCH(d, false, rnn_cell_backward, dpre.view.data<float>(), dh.data<float>(),
+                                        hh.view.data<float>(), b, h, relu);
+                         return Outputs{collect(hh), collect(dpre)};
+                       }});
+    }
+  }
+  // Embedding: ids with repeats (the scatter-add sums several rows into one), a char_rnn
+  // shape and a small one. Sums of at most a few terms: within kSumTolerance of any order.
+  for (const auto& [n, vocab, dim] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{4096, 65, 64}, {7, 3, 5}}) {
+    cases.push_back({"embedding_" + std::to_string(n) + "x" + std::to_string(vocab) + "x" + std::to_string(dim),
+                     kSumTolerance, [n, vocab, dim](Device d) {
+                       std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+                       for (std::int64_t k = 0; k < n; ++k) ids[static_cast<std::size_t>(k)] = static_cast<std::int32_t>((k * 7 + k / 3) % vocab);
+                       const Tensor id = Tensor::from_vector(ids, {n}).to(d), table = input({vocab, dim}, d, 230),
+                                    dy = input({n, dim}, d, 231);
+                       Guarded y = guarded({n, dim}, DType::kF32, d);
+                       Tensor dtable = Tensor::zeros({vocab, dim}, DType::kF32, d);
+                       GPUDL_DISPATCH(d, false, embedding_forward, y.view.data<float>(), id.data<std::int32_t>(),
+                                      table.data<float>(), n, dim, vocab);
+                       GPUDL_DISPATCH(d, false, embedding_backward, dtable.data<float>(), id.data<std::int32_t>(),
+                                      dy.data<float>(), n, dim, vocab);
+                       return Outputs{collect(y), dtable.to(Device::cpu()).to_vector<float>()};
+                     }});
+  }
+  cases.push_back({"reverse_steps_128x2048", kExact, [](Device d) {
+                     const Tensor x = input({128, 2048}, d, 240);
+                     Guarded y = guarded({128, 2048}, DType::kF32, d);
+                     GPUDL_DISPATCH(d, false, reverse_steps, y.view.data<float>(), x.data<float>(), 128, 2048);
+                     return Outputs{collect(y)};
+                   }});
+  // Whole layers: forward and backward over a sequence batch, stacked and bidirectional, with
+  // a carried initial state; outputs, input gradient, state gradients and every weight gradient.
+  for (RecurrentMode mode : {RecurrentMode::kRnnTanh, RecurrentMode::kLstm, RecurrentMode::kGru}) {
+    const std::string name = mode == RecurrentMode::kLstm ? "lstm" : mode == RecurrentMode::kGru ? "gru" : "rnn";
+    cases.push_back({name + "_layer_2x_bidirectional_T16_B8", kLayerTolerance, [mode](Device d) {
+                       const std::int64_t steps = 16, batch = 8, in = 12, hidden = 24;
+                       Generator gen(17);
+                       Recurrent m(mode, in, hidden, {.num_layers = 2, .bidirectional = true, .generator = &gen});
+                       m.to(d);
+                       const Tensor h0 = input({4, batch, hidden}, d, 250);
+                       const Tensor c0 = mode == RecurrentMode::kLstm ? input({4, batch, hidden}, d, 251) : Tensor();
+                       m.set_state(h0, c0);
+                       const Tensor x = input({steps, batch, in}, d, 252);
+                       const Tensor y = m.forward(x);
+                       m.zero_grad();
+                       const Tensor dx = m.backward(input(y.shape(), d, 253));
+                       Outputs out{y.to(Device::cpu()).to_vector<float>(), dx.to(Device::cpu()).to_vector<float>(),
+                                   m.final_h().to(Device::cpu()).to_vector<float>(),
+                                   m.grad_h0().to(Device::cpu()).to_vector<float>()};
+                       for (Parameter* p : m.parameters()) out.push_back(p->grad.to(Device::cpu()).to_vector<float>());
+                       return out;
+                     }});
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Rnn, KernelEquivalence, ::testing::ValuesIn(rnn_cases()), case_name);
+
+using GpuCharRnnTraining = GpuTest;
+
+// Three steps of char_rnn's model (embedding 64, LSTM 256, vocabulary 65, chunks of 128 steps,
+// batch 32) with truncated BPTT state carried between them, against the CPU. SGD rather than
+// char_rnn's Adam: Adam's first steps move every weight by ±lr whatever its gradient's size,
+// so a near-zero gradient that rounds to the other sign would dominate the comparison.
+TEST_F(GpuCharRnnTraining, StepsMatchTheCpu) {
+  const std::int64_t vocab = 65, steps = 128, batch = 32;
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(4 * steps * batch));
+  const auto r = random_vector(ids.size(), 260, 0.0f, static_cast<float>(vocab));
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int32_t>(r[i]) % static_cast<std::int32_t>(vocab);
+  const data::StreamBatches stream(ids, batch, steps);
+  std::vector<float> losses[2], weights[2];
+  for (int k = 0; k < 2; ++k) {
+    const Device device = k == 0 ? Device::cpu() : Device::cuda(0);
+    manual_seed(3);
+    Sequential net{Embedding(vocab, 64), LSTM(64, 256), Linear(256, vocab)};
+    auto& lstm = dynamic_cast<Recurrent&>(net[1]);
+    net.to(device);
+    SGD opt(net.parameters(), {.lr = 0.5, .momentum = 0.9});
+    CrossEntropyLoss loss;
+    Tensor inputs, targets;
+    for (std::int64_t c = 0; c < 3; ++c) {
+      stream.chunk(c, inputs, targets);
+      net.zero_grad();
+      losses[k].push_back(loss.forward(net.forward(inputs), targets.to(device)).to_vector<float>()[0]);
+      net.backward(loss.backward());
+      clip_grad_norm(net.parameters(), 5.0f);
+      opt.step();
+      lstm.carry_state();
+    }
+    for (Parameter* p : net.parameters()) {
+      for (float v : p->value.to(Device::cpu()).to_vector<float>()) weights[k].push_back(v);
+    }
+  }
+  EXPECT_LE(relative_error(losses[1], losses[0]), 1e-4);
+  EXPECT_LE(relative_error(weights[1], weights[0]), 1e-4);
+}
+
+}  // namespace
+}  // namespace gpudl::testing
