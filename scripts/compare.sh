@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# compare.sh: libgpudl against PyTorch on this machine, model by model, interleaved A/B.
+set -uo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/compare.sh [--device cpu|cuda] [--out FILE] [--quick] [--repeats N] [--build DIR]
+
+Times each model-level training step of gpudl_bench and the same model in PyTorch
+(bench/reference/*.py) on this machine, alternating the two over several repeats, and prints
+a table last: model, batch, ours and PyTorch's items/s (medians), their ratio and spread.
+
+  --device   cpu (default) or cuda
+  --out      also write one JSON object per row (model, batch, device, ours_per_s,
+             pytorch_per_s, ratio, spreads, PyTorch's threads) to FILE
+  --quick    one repeat and shorter timings (a smoke run, not a measurement)
+  --repeats  A/B rounds (default 3)
+  --build    build folder with bench/gpudl_bench (default build/cuda where nvcc is, else
+             build/cpu; configured and built when missing)
+
+Models (identical on both sides): mlp_mnist's MLP at batch 128 and 1024, LeNet-5 at 128,
+cnn_cifar10's quick network at 128, char_rnn's LSTM (1x256, 32 streams of 128 steps); on a
+GPU also the resnet network at 512 and a 2x512 LSTM at 64 streams. PyTorch runs at its best:
+each model is first timed with 1 thread and with one per core and the faster count is used
+(the table says which); on the CPU it is Debian's python3-torch over OpenBLAS, installed when
+missing; on a GPU cudnn.benchmark is on and TF32 off on both sides.
+USAGE
+}
+
+device=cpu out="" quick=0 repeats=3 build=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --device) device=${2:?--device needs a value}; shift 2 ;;
+    --out) out=${2:?--out needs a file}; shift 2 ;;
+    --quick) quick=1; repeats=1; shift ;;
+    --repeats) repeats=${2:?--repeats needs a number}; shift 2 ;;
+    --build) build=${2:?--build needs a folder}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "compare: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $device == cpu || $device == cuda ]] || { echo "compare: --device must be cpu or cuda, not '$device'" >&2; exit 2; }
+[[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "compare: --repeats must be a positive integer, not '$repeats'" >&2; exit 2; }
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# --- PyTorch ------------------------------------------------------------------------------------
+# Debian's python3-torch lives under /usr/bin/python3 (a pyenv or venv python3 may lack it).
+python=python3
+[[ -x /usr/bin/python3 ]] && python=/usr/bin/python3
+if ! "$python" -c "import torch" 2>/dev/null; then
+  if [[ $device == cuda ]]; then
+    echo "compare: $python has no torch; install a CUDA build of PyTorch first" >&2
+    exit 1
+  fi
+  # OpenBLAS under it: without libopenblas0 Debian's torch falls back to the reference BLAS.
+  pkgs=(python3-torch libopenblas0-pthread)
+  if [[ $(id -u) -eq 0 ]]; then
+    sudo_cmd=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo_cmd=(sudo)
+  else
+    echo "compare: PyTorch is missing; install it as root: apt-get install -y ${pkgs[*]}" >&2
+    exit 1
+  fi
+  echo "compare: installing ${pkgs[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  "$python" -c "import torch" || { echo "compare: torch still does not import" >&2; exit 1; }
+fi
+torch_version=$("$python" -c "import torch; print(torch.__version__)")
+
+# --- gpudl_bench ----------------------------------------------------------------------------------
+if [[ -z $build ]]; then
+  if command -v nvcc >/dev/null || [[ -x /usr/local/cuda/bin/nvcc ]]; then build=build/cuda; else build=build/cpu; fi
+fi
+bench="$build/bench/gpudl_bench"
+if [[ ! -x $bench ]]; then
+  preset=$(basename "$build")
+  echo "compare: building gpudl_bench in $build (preset $preset)"
+  cmake --preset "$preset" >/dev/null && cmake --build "$build" --target gpudl_bench >/dev/null ||
+    { echo "compare: could not build $bench" >&2; exit 1; }
+fi
+
+cores=$(nproc)
+min_time=2
+[[ $quick -eq 1 ]] && min_time=0.5
+ref=bench/reference
+
+# name|batch|gpudl_bench filter|reference command (threads appended)
+cases=(
+  "mlp|128|^train_step/$device/128/|$ref/mlp_mnist.py --device $device --batch 128"
+  "mlp|1024|^train_step/$device/1024/|$ref/mlp_mnist.py --device $device --batch 1024"
+  "lenet|128|^cnn_step/$device/lenet/128/|$ref/cnn_cifar10.py --device $device --model lenet --batch 128"
+  "quick|128|^cnn_step/$device/quick/128/|$ref/cnn_cifar10.py --device $device --model quick --batch 128"
+  "lstm 1x256|32|^char_rnn_step/$device/32/256/1/|$ref/char_rnn.py --device $device --step 32x256x1"
+)
+if [[ $device == cuda ]]; then
+  cases+=("resnet|512|^cnn_step/cuda/resnet/512/|$ref/cnn_cifar10.py --device cuda --model resnet --batch 512"
+          "lstm 2x512|64|^char_rnn_step/cuda/64/512/2/|$ref/char_rnn.py --device cuda --step 64x512x2")
+fi
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
+# The items/s of one gpudl_bench case: its *_per_second counter.
+ours() {
+  "$bench" --benchmark_filter="$1" --benchmark_min_time="$min_time" --benchmark_format=json 2>/dev/null |
+    "$python" -c '
+import json, sys
+runs = [b for b in json.load(sys.stdin)["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
+print(next(v for k, v in runs[0].items() if k.endswith("_per_second")))'
+}
+
+# The items/s of one reference run with $2 threads.
+theirs() {
+  # shellcheck disable=SC2086
+  "$python" $1 --min-time "$min_time" --threads "$2" 2>/dev/null | tail -1 |
+    "$python" -c 'import json, sys; r = json.loads(sys.stdin.read()); print(next(v for k, v in r.items() if k.endswith("_per_second")))'
+}
+
+# PyTorch's thread count per model: the faster of 1 and one per core.
+declare -A threads
+for c in "${cases[@]}"; do
+  IFS='|' read -r name batch filter cmd <<<"$c"
+  best=1
+  if [[ $cores -gt 1 && $device == cpu ]]; then
+    one=$(theirs "$cmd" 1) all=$(theirs "$cmd" "$cores")
+    if [[ -z $one || -z $all ]]; then echo "compare: PyTorch failed on $name (run: $python $cmd)" >&2; exit 1; fi
+    best=$("$python" -c "print($cores if $all > $one else 1)")
+    echo "compare: $name b$batch: PyTorch $(printf %.0f "$one")/s with 1 thread, $(printf %.0f "$all")/s with $cores; using $best"
+  fi
+  threads["$name|$batch"]=$best
+done
+
+start=$(date +%s)
+for ((r = 1; r <= repeats; r++)); do
+  for c in "${cases[@]}"; do
+    IFS='|' read -r name batch filter cmd <<<"$c"
+    t=${threads["$name|$batch"]}
+    # Alternate which side goes first, so neither always meets a warm or a throttled machine.
+    if (( r % 2 )); then
+      a=$(ours "$filter"); b=$(theirs "$cmd" "$t")
+    else
+      b=$(theirs "$cmd" "$t"); a=$(ours "$filter")
+    fi
+    if [[ -z $a || -z $b ]]; then echo "compare: a run of $name b$batch failed (filter $filter, command $cmd)" >&2; exit 1; fi
+    echo "$name|$batch|$a|$b|$t" >>"$results"
+    echo "compare: round $r/$repeats $name b$batch: gpudl $(printf %.0f "$a")/s, PyTorch $(printf %.0f "$b")/s"
+  done
+done
+
+"$python" - "$results" "$device" "$torch_version" "$out" "$(git rev-parse --short HEAD 2>/dev/null)" \
+  "$(( $(date +%s) - start ))" <<'PY'
+import json, statistics, sys
+path, device, version, out, commit, seconds = sys.argv[1:7]
+rows = {}
+for line in open(path):
+    name, batch, a, b, t = line.strip().split("|")
+    row = rows.setdefault((name, int(batch)), {"ours": [], "theirs": [], "threads": int(t)})
+    row["ours"].append(float(a))
+    row["theirs"].append(float(b))
+def spread(v):
+    m = statistics.median(v)
+    return (max(v) - min(v)) / m if m else 0.0
+print(f"\nlibgpudl (commit {commit}) vs PyTorch {version} on {device}, medians of {len(next(iter(rows.values()))['ours'])} "
+      f"interleaved rounds ({seconds} s)")
+print(f"{'model':<12} {'batch':>5} {'gpudl /s':>12} {'PyTorch /s':>12} {'ratio':>7} {'spread':>15} {'threads':>8}")
+records = []
+for (name, batch), r in rows.items():
+    ours, theirs = statistics.median(r["ours"]), statistics.median(r["theirs"])
+    ratio = ours / theirs
+    print(f"{name:<12} {batch:>5} {ours:>12.0f} {theirs:>12.0f} {ratio:>6.2f}x {spread(r['ours']):>6.1%} /{spread(r['theirs']):>6.1%} "
+          f"{r['threads']:>8}")
+    records.append({"model": name, "batch": batch, "device": device, "ours_per_s": ours, "pytorch_per_s": theirs,
+                    "ratio": ratio, "ours_spread": spread(r["ours"]), "pytorch_spread": spread(r["theirs"]),
+                    "pytorch_threads": r["threads"], "pytorch": version, "commit": commit})
+print("spread: (max - min) / median over the rounds, gpudl / PyTorch")
+if out:
+    with open(out, "w") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+PY
