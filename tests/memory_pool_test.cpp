@@ -39,7 +39,10 @@ class FakeUpstream final : public PoolUpstream {
     }
     s_->held += bytes;
     ++s_->allocations;
-    return std::aligned_alloc(MemoryPool::kAlignment, bytes);
+    // aligned_alloc wants a multiple of the alignment; with caching off the pool passes the
+    // request's own size through.
+    const std::size_t rounded = (bytes + MemoryPool::kAlignment - 1) / MemoryPool::kAlignment * MemoryPool::kAlignment;
+    return std::aligned_alloc(MemoryPool::kAlignment, rounded);
   }
   void deallocate(void* ptr, std::size_t bytes) noexcept override {
     s_->held -= bytes;

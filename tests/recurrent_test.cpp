@@ -32,21 +32,15 @@ void expect_state_gradient_matches(Recurrent& m, const Tensor& x, Tensor state, 
   const std::vector<float> analytic = analytic_grad.to_vector<float>();
   float* p = state.data<float>();
   double worst = 0.0;
+  auto objective = [&] {
+    const auto out = m.forward(x).to_vector<float>();
+    double s = 0.0;
+    for (std::size_t k = 0; k < out.size(); ++k) s += static_cast<double>(r[k]) * out[k];
+    return s;
+  };
   for (std::int64_t i = 0; i < state.numel(); ++i) {
-    auto objective = [&] {
-      const auto out = m.forward(x).to_vector<float>();
-      double s = 0.0;
-      for (std::size_t k = 0; k < out.size(); ++k) s += static_cast<double>(r[k]) * out[k];
-      return s;
-    };
-    const float saved = p[i];
-    p[i] = saved + testing::kGradStep;
-    const double plus = objective();
-    p[i] = saved - testing::kGradStep;
-    const double minus = objective();
-    p[i] = saved;
     worst = std::max(worst, testing::grad_error(analytic[static_cast<std::size_t>(i)],
-                                                (plus - minus) / (2.0 * testing::kGradStep)));
+                                                testing::numeric_derivative(p, i, objective)));
   }
   EXPECT_LE(worst, testing::kGradTolerance) << m.describe() << ": " << what;
 }
