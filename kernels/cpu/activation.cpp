@@ -1,6 +1,8 @@
 // CPU implementations of the activation kernels: one loop per kind, so each vectorises.
 #include "gpudl/kernels/activation.h"
 
+#include "gpudl/kernels/cpu/parallel.h"
+
 namespace gpudl::kernels::cpu {
 namespace {
 
@@ -17,9 +19,9 @@ void backward_loop(float* __restrict dx, const float* __restrict dy, const float
   for (index_t i = 0; i < n; ++i) dx[i] = activate_grad(kKind, dy[i], x[i], y[i], alpha);
 }
 
-}  // namespace
+constexpr index_t kGrain = 1 << 15;  // elements per thread at least: ~10 µs of ReLU
 
-void activation_forward(float* y, const float* x, index_t n, Activation kind, float alpha, const Exec&) {
+void forward_range(float* y, const float* x, index_t n, Activation kind, float alpha) {
   if (y == x) {  // in place: the restrict loops must not see aliased pointers
     for (index_t i = 0; i < n; ++i) y[i] = activate(kind, y[i], alpha);
     return;
@@ -33,8 +35,8 @@ void activation_forward(float* y, const float* x, index_t n, Activation kind, fl
   }
 }
 
-void activation_backward(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
-                         float alpha, const Exec&) {
+void backward_range(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
+                    float alpha) {
   if (dx == dy || dx == x || dx == y) {
     for (index_t i = 0; i < n; ++i) dx[i] = activate_grad(kind, dy[i], x[i], y[i], alpha);
     return;
@@ -46,6 +48,19 @@ void activation_backward(float* dx, const float* dy, const float* x, const float
     case Activation::kLeakyRelu: return backward_loop<Activation::kLeakyRelu>(dx, dy, x, y, n, alpha);
     case Activation::kElu: return backward_loop<Activation::kElu>(dx, dy, x, y, n, alpha);
   }
+}
+
+}  // namespace
+
+void activation_forward(float* y, const float* x, index_t n, Activation kind, float alpha, const Exec&) {
+  parallel_for(n, kGrain, [&](index_t i0, index_t i1) { forward_range(y + i0, x + i0, i1 - i0, kind, alpha); });
+}
+
+void activation_backward(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
+                         float alpha, const Exec&) {
+  parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
+    backward_range(dx + i0, dy + i0, x + i0, y + i0, i1 - i0, kind, alpha);
+  });
 }
 
 }  // namespace gpudl::kernels::cpu

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "gpudl/kernels/cpu/parallel.h"
 #include "gpudl/kernels/gemm.h"
 
 namespace gpudl::kernels::cpu {
@@ -101,7 +102,7 @@ double plane_sum(const float* v, index_t n) {
 // out_w is 64 at 8×8): it runs at a fraction of its speed and its threads cost more than they
 // give. Side by side, a block of images makes N about 4096 columns.
 index_t block_images(const ConvGeometry& g) {
-  constexpr index_t kColumns = 2048;
+  constexpr index_t kColumns = 4096;
   const index_t ohw = g.out_h() * g.out_w();
   return std::clamp<index_t>((kColumns + ohw - 1) / ohw, 1, std::max<index_t>(g.n, 1));
 }
@@ -139,6 +140,31 @@ std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions&, co
   return column_bytes(g);
 }
 
+namespace {
+
+// Copies the output gradients of images [b0, b0 + nb) and group grp side by side into
+// out (kg, nb · ohw), the layout the block GEMMs read.
+void gather_block(float* out, const float* dy, index_t b0, index_t nb, index_t grp, const ConvGeometry& g) {
+  const index_t kg = g.k / g.groups, ohw = g.out_h() * g.out_w(), ld = nb * ohw;
+  parallel_for(nb, 1, [&](index_t j0, index_t j1) {
+    for (index_t j = j0; j < j1; ++j) {
+      const float* dyg = dy + ((b0 + j) * g.k + grp * kg) * ohw;
+      for (index_t kk = 0; kk < kg; ++kk) std::copy(dyg + kk * ohw, dyg + (kk + 1) * ohw, out + kk * ld + j * ohw);
+    }
+  });
+}
+
+// The column matrices of images [b0, b0 + nb), group grp, side by side in col (crs, nb · ohw);
+// each image fills its own columns, so the images run in parallel.
+void block_im2col(float* col, const float* x, index_t b0, index_t nb, index_t grp, const ConvGeometry& g) {
+  const index_t cg = g.c / g.groups, hw = g.h * g.w, ohw = g.out_h() * g.out_w();
+  parallel_for(nb, 1, [&](index_t j0, index_t j1) {
+    for (index_t j = j0; j < j1; ++j) im2col(col + j * ohw, nb * ohw, x + ((b0 + j) * g.c + grp * cg) * hw, cg, g);
+  });
+}
+
+}  // namespace
+
 void conv2d_forward(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
                     const ConvOptions&, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   check_workspace(g, workspace, workspace_bytes, "conv2d_forward");
@@ -169,35 +195,23 @@ void conv2d_forward(float* y, const float* x, const float* weight, const float* 
              ohw, exec);
         continue;
       }
-      for (index_t j = 0; j < nb; ++j) im2col(col + j * ohw, ld, x + ((b0 + j) * g.c + grp * cg) * hw, cg, g);
+      block_im2col(col, x, b0, nb, grp, g);
       // out (kg, nb · ohw) = W_g (kg, crs) · col (crs, nb · ohw), then each image's slice to y.
       gemm(Transpose::kNo, Transpose::kNo, kg, ld, crs, 1.0f, wg, crs, col, ld, 0.0f, out, ld, exec);
-      for (index_t j = 0; j < nb; ++j) {
-        float* yg = y + ((b0 + j) * g.k + grp * kg) * ohw;
-        for (index_t kk = 0; kk < kg; ++kk) {
-          const float* src = out + kk * ld + j * ohw;
-          float* dst = yg + kk * ohw;
-          const float shift = bg != nullptr ? bg[kk] : 0.0f;
-          for (index_t i = 0; i < ohw; ++i) dst[i] = src[i] + shift;
+      parallel_for(nb, 1, [&](index_t j0, index_t j1) {
+        for (index_t j = j0; j < j1; ++j) {
+          float* yg = y + ((b0 + j) * g.k + grp * kg) * ohw;
+          for (index_t kk = 0; kk < kg; ++kk) {
+            const float* src = out + kk * ld + j * ohw;
+            float* dst = yg + kk * ohw;
+            const float shift = bg != nullptr ? bg[kk] : 0.0f;
+            for (index_t i = 0; i < ohw; ++i) dst[i] = src[i] + shift;
+          }
         }
-      }
+      });
     }
   }
 }
-
-namespace {
-
-// Copies the output gradients of images [b0, b0 + nb) and group grp side by side into
-// out (kg, nb · ohw), the layout the block GEMMs read.
-void gather_block(float* out, const float* dy, index_t b0, index_t nb, index_t grp, const ConvGeometry& g) {
-  const index_t kg = g.k / g.groups, ohw = g.out_h() * g.out_w(), ld = nb * ohw;
-  for (index_t j = 0; j < nb; ++j) {
-    const float* dyg = dy + ((b0 + j) * g.k + grp * kg) * ohw;
-    for (index_t kk = 0; kk < kg; ++kk) std::copy(dyg + kk * ohw, dyg + (kk + 1) * ohw, out + kk * ld + j * ohw);
-  }
-}
-
-}  // namespace
 
 void conv2d_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g, const ConvOptions&,
                           void* workspace, std::size_t workspace_bytes, const Exec& exec) {
@@ -222,7 +236,9 @@ void conv2d_backward_data(float* dx, const float* dy, const float* weight, const
       } else {
         gather_block(out, dy, b0, nb, grp, g);
         gemm(Transpose::kYes, Transpose::kNo, crs, ld, kg, 1.0f, wg, crs, out, ld, 0.0f, col, ld, exec);
-        for (index_t j = 0; j < nb; ++j) col2im(dx + ((b0 + j) * g.c + grp * cg) * hw, col + j * ohw, ld, cg, g);
+        parallel_for(nb, 1, [&](index_t j0, index_t j1) {
+          for (index_t j = j0; j < j1; ++j) col2im(dx + ((b0 + j) * g.c + grp * cg) * hw, col + j * ohw, ld, cg, g);
+        });
       }
     }
   }
@@ -254,7 +270,7 @@ void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const
         continue;
       }
       gather_block(out, dy, b0, nb, grp, g);
-      for (index_t j = 0; j < nb; ++j) im2col(col + j * ohw, ld, x + ((b0 + j) * g.c + grp * cg) * hw, cg, g);
+      block_im2col(col, x, b0, nb, grp, g);
       gemm(Transpose::kNo, Transpose::kYes, kg, crs, ld, 1.0f, out, ld, col, ld, 1.0f, dwg, crs, exec);
     }
     // While the block's dy is still in cache from the GEMMs.

@@ -1,10 +1,12 @@
-// CPU GEMM through OpenBLAS's CBLAS interface (row-major).
+// CPU GEMM through OpenBLAS's CBLAS interface (row-major), large products split over threads.
 #include "gpudl/kernels/gemm.h"
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <limits>
 
+#include "gpudl/kernels/cpu/parallel.h"
 #include "gpudl/kernels/error.h"
 
 namespace gpudl::kernels::cpu {
@@ -35,9 +37,39 @@ void gemm(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k,
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  cblas_sgemm(CblasRowMajor, to_cblas(trans_a), to_cblas(trans_b), to_blasint(m, "m"), to_blasint(n, "n"),
-              to_blasint(k, "k"), alpha, a, to_blasint(lda, "lda"), b, to_blasint(ldb, "ldb"), beta, c,
-              to_blasint(ldc, "ldc"));
+  const blasint bk = to_blasint(k, "k"), blda = to_blasint(lda, "lda"), bldb = to_blasint(ldb, "ldb");
+  const blasint bldc = to_blasint(ldc, "ldc");
+  to_blasint(m, "m");
+  to_blasint(n, "n");
+  auto call = [&](index_t rows, index_t cols, const float* pa, const float* pb, float* pc) {
+    cblas_sgemm(CblasRowMajor, to_cblas(trans_a), to_cblas(trans_b), static_cast<blasint>(rows),
+                static_cast<blasint>(cols), bk, alpha, pa, blda, pb, bldb, beta, pc, bldc);
+  };
+  // OpenBLAS runs single-threaded (parallel.h); a large product is cut into slabs of C, one
+  // per thread, along its longer side. The cut depends only on the shape and the thread
+  // count, so results repeat from run to run.
+  constexpr double kParallelFlops = 4e6;  // about 50 µs on one core: worth waking a helper
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  if (flops < kParallelFlops || cpu_threads() == 1) {
+    call(m, n, a, b, c);
+    return;
+  }
+  constexpr index_t kAlign = 16;  // slab edges on multiples of OpenBLAS's register blocks
+  if (m >= n) {
+    const index_t blocks = (m + kAlign - 1) / kAlign;
+    parallel_for(blocks, 1, [&](index_t b0, index_t b1) {
+      const index_t r0 = b0 * kAlign, r1 = std::min(m, b1 * kAlign);
+      const float* pa = trans_a == Transpose::kNo ? a + r0 * lda : a + r0;
+      call(r1 - r0, n, pa, b, c + r0 * ldc);
+    });
+  } else {
+    const index_t blocks = (n + kAlign - 1) / kAlign;
+    parallel_for(blocks, 1, [&](index_t b0, index_t b1) {
+      const index_t c0 = b0 * kAlign, c1 = std::min(n, b1 * kAlign);
+      const float* pb = trans_b == Transpose::kNo ? b + c0 : b + c0 * ldb;
+      call(m, c1 - c0, a, pb, c + c0);
+    });
+  }
 }
 
 void gemm_strided_batched(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k, float alpha,

@@ -3,13 +3,40 @@
 
 #include <cmath>
 
+#include "gpudl/kernels/cpu/parallel.h"
+
 namespace gpudl::kernels::cpu {
+namespace {
+
+constexpr index_t kGrain = 1 << 15;  // parameters per thread at least
+
+// Four distinct arrays and the step by value: with restrict parameters and the decay test
+// out of the loop, the loop vectorises (sqrt and division included); a reference to the step
+// inside a lambda kept it scalar, a quarter of an MLP training step.
+template <bool kDecay>
+void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, index_t n,
+               AdamStep s) {
+  if (!kDecay) s.weight_decay = 0.0f;
+  for (index_t i = 0; i < n; ++i) adam_element(p[i], g[i], m[i], v[i], s);
+}
+
+void adam_range(float* p, const float* g, float* m, float* v, index_t n, const AdamStep& s) {
+  if (s.weight_decay != 0.0f) {
+    adam_loop<true>(p, g, m, v, n, s);
+  } else {
+    adam_loop<false>(p, g, m, v, n, s);
+  }
+}
+
+}  // namespace
 
 void sgd_update(float* param, const float* grad, float* momentum_buf, index_t n, float lr, float momentum,
                 float dampening, float weight_decay, bool nesterov, bool first_step, const Exec&) {
   const SgdStep s{lr, momentum, dampening, weight_decay, nesterov, first_step};
-  float unused = 0.0f;  // stands in for the buffer when there is none (momentum == 0)
-  for (index_t i = 0; i < n; ++i) sgd_element(param[i], grad[i], momentum_buf ? momentum_buf[i] : unused, s);
+  parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
+    float spare = 0.0f;  // stands in for the buffer when there is none (momentum == 0), per thread
+    for (index_t i = i0; i < i1; ++i) sgd_element(param[i], grad[i], momentum_buf ? momentum_buf[i] : spare, s);
+  });
 }
 
 void adagrad_update(float* param, const float* grad, float* sum_sq, index_t n, float lr, float eps,
@@ -38,7 +65,8 @@ void adam_update(float* param, const float* grad, float* m, float* v, index_t n,
                  bool decoupled_weight_decay, const Exec&) {
   const AdamStep s =
       adam_step(lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, decoupled_weight_decay);
-  for (index_t i = 0; i < n; ++i) adam_element(param[i], grad[i], m[i], v[i], s);
+  parallel_for(n, kGrain,
+               [&](index_t i0, index_t i1) { adam_range(param + i0, grad + i0, m + i0, v + i0, i1 - i0, s); });
 }
 
 void sum_squares(float* accumulator, const float* x, index_t n, const Exec&) {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "gpudl/kernels/cpu/parallel.h"
+
 namespace gpudl::kernels::cpu {
 
 namespace {
@@ -11,31 +13,33 @@ namespace {
 // winner rule is max_pool_window's: the first NaN, else the first strict maximum in row-major order.
 void max_pool_2x2(float* y, std::int32_t* argmax, const float* x, const PoolGeometry& geom) {
   const index_t out_h = geom.out_h(), out_w = geom.out_w(), w = geom.w;
-  for (index_t p = 0; p < geom.n * geom.c; ++p) {
-    const float* plane = x + p * geom.h * w;
-    for (index_t oh = 0; oh < out_h; ++oh) {
-      const float* r0 = plane + 2 * oh * w;
-      const float* r1 = r0 + w;
-      float* yr = y + (p * out_h + oh) * out_w;
-      std::int32_t* ar = argmax + (p * out_h + oh) * out_w;
-      const auto row0 = static_cast<std::int32_t>(2 * oh * w);
-      const auto row1 = static_cast<std::int32_t>(row0 + w);
-      for (index_t ow = 0; ow < out_w; ++ow) {
-        const auto col = static_cast<std::int32_t>(2 * ow);
-        float best = r0[2 * ow];
-        std::int32_t at = row0 + col;
-        const float cand[3] = {r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
-        const std::int32_t where[3] = {row0 + col + 1, row1 + col, row1 + col + 1};
-        for (int j = 0; j < 3; ++j) {
-          const bool take = cand[j] > best || (cand[j] != cand[j] && best == best);
-          best = take ? cand[j] : best;
-          at = take ? where[j] : at;
+  parallel_for(geom.n * geom.c, 16, [&](index_t p0, index_t p1) {
+    for (index_t p = p0; p < p1; ++p) {
+      const float* plane = x + p * geom.h * w;
+      for (index_t oh = 0; oh < out_h; ++oh) {
+        const float* r0 = plane + 2 * oh * w;
+        const float* r1 = r0 + w;
+        float* yr = y + (p * out_h + oh) * out_w;
+        std::int32_t* ar = argmax + (p * out_h + oh) * out_w;
+        const auto row0 = static_cast<std::int32_t>(2 * oh * w);
+        const auto row1 = static_cast<std::int32_t>(row0 + w);
+        for (index_t ow = 0; ow < out_w; ++ow) {
+          const auto col = static_cast<std::int32_t>(2 * ow);
+          float best = r0[2 * ow];
+          std::int32_t at = row0 + col;
+          const float cand[3] = {r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+          const std::int32_t where[3] = {row0 + col + 1, row1 + col, row1 + col + 1};
+          for (int j = 0; j < 3; ++j) {
+            const bool take = cand[j] > best || (cand[j] != cand[j] && best == best);
+            best = take ? cand[j] : best;
+            at = take ? where[j] : at;
+          }
+          yr[ow] = best;
+          ar[ow] = at;
         }
-        yr[ow] = best;
-        ar[ow] = at;
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -51,31 +55,33 @@ void max_pool_forward(float* y, std::int32_t* argmax, const float* x, const Pool
   if (geom.pad_h == 0 && geom.pad_w == 0) {
     // Every window lies inside the plane (floor mode), so no clipping; same winner rule as
     // max_pool_window: the first NaN, else the first strict maximum in row-major order.
-    for (index_t p = 0; p < geom.n * geom.c; ++p) {
-      const float* plane = x + p * in_plane;
-      float* yp = y + p * out_plane;
-      std::int32_t* ap = argmax + p * out_plane;
-      for (index_t oh = 0; oh < out_h; ++oh) {
-        for (index_t ow = 0; ow < out_w; ++ow) {
-          const index_t start = oh * geom.stride_h * geom.w + ow * geom.stride_w;
-          index_t best_at = start;
-          float best = plane[start];
-          for (index_t r = 0; r < geom.kernel_h; ++r) {
-            for (index_t col = 0; col < geom.kernel_w; ++col) {
-              const index_t at = start + r * geom.w + col;
-              const float v = plane[at];
-              // Selects rather than branches: on real activations the winner is a coin toss,
-              // and mispredicted branches made this loop a sixth of a CNN step.
-              const bool take = v > best || (v != v && best == best);
-              best = take ? v : best;
-              best_at = take ? at : best_at;
+    parallel_for(geom.n * geom.c, 16, [&](index_t p0, index_t p1) {
+      for (index_t p = p0; p < p1; ++p) {
+        const float* plane = x + p * in_plane;
+        float* yp = y + p * out_plane;
+        std::int32_t* ap = argmax + p * out_plane;
+        for (index_t oh = 0; oh < out_h; ++oh) {
+          for (index_t ow = 0; ow < out_w; ++ow) {
+            const index_t start = oh * geom.stride_h * geom.w + ow * geom.stride_w;
+            index_t best_at = start;
+            float best = plane[start];
+            for (index_t r = 0; r < geom.kernel_h; ++r) {
+              for (index_t col = 0; col < geom.kernel_w; ++col) {
+                const index_t at = start + r * geom.w + col;
+                const float v = plane[at];
+                // Selects rather than branches: on real activations the winner is a coin toss,
+                // and mispredicted branches made this loop a sixth of a CNN step.
+                const bool take = v > best || (v != v && best == best);
+                best = take ? v : best;
+                best_at = take ? at : best_at;
+              }
             }
+            yp[oh * out_w + ow] = best;
+            ap[oh * out_w + ow] = static_cast<std::int32_t>(best_at);
           }
-          yp[oh * out_w + ow] = best;
-          ap[oh * out_w + ow] = static_cast<std::int32_t>(best_at);
         }
       }
-    }
+    });
     return;
   }
   for (index_t p = 0; p < geom.n * geom.c; ++p) {
@@ -92,16 +98,17 @@ void max_pool_forward(float* y, std::int32_t* argmax, const float* x, const Pool
 // Scatters each window's dy to its winner instead of gathering per input as the CUDA twin
 // does: the same additions in the same (row-major window) order, so the same bits, at the
 // cost of one pass over the outputs instead of a window search per input.
-void max_pool_backward(float* dx, const float* dy, const std::int32_t* argmax, const PoolGeometry& geom,
-                       const Exec&) {
+void max_pool_backward(float* dx, const float* dy, const std::int32_t* argmax, const PoolGeometry& geom, const Exec&) {
   const index_t in_plane = geom.h * geom.w, out_plane = geom.out_h() * geom.out_w();
-  std::fill(dx, dx + geom.n * geom.c * in_plane, 0.0f);
-  for (index_t p = 0; p < geom.n * geom.c; ++p) {
-    float* dxp = dx + p * in_plane;
-    const float* dyp = dy + p * out_plane;
-    const std::int32_t* ap = argmax + p * out_plane;
-    for (index_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
-  }
+  parallel_for(geom.n * geom.c, 16, [&](index_t p0, index_t p1) {
+    std::fill(dx + p0 * in_plane, dx + p1 * in_plane, 0.0f);
+    for (index_t p = p0; p < p1; ++p) {
+      float* dxp = dx + p * in_plane;
+      const float* dyp = dy + p * out_plane;
+      const std::int32_t* ap = argmax + p * out_plane;
+      for (index_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
+    }
+  });
 }
 
 void avg_pool_forward(float* y, const float* x, const PoolGeometry& geom, const Exec&) {
