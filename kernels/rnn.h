@@ -16,38 +16,31 @@ namespace gpudl::kernels {
 // Pre-activations arrive without biases (they come from GEMMs); each cell adds b_ih + b_hh
 // itself, which saves a pass over the (batch, gates * hidden) matrix per time step.
 
-// LSTM, one element (row b, unit j). `gates` is row b of the (batch, 4 hidden) matrix: on
-// entry the pre-activations x W_ihᵀ + h W_hhᵀ, on return the activated i, f, g, o that
-// backward needs.
-GPUDL_HD inline void lstm_forward_element(float* gates, float* h, float* c, float c_prev, const float* b_ih,
-                                          const float* b_hh, index_t j, index_t hidden) {
-  const index_t ii = j, fi = hidden + j, gi = 2 * hidden + j, oi = 3 * hidden + j;
-  const float i = sigmoid(gates[ii] + b_ih[ii] + b_hh[ii]);
-  const float f = sigmoid(gates[fi] + b_ih[fi] + b_hh[fi]);
-  const float g = fast_tanh(gates[gi] + b_ih[gi] + b_hh[gi]);
-  const float o = sigmoid(gates[oi] + b_ih[oi] + b_hh[oi]);
-  const float cell = f * c_prev + i * g;
-  gates[ii] = i;
-  gates[fi] = f;
-  gates[gi] = g;
-  gates[oi] = o;
-  *c = cell;
-  *h = o * fast_tanh(cell);
+// LSTM, one element (row b, unit j). i, f, g, o are that element of the four gate blocks of
+// row b of the (batch, 4 hidden) matrix: on entry the pre-activations x W_ihᵀ + h W_hhᵀ, on
+// return the activated gates that backward needs; b_* are b_ih + b_hh of each gate. Taking
+// the four values rather than the row and an offset lets CPU loops over j vectorise.
+GPUDL_HD inline void lstm_forward_element(float& i, float& f, float& g, float& o, float b_i, float b_f, float b_g,
+                                          float b_o, float c_prev, float& h, float& c) {
+  i = sigmoid(i + b_i);
+  f = sigmoid(f + b_f);
+  g = fast_tanh(g + b_g);
+  o = sigmoid(o + b_o);
+  c = f * c_prev + i * g;
+  h = o * fast_tanh(c);
 }
 
 // LSTM backward for one element: from dL/dh_t (output and next step together) and dL/dc_t
-// from step t + 1, the pre-activation gradients (row b of (batch, 4 hidden)) and dL/dc_{t-1}.
-GPUDL_HD inline void lstm_backward_element(float* dpre, float* dc_prev, float dh, float dc_next, const float* gates,
-                                           float c_prev, float c, index_t j, index_t hidden) {
-  const index_t ii = j, fi = hidden + j, gi = 2 * hidden + j, oi = 3 * hidden + j;
-  const float i = gates[ii], f = gates[fi], g = gates[gi], o = gates[oi];
+// from step t + 1, the pre-activation gradients of the four gates and dL/dc_{t-1}.
+GPUDL_HD inline void lstm_backward_element(float& d_i, float& d_f, float& d_g, float& d_o, float& dc_prev, float dh,
+                                           float dc_next, float i, float f, float g, float o, float c_prev, float c) {
   const float tc = fast_tanh(c);
   const float dc = dc_next + dh * o * (1.0f - tc * tc);
-  dpre[ii] = dc * g * i * (1.0f - i);
-  dpre[fi] = dc * c_prev * f * (1.0f - f);
-  dpre[gi] = dc * i * (1.0f - g * g);
-  dpre[oi] = dh * tc * o * (1.0f - o);
-  *dc_prev = dc * f;
+  d_i = dc * g * i * (1.0f - i);
+  d_f = dc * c_prev * f * (1.0f - f);
+  d_g = dc * i * (1.0f - g * g);
+  d_o = dh * tc * o * (1.0f - o);
+  dc_prev = dc * f;
 }
 
 // GRU (PyTorch's form: n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn)), h' = (1 - z) n + z h),

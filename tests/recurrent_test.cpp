@@ -298,6 +298,29 @@ TEST(SequenceLoss, CrossEntropyOverTimeIsTheMeanOverAllSteps) {
   EXPECT_THROW(seq.forward(logits, Tensor::zeros({steps, 3}, DType::kI64)), ShapeError);
 }
 
+TEST(FastExp, WithinAFewUlpOfExpAndSaturatesInsteadOfOverflowing) {
+  double worst = 0.0, worst_sigmoid = 0.0;
+  float worst_x = 0.0f;
+  for (float x = -87.0f; x <= 88.0f; x += 1.0f / 1024.0f + std::abs(x) * 1e-4f) {
+    const double want = std::exp(static_cast<double>(x));
+    const double err = std::abs(kernels::fast_exp(x) - want) / want;
+    if (err > worst) worst = err, worst_x = x;
+    if (std::abs(x) < 80.0f) {
+      const double s = 1.0 / (1.0 + std::exp(-static_cast<double>(x)));
+      worst_sigmoid = std::max(worst_sigmoid, std::abs(kernels::sigmoid(x) - s) / s);
+    }
+  }
+  EXPECT_LE(worst, 4.0 * 0x1p-24) << "at x = " << worst_x;
+  EXPECT_LE(worst_sigmoid, 6.0 * 0x1p-24);
+  EXPECT_EQ(kernels::fast_exp(0.0f), 1.0f);
+  EXPECT_GT(kernels::fast_exp(1000.0f), 1e38f);  // saturates, stays finite
+  EXPECT_TRUE(std::isfinite(kernels::fast_exp(1000.0f)));
+  EXPECT_LT(kernels::fast_exp(-1000.0f), 2e-38f);
+  EXPECT_TRUE(std::isnan(kernels::fast_exp(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_LT(kernels::sigmoid(-std::numeric_limits<float>::infinity()), 1e-37f);
+  EXPECT_EQ(kernels::sigmoid(std::numeric_limits<float>::infinity()), 1.0f);
+}
+
 TEST(FastTanh, WithinAFewUlpOfTanhEverywhere) {
   // Every float of [-20, 20] in steps that hit both sides of the 0.1 switch, and the edges.
   double worst = 0.0;

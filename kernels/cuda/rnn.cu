@@ -17,8 +17,11 @@ namespace {
 __global__ void lstm_forward_kernel(float* gates, float* h, float* c, const float* c_prev, const float* b_ih,
                                     const float* b_hh, index_t batch, index_t hidden) {
   GPUDL_FOR_EACH(at, batch * hidden) {
-    const index_t b = at / hidden, j = at % hidden;
-    lstm_forward_element(gates + b * 4 * hidden, h + at, c + at, c_prev[at], b_ih, b_hh, j, hidden);
+    const index_t b = at / hidden, j = at % hidden, H = hidden;
+    float* row = gates + b * 4 * H;
+    lstm_forward_element(row[j], row[H + j], row[2 * H + j], row[3 * H + j], b_ih[j] + b_hh[j],
+                         b_ih[H + j] + b_hh[H + j], b_ih[2 * H + j] + b_hh[2 * H + j],
+                         b_ih[3 * H + j] + b_hh[3 * H + j], c_prev[at], h[at], c[at]);
   }
 }
 
@@ -26,9 +29,11 @@ __global__ void lstm_backward_kernel(float* dpre, float* dc_prev, const float* d
                                      const float* gates, const float* c_prev, const float* c, index_t batch,
                                      index_t hidden) {
   GPUDL_FOR_EACH(at, batch * hidden) {
-    const index_t b = at / hidden, j = at % hidden;
-    lstm_backward_element(dpre + b * 4 * hidden, dc_prev + at, dh[at], dc_next[at], gates + b * 4 * hidden,
-                          c_prev[at], c[at], j, hidden);
+    const index_t b = at / hidden, j = at % hidden, H = hidden;
+    float* d = dpre + b * 4 * H;
+    const float* g = gates + b * 4 * H;
+    lstm_backward_element(d[j], d[H + j], d[2 * H + j], d[3 * H + j], dc_prev[at], dh[at], dc_next[at], g[j],
+                          g[H + j], g[2 * H + j], g[3 * H + j], c_prev[at], c[at]);
   }
 }
 
