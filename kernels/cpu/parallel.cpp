@@ -4,7 +4,9 @@
 
 #include <cblas.h>
 
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -34,7 +36,9 @@ bool spin_until(Done done) {
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (done()) return true;
-      _mm_pause();
+#if defined(__x86_64__) || defined(__i386__)
+      _mm_pause();  // spin politely: frees the core's resources for its SMT sibling
+#endif
     }
     if (std::chrono::steady_clock::now() >= deadline) return done();
   }
@@ -64,16 +68,16 @@ class Pool {
     if (!owner.owns_lock()) return false;
     fn_ = &fn;
     n_ = n;
-    parts_ = parts;
     error_ = nullptr;
     pending_.store(parts - 1, std::memory_order_relaxed);
     {
       // Under the mutex, so that a helper between its last check and its sleep cannot miss it.
       std::lock_guard<std::mutex> lock(mutex_);
-      generation_.fetch_add(1, std::memory_order_release);
+      ++jobs_;
+      job_.store(jobs_ << 8 | static_cast<unsigned long long>(parts), std::memory_order_release);
     }
     wake_.notify_all();
-    run_part(0);
+    run_part(0, parts);
     if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(mutex_);
       done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
@@ -84,8 +88,8 @@ class Pool {
   }
 
  private:
-  void run_part(int part) {
-    const index_t begin = n_ * part / parts_, end = n_ * (part + 1) / parts_;
+  void run_part(int part, int parts) {
+    const index_t begin = n_ * part / parts, end = n_ * (part + 1) / parts;
     in_parallel = true;
     try {
       (*fn_)(begin, end);
@@ -99,15 +103,18 @@ class Pool {
   void serve(int index) {
     unsigned long long seen = 0;
     for (;;) {
-      auto posted = [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; };
+      auto posted = [&] { return stop_.load() || job_.load(std::memory_order_acquire) != seen; };
       if (!spin_until(posted)) {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, posted);
       }
       if (stop_.load()) return;
-      seen = generation_.load(std::memory_order_acquire);
-      if (index >= parts_) continue;  // this job needs fewer threads
-      run_part(index);
+      // The job's number and size in one word, read once: a helper that a small job did not
+      // need may wake only after the next job was posted, and must see that job whole.
+      seen = job_.load(std::memory_order_acquire);
+      const int parts = static_cast<int>(seen & 0xff);
+      if (index >= parts) continue;  // this job needs fewer threads
+      run_part(index, parts);
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);  // the caller may be about to sleep
         done_.notify_one();
@@ -120,12 +127,14 @@ class Pool {
   std::mutex owner_;  // one caller at a time
   std::mutex mutex_;  // sleeping and waking, and the first error
   std::condition_variable wake_, done_;
-  // The job: written by the caller before generation_ moves, read by helpers after.
+  // The job: fn_ and n_ are written by the caller before job_ moves and read by the helpers
+  // it needs after; job_ is (job number << 8) | parts. A job ends only when every helper it
+  // needs is done, so fn_ and n_ never change under one.
   const std::function<void(index_t, index_t)>* fn_ = nullptr;
   index_t n_ = 0;
-  int parts_ = 1;
   std::atomic<int> pending_{0};
-  std::atomic<unsigned long long> generation_{0};
+  std::atomic<unsigned long long> job_{0};
+  unsigned long long jobs_ = 0;  // the caller's count (owner_ held)
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
