@@ -68,7 +68,7 @@ double evaluate(Model& m, const std::vector<std::int32_t>& ids, std::int64_t bat
 
 // Generates `length` characters after `prompt`, drawing each from softmax(logits / temperature).
 std::string sample(Model& m, const data::CharCorpus& corpus, const std::string& prompt, std::int64_t length,
-                   double temperature, std::uint64_t seed, Device device) {
+                   double temperature, std::uint64_t seed) {
   m.net.eval();
   m.lstm->reset_state();
   Generator gen(seed);
@@ -100,7 +100,6 @@ std::string sample(Model& m, const data::CharCorpus& corpus, const std::string& 
     out += corpus.decode({pick});
     feed = {pick};
   }
-  (void)device;
   m.lstm->reset_state();
   m.net.train();
   return out;
@@ -268,8 +267,8 @@ int main(int argc, char** argv) try {
           {"device", device.str()}});
   if (args.integer("sample") > 0) {
     std::printf("--- sample (temperature %.2f) ---\n%s\n", args.number("temperature"),
-                sample(m, corpus, std::string(1, corpus.decode({corpus.ids()[0]})[0]), args.integer("sample"),
-                       args.number("temperature"), seed, device)
+                sample(m, corpus, corpus.decode({corpus.ids()[0]}), args.integer("sample"),
+                       args.number("temperature"), seed)
                     .c_str());
   }
   return 0;
