@@ -54,16 +54,16 @@ double evaluate(Model& m, const std::vector<std::int32_t>& ids, std::int64_t bat
   m.lstm->reset_state();
   CrossEntropyLoss loss;
   Tensor inputs, targets;
-  double total = 0.0;
+  const Tensor total = Tensor::zeros({1}, DType::kF32, device);  // summed on the device: one read
   for (std::int64_t k = 0; k < stream.chunks(); ++k) {
     stream.chunk(k, inputs, targets);
     const Tensor logits = m.net.forward(inputs);
-    total += loss.forward(logits, targets.to(device)).to_vector<float>()[0];
+    ops::axpy(total, 1.0f, loss.forward(logits, targets.to(device)));
     m.lstm->carry_state();
   }
   m.lstm->reset_state();
   m.net.train();
-  return total / static_cast<double>(stream.chunks());
+  return total.to_vector<float>()[0] / static_cast<double>(stream.chunks());
 }
 
 // Generates `length` characters after `prompt`, drawing each from softmax(logits / temperature).
@@ -207,31 +207,33 @@ int main(int argc, char** argv) try {
   std::int64_t tokens = 0;
   for (int epoch = first_epoch; epoch < epochs && !stopped; ++epoch) {
     m.lstm->reset_state();
-    double running = 0.0;
+    // The losses are summed on the device and read every 50 chunks, not synchronised per step.
+    const Tensor running = Tensor::zeros({1}, DType::kF32, device);
     std::int64_t counted = 0;
     for (std::int64_t k = 0; k < stream.chunks(); ++k) {
       stream.chunk(k, inputs, targets);
       opt.set_lr(schedule.lr_at(opt.steps()));
       m.net.zero_grad();
       const Tensor logits = m.net.forward(inputs);
-      const float value = loss.forward(logits, targets.to(device)).to_vector<float>()[0];
-      if (!std::isfinite(value)) {
-        throw Error("training diverged at epoch " + std::to_string(epoch + 1) + " chunk " + std::to_string(k) +
-                    " (loss " + std::to_string(value) + "); the last checkpoint was left as it was");
-      }
+      ops::axpy(running, 1.0f, loss.forward(logits, targets.to(device)));
       m.net.backward(loss.backward());
       if (clip > 0.0f) clip_grad_norm(m.net.parameters(), clip);
       opt.step();
       m.lstm->carry_state();
-      running += value;
       ++counted;
       tokens += batch * steps;
       if ((k + 1) % 50 == 0 || k + 1 == stream.chunks()) {
+        const double mean = running.to_vector<float>()[0] / static_cast<double>(counted);
+        if (!std::isfinite(mean)) {  // checkpoints are written only after this check, at epoch ends
+          throw Error("training diverged in epoch " + std::to_string(epoch + 1) + ", chunks " +
+                      std::to_string(k + 2 - counted) + "-" + std::to_string(k + 1) + " (mean loss " +
+                      std::to_string(mean) + "); the last checkpoint was left as it was");
+        }
         std::printf("epoch %d/%d chunk %lld/%lld loss %.4f (%.3f bits/char) %.0f chars/s\n", epoch + 1, epochs,
-                    static_cast<long long>(k + 1), static_cast<long long>(stream.chunks()), running / counted,
-                    running / counted / std::log(2.0), static_cast<double>(tokens) / elapsed());
+                    static_cast<long long>(k + 1), static_cast<long long>(stream.chunks()), mean,
+                    mean / std::log(2.0), static_cast<double>(tokens) / elapsed());
         std::fflush(stdout);
-        running = 0.0;
+        ops::fill(running, 0.0);
         counted = 0;
       }
       if (limit_s > 0.0 && elapsed() >= limit_s) {
@@ -241,6 +243,10 @@ int main(int argc, char** argv) try {
       }
     }
     held_loss = evaluate(m, held_ids, eval_batch, steps, device);
+    if (!std::isfinite(held_loss)) {  // also covers chunks after the last 50-chunk check
+      throw Error("training diverged in epoch " + std::to_string(epoch + 1) +
+                  " (held-out loss not finite); the last checkpoint was left as it was");
+    }
     std::printf("  held-out loss %.4f nats/char (%.3f bits/char) after %.1f s\n", held_loss,
                 held_loss / std::log(2.0), elapsed());
     std::fflush(stdout);
