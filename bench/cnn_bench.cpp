@@ -135,7 +135,8 @@ void register_cnn_benchmarks(const std::vector<Device>& devices) {
       timing_mode(b, d);
     }
     const std::vector<std::pair<std::string, std::int64_t>> steps =
-        d.is_cuda() ? std::vector<std::pair<std::string, std::int64_t>>{{"resnet", 512}, {"quick", 512}}
+        d.is_cuda() ? std::vector<std::pair<std::string, std::int64_t>>{{"resnet", 512}, {"quick", 512}, {"quick", 128},
+                                                                        {"lenet", 128}}
                     : std::vector<std::pair<std::string, std::int64_t>>{{"quick", 128}, {"lenet", 128}};
     for (const auto& [model, b] : steps) {
       auto* r = benchmark::RegisterBenchmark(("cnn_step/" + dev + "/" + model).c_str(), cnn_step, d, model)

@@ -83,7 +83,9 @@ GPUDL_HD inline float activate(Activation kind, float x, float alpha) {
 GPUDL_HD inline float activate_grad(Activation kind, float dy, float x, float y, float alpha) {
   switch (kind) {
     case Activation::kSigmoid: return dy * y * (1.0f - y);
-    case Activation::kTanh: return dy * (1.0f - y * y);
+    // (1 - y)(1 + y), not 1 - y*y: near |y| = 1 the rounding of y*y (or its absence where the
+    // compiler fuses it into an FMA) is magnified ~1/(1 - y²) times; 1 - y is exact there.
+    case Activation::kTanh: return dy * ((1.0f - y) * (1.0f + y));
     case Activation::kRelu: return x > 0.0f ? dy : 0.0f;
     case Activation::kLeakyRelu: return x > 0.0f ? dy : alpha * dy;
     case Activation::kElu: return x > 0.0f ? dy : dy * (y + alpha);

@@ -35,10 +35,10 @@ GPUDL_HD inline void lstm_forward_element(float& i, float& f, float& g, float& o
 GPUDL_HD inline void lstm_backward_element(float& d_i, float& d_f, float& d_g, float& d_o, float& dc_prev, float dh,
                                            float dc_next, float i, float f, float g, float o, float c_prev, float c) {
   const float tc = fast_tanh(c);
-  const float dc = dc_next + dh * o * (1.0f - tc * tc);
+  const float dc = dc_next + dh * o * ((1.0f - tc) * (1.0f + tc));
   d_i = dc * g * i * (1.0f - i);
   d_f = dc * c_prev * f * (1.0f - f);
-  d_g = dc * i * (1.0f - g * g);
+  d_g = dc * i * ((1.0f - g) * (1.0f + g));
   d_o = dh * tc * o * (1.0f - o);
   dc_prev = dc * f;
 }
@@ -66,7 +66,7 @@ GPUDL_HD inline void gru_backward_element(float* dxg, float* dhg, float* dh_prev
                                           float h_prev, index_t j, index_t hidden) {
   const index_t ri = j, zi = hidden + j, ni = 2 * hidden + j;
   const float r = save[j], z = save[hidden + j], n = save[2 * hidden + j], hn = save[3 * hidden + j];
-  const float dn = dh * (1.0f - z) * (1.0f - n * n);
+  const float dn = dh * (1.0f - z) * ((1.0f - n) * (1.0f + n));
   const float dz = dh * (h_prev - n) * z * (1.0f - z);
   const float dr = dn * hn * r * (1.0f - r);
   dxg[ri] = dr;
@@ -85,7 +85,7 @@ GPUDL_HD inline float rnn_forward_element(float pre, float b_ih, float b_hh, boo
 }
 
 GPUDL_HD inline float rnn_backward_element(float dh, float h, bool relu) {
-  return relu ? (h > 0.0f ? dh : 0.0f) : dh * (1.0f - h * h);
+  return relu ? (h > 0.0f ? dh : 0.0f) : dh * ((1.0f - h) * (1.0f + h));
 }
 
 namespace cpu {

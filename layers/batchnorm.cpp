@@ -55,6 +55,16 @@ std::int64_t BatchNorm2d::inner_of(const Tensor& x) const {
   return x.dim(2) * x.dim(3);
 }
 
+float* BatchNorm1d::scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner) {
+  if (!device.is_cuda()) return nullptr;
+  const std::int64_t need = kernels::batchnorm_scratch_floats(n, c, inner);
+  if (!scratch_.defined() || scratch_.numel() < need || scratch_.device() != device) {
+    scratch_ = Tensor();  // back to the pool before asking for the larger buffer
+    scratch_ = Tensor::empty({need}, DType::kF32, device);
+  }
+  return scratch_.data<float>();
+}
+
 Tensor BatchNorm1d::forward(const Tensor& x) {
   x.check_dtype(DType::kF32, describe().c_str());
   const std::int64_t inner = inner_of(x);
@@ -68,7 +78,7 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
     GPUDL_DISPATCH(x.device(), false, batchnorm_forward_train, y.data<float>(), save_mean_.data<float>(),
                    save_invstd_.data<float>(), running_mean_.data<float>(), running_var_.data<float>(),
                    x.data<float>(), gamma_.value.data<float>(), beta_.value.data<float>(), x.dim(0), features_,
-                   inner, options_.eps, options_.momentum);
+                   inner, options_.eps, options_.momentum, scratch_for(x.device(), x.dim(0), features_, inner));
     input_ = x;
   } else {
     GPUDL_DISPATCH(x.device(), false, batchnorm_forward_eval, y.data<float>(), x.data<float>(),
@@ -88,7 +98,8 @@ Tensor BatchNorm1d::backward(const Tensor& grad_output) {
   Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
   GPUDL_DISPATCH(dx.device(), false, batchnorm_backward, dx.data<float>(), gamma_.grad.data<float>(),
                  beta_.grad.data<float>(), grad_output.data<float>(), input_.data<float>(), save_mean_.data<float>(),
-                 save_invstd_.data<float>(), gamma_.value.data<float>(), input_.dim(0), features_, inner_of(input_));
+                 save_invstd_.data<float>(), gamma_.value.data<float>(), input_.dim(0), features_, inner_of(input_),
+                 scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)));
   input_ = Tensor();
   return dx;
 }

@@ -37,6 +37,11 @@ class BatchNorm1d : public Module {
   Parameter gamma_, beta_;
   Tensor running_mean_, running_var_;
   Tensor input_, save_mean_, save_invstd_;
+
+ private:
+  // The CUDA kernels' partial sums (kept between steps; nullptr on the CPU).
+  float* scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner);
+  Tensor scratch_;
 };
 
 // Per-channel batch normalisation of images (N, C, H, W): statistics over N, H and W.

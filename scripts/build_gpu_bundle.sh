@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Builds the `cuda` preset for sm_90 only, stripped, into build/gpu: the folder to carry to a
-# GPU machine for scripts/gpu_check.sh (it must stay small: the transfer limit is 64 MiB).
+# Builds the `cuda` preset for sm_90 only and copies what scripts/gpu_check.sh needs, stripped,
+# into build/gpu: the folder to carry to a GPU machine (the transfer limit is 64 MiB).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-cmake --preset cuda -B build/gpu -DGPUDL_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build build/gpu -j "$(nproc)"
+src=${1:-build/cuda}
+# The build itself stays in $src so that later bundles rebuild only what changed.
+cmake --preset cuda -B "$src" -DGPUDL_CUDA_ARCHITECTURES=90 >/dev/null
+cmake --build "$src" -j "$(nproc)"
+rm -rf build/gpu
+mkdir -p build/gpu/lib build/gpu/tests build/gpu/bench build/gpu/python_free_examples
+cp -a "$src"/libgpudl.so* build/gpu/
+cp "$src"/tests/gpudl_tests "$src"/tests/gpudl_gpu_tests build/gpu/tests/
+cp "$src"/bench/gpudl_bench build/gpu/bench/
+# Google Benchmark may be a shared library found through $ORIGIN.
+find "$src/bench" -maxdepth 2 -name 'libbenchmark*.so*' -exec cp -a {} build/gpu/bench/ \; 2>/dev/null || true
+for f in "$src"/python_free_examples/*; do [[ -f "$f" && -x "$f" ]] && cp "$f" build/gpu/python_free_examples/; done
 # The GPU machine may lack OpenBLAS (and the Fortran runtime it needs); carry them.
-mkdir -p build/gpu/lib
 openblas=$(ldd build/gpu/libgpudl.so | awk '$1 == "libopenblas.so.0" {print $3}')
 cp -L "$openblas" build/gpu/lib/
 ldd "$openblas" | awk '$3 ~ /^\// && $1 !~ /^(libc|libm|libpthread|libdl|librt|ld-linux|libgcc_s|libstdc)/ {print $3}' |
   xargs -r -I{} cp -L {} build/gpu/lib/
-for f in build/gpu/libgpudl.so.* build/gpu/tests/gpudl_tests build/gpu/tests/gpudl_gpu_tests build/gpu/bench/gpudl_bench \
-         build/gpu/python_free_examples/*; do
-  [[ -f "$f" && ! -L "$f" && -x "$f" || "$f" == *.so.* ]] && strip --strip-unneeded "$f" 2>/dev/null || true
-done
-# Only what the check needs travels: drop object files.
-find build/gpu -name '*.o' -delete
+find build/gpu -type f \( -name '*.so*' -o -perm -u+x \) -exec strip --strip-unneeded {} \; 2>/dev/null || true
 du -sh build/gpu

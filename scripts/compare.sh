@@ -46,9 +46,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 # --- PyTorch ------------------------------------------------------------------------------------
-# Debian's python3-torch lives under /usr/bin/python3 (a pyenv or venv python3 may lack it).
+# The python3 on PATH when it has torch (a GPU machine's venv), else Debian's /usr/bin/python3,
+# where python3-torch lives (a pyenv or venv python3 may lack it).
 python=python3
-[[ -x /usr/bin/python3 ]] && python=/usr/bin/python3
+if ! python3 -c "import torch" 2>/dev/null && [[ -x /usr/bin/python3 ]]; then python=/usr/bin/python3; fi
 if ! "$python" -c "import torch" 2>/dev/null; then
   if [[ $device == cuda ]]; then
     echo "compare: $python has no torch; install a CUDA build of PyTorch first" >&2

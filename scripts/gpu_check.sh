@@ -6,11 +6,14 @@ set -uo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: scripts/gpu_check.sh [--build DIR] [--quick] LOG_DIR
+usage: scripts/gpu_check.sh [--build DIR] [--quick] [--steps LIST] [--filter GTEST_FILTER] LOG_DIR
 
   --build DIR   a build folder made with the `cuda` preset (default: build/gpu, then
                 build/cuda; if neither exists, one is configured and built in place)
   --quick       shorter benchmark runs
+  --steps LIST  comma-separated subset of: cpu,gpu,memcheck,racecheck,initcheck,synccheck,
+                bench,reference (default: all, in that order)
+  --filter F    gtest filter for the gpu suite and the sanitizer runs (default: all)
   LOG_DIR       where logs, gtest JSON and benchmark JSON go (created)
 
 Prepare the build on a machine without a GPU with scripts/build_gpu_bundle.sh, carry the
@@ -20,17 +23,26 @@ USAGE
 
 build=""
 quick=0
+steps="cpu,gpu,memcheck,racecheck,initcheck,synccheck,bench,reference"
+filter="*"
 logs=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
     --quick) quick=1; shift ;;
+    --steps) steps=$2; shift 2 ;;
+    --filter) filter=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "gpu_check: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) logs=$1; shift ;;
   esac
 done
 [[ -n "$logs" ]] || { usage >&2; exit 2; }
+for s in ${steps//,/ }; do
+  case "$s" in cpu|gpu|memcheck|racecheck|initcheck|synccheck|bench|reference) ;;
+    *) echo "gpu_check: unknown step '$s' in --steps" >&2; exit 2 ;; esac
+done
+want() { [[ ",$steps," == *",$1,"* ]]; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$logs"
 logs=$(cd "$logs" && pwd)
@@ -110,45 +122,62 @@ run_suite() {  # label binary [extra args]
   local rc=$?
   note "$label" "$(gtest_result "$logs/$label.json") (exit $rc, $(( $(date +%s) - t0 )) s)"
 }
-run_suite cpu_tests "$build/tests/gpudl_tests"
-run_suite gpu_tests "$build/tests/gpudl_gpu_tests"
+want cpu && run_suite cpu_tests "$build/tests/gpudl_tests"
+want gpu && run_suite gpu_tests "$build/tests/gpudl_gpu_tests" --gtest_filter="$filter"
 
 # --- compute-sanitizer -----------------------------------------------------------------------
+# Caching off so the tools see every allocation's true bounds and first use; the out-of-memory
+# test is left out because its deliberate cudaMalloc failure is reported as an API error, and
+# the 1M-element table cases because the tools slow them down far more than they add.
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-if [[ -n "$sanitizer" ]]; then
-  t0=$(date +%s)
-  # Caching off so memcheck sees every allocation's true bounds; the out-of-memory test is
-  # left out because its deliberate cudaMalloc failure is reported as an API error, and the
-  # 1M-element table cases because memcheck slows them down far more than they add.
-  GPUDL_NO_CACHING=1 timeout 150 "$sanitizer" --tool memcheck --leak-check full --error-exitcode 3 \
-    "$build/tests/gpudl_gpu_tests" --gtest_filter='-*OutOfMemory*:*1048579*' --gtest_output="json:$logs/memcheck.json" \
-    >"$logs/memcheck.log" 2>&1
-  rc=$?
-  errors=$(grep -Eo "ERROR SUMMARY: [0-9]+ error" "$logs/memcheck.log" | tail -1)
-  note "memcheck gpu_tests (no caching)" "$(gtest_result "$logs/memcheck.json"); ${errors:-no summary} (exit $rc, $(( $(date +%s) - t0 )) s)"
-else
-  note "memcheck" "compute-sanitizer not found"
-fi
+run_tool() {  # tool seconds [tool options]
+  local tool=$1 limit=$2; shift 2
+  want "$tool" || return 0
+  if [[ -z "$sanitizer" ]]; then note "$tool" "compute-sanitizer not found"; return; fi
+  local t0=$(date +%s) f="$filter"
+  [[ "$f" == *-* ]] && f="$f:*OutOfMemory*:*1048579*" || f="$f-*OutOfMemory*:*1048579*"
+  # initcheck with heuristic convolution algorithms: cudnnFind runs candidates on buffers cuDNN
+  # allocates uninitialised, which initcheck flags inside cuDNN (seen on an H200, 2026-11-27).
+  local algo=find
+  [[ $tool == initcheck ]] && algo=heuristic
+  GPUDL_CONV_ALGO=$algo GPUDL_NO_CACHING=1 timeout "$limit" "$sanitizer" --tool "$tool" "$@" --error-exitcode 3 \
+    "$build/tests/gpudl_gpu_tests" --gtest_filter="$f" --gtest_output="json:$logs/$tool.json" \
+    >"$logs/$tool.log" 2>&1
+  local rc=$?
+  local errors=$(grep -Eo "(ERROR|RACECHECK) SUMMARY: [0-9]+ (error|hazard)[a-z]*" "$logs/$tool.log" | tail -1)
+  [[ $rc -eq 124 ]] && errors="stopped at ${limit} s; ${errors:-no summary}"
+  note "$tool gpu_tests (no caching)" "$(gtest_result "$logs/$tool.json"); ${errors:-no summary} (exit $rc, $(( $(date +%s) - t0 )) s)"
+}
+run_tool memcheck 120 --leak-check full
+run_tool racecheck 90
+run_tool initcheck 60
+run_tool synccheck 60
 
 # --- benchmarks ------------------------------------------------------------------------------
 min_time=0.2
 [[ $quick -eq 1 ]] && min_time=0.05
 t0=$(date +%s)
-timeout 150 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
-  --benchmark_out="$logs/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
-note "gpudl_bench" "exit $? ($(( $(date +%s) - t0 )) s), results in bench.json"
+if want bench; then
+  timeout 150 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
+    --benchmark_out="$logs/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
+  note "gpudl_bench" "exit $? ($(( $(date +%s) - t0 )) s), results in bench.json"
+fi
 # --- PyTorch side by side ----------------------------------------------------------------------
 t0=$(date +%s)
-if python3 -c "import torch" 2>/dev/null; then
-  timeout 60 python3 "$root/bench/reference/mlp_mnist.py" --device cuda --min-time 2 >"$logs/reference_mlp.jsonl" 2>"$logs/reference_mlp.log"
+ref_time=2
+[[ $quick -eq 1 ]] && ref_time=1
+if ! want reference; then
+  :
+elif python3 -c "import torch" 2>/dev/null; then
+  timeout 60 python3 "$root/bench/reference/mlp_mnist.py" --device cuda --min-time $ref_time >"$logs/reference_mlp.jsonl" 2>"$logs/reference_mlp.log"
   note "pytorch reference (mlp_mnist)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_mlp.jsonl"
   t0=$(date +%s)
-  timeout 90 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --model resnet quick --batch 512 --min-time 3 \
+  timeout 90 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --model resnet quick --batch 512 --min-time $ref_time \
     >"$logs/reference_cnn.jsonl" 2>"$logs/reference_cnn.log"
   note "pytorch reference (cnn_cifar10)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_cnn.jsonl"
   t0=$(date +%s)
-  { timeout 90 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time 2
-    timeout 60 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time 2 --step 64x512x2
+  { timeout 90 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time $ref_time
+    timeout 60 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time $ref_time --step 64x512x2
   } >"$logs/reference_rnn.jsonl" 2>"$logs/reference_rnn.log"
   note "pytorch reference (char_rnn)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_rnn.jsonl"
 else

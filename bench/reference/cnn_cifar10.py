@@ -58,7 +58,25 @@ def make(name):
     raise SystemExit(f"cnn_cifar10.py: unknown model {name!r}: expected quick, resnet or lenet")
 
 
-def throughput(name, device, batch, min_time):
+def print_profile(block, steps):
+    """CUDA time per kernel over `steps` blocks of training steps, to stdout as a table."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            block()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0)) > 0]
+    cuda_us = lambda e: getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0))
+    # Top-level operator events also carry their kernels' time; keep the kernels alone.
+    kernels = [e for e in events if not e.key.startswith("aten::") and not e.key.startswith("cuda")]
+    total = sum(cuda_us(e) for e in kernels)
+    print(f"{'kernel':<72} {'launches':>8} {'us':>10} {'share':>6}")
+    for e in sorted(kernels, key=cuda_us, reverse=True)[:25]:
+        print(f"{e.key.split('(')[0][:72]:<72} {e.count:>8} {cuda_us(e):>10.1f} {100 * cuda_us(e) / total:>5.1f}%")
+    print(f"{'all (' + str(steps * STEPS_PER_BLOCK) + ' steps)':<72} {sum(e.count for e in kernels):>8} {total:>10.1f}")
+
+
+def throughput(name, device, batch, min_time, profile_steps=0):
     torch.manual_seed(1)
     net, shape = make(name)
     net = net.to(device)
@@ -77,6 +95,8 @@ def throughput(name, device, batch, min_time):
             opt.step()
 
     median, blocks = median_block(device, block, min_time)
+    if profile_steps > 0:
+        print_profile(block, profile_steps)
     return {"benchmark": "train_step", "model": name, "framework": "pytorch " + torch.__version__,
             "device": str(device), "batch": batch, "threads": torch.get_num_threads(), "blocks": blocks,
             "images_per_second": batch * STEPS_PER_BLOCK / median}
@@ -89,11 +109,13 @@ def main():
     p.add_argument("--batch", type=int, nargs="+", default=[128])
     p.add_argument("--min-time", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument("--profile", type=int, default=0, metavar="BLOCKS",
+                   help="after timing, print CUDA time per kernel over this many blocks of steps (GPU only)")
     args = p.parse_args()
     device = setup(args.device, args.threads)
     for name in args.model:
         for b in args.batch:
-            print(json.dumps(throughput(name, device, b, args.min_time)), flush=True)
+            print(json.dumps(throughput(name, device, b, args.min_time, args.profile)), flush=True)
 
 
 if __name__ == "__main__":

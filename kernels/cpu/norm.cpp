@@ -50,7 +50,7 @@ void for_channel(index_t n, index_t c, index_t inner, index_t ch, Fn fn) {
 
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
                              const float* x, const float* gamma, const float* beta, index_t n, index_t c, index_t inner,
-                             float eps, float momentum, const Exec&) {
+                             float eps, float momentum, float* /*scratch*/, const Exec&) {
   const double m = static_cast<double>(n * inner);
   // Channels are independent: each thread takes a run of them.
   parallel_for(c, 1, [&](index_t c0, index_t c1) {
@@ -90,7 +90,7 @@ void batchnorm_forward_eval(float* y, const float* x, const float* running_mean,
 
 void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x, const float* save_mean,
                         const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner,
-                        const Exec&) {
+                        float* /*scratch*/, const Exec&) {
   const double m = static_cast<double>(n * inner);
   // Channels are independent: each thread takes a run of them.
   parallel_for(c, 1, [&](index_t c0, index_t c1) {

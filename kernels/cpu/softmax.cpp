@@ -12,8 +12,11 @@ void softmax_forward(float* y, const float* x, index_t rows, index_t cols, bool 
     float* yr = y + r * cols;
     float m = -INFINITY;
     for (index_t c = 0; c < cols; ++c) m = std::fmax(m, xr[c]);
-    float sum = 0.0f;
-    for (index_t c = 0; c < cols; ++c) sum += std::exp(xr[c] - m);
+    // The sum and the dot product below run in double: a float running sum over a wide row drifts
+    // by ~sqrt(cols) ulp, which made this reference less exact than the CUDA kernel it checks.
+    double acc = 0.0;
+    for (index_t c = 0; c < cols; ++c) acc += std::exp(xr[c] - m);
+    const auto sum = static_cast<float>(acc);
     // Relative to the maximum: subtracting a large logsumexp would round away small differences.
     const float log_sum = std::log(sum);
     for (index_t c = 0; c < cols; ++c) yr[c] = log ? (xr[c] - m) - log_sum : std::exp(xr[c] - m) / sum;
@@ -25,8 +28,9 @@ void softmax_backward(float* dx, const float* dy, const float* y, index_t rows, 
   for (index_t r = 0; r < rows; ++r) {
     const float* dyr = dy + r * cols;
     const float* yr = y + r * cols;
-    float dot = 0.0f;
-    for (index_t c = 0; c < cols; ++c) dot += log ? dyr[c] : dyr[c] * yr[c];
+    double acc = 0.0;
+    for (index_t c = 0; c < cols; ++c) acc += log ? dyr[c] : static_cast<double>(dyr[c]) * yr[c];
+    const auto dot = static_cast<float>(acc);
     for (index_t c = 0; c < cols; ++c) {
       dx[r * cols + c] = log ? dyr[c] - std::exp(yr[c]) * dot : yr[c] * (dyr[c] - dot);
     }

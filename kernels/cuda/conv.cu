@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -281,6 +282,21 @@ void choose(const std::vector<Perf>& candidates, int returned, cudnnConvolutionD
   throw CudaError(what + " for conv2d " + describe(g));
 }
 
+// Whether candidates are ranked by timing them (cudnnFind*) rather than by cuDNN's heuristics.
+// GPUDL_CONV_ALGO=heuristic turns timing off: Find runs every candidate on buffers cuDNN
+// allocates and never initialises, which compute-sanitizer's initcheck reports as errors.
+bool timed_ranking(const ConvOptions& o) {
+  static const bool heuristic = [] {
+    const char* v = std::getenv("GPUDL_CONV_ALGO");
+    const std::string s = v != nullptr ? v : "find";
+    if (s != "find" && s != "heuristic") {
+      throw CudaError("GPUDL_CONV_ALGO must be 'find' or 'heuristic', not '" + s + "'");
+    }
+    return s == "heuristic";
+  }();
+  return !o.deterministic && !heuristic;
+}
+
 std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& o) {
   auto plan = std::make_unique<Plan>();
   auto dim = [](index_t v) { return static_cast<int>(v); };
@@ -310,11 +326,19 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
                     std::to_string(dh) + ", " + std::to_string(dw) + "] for conv2d " + describe(g));
   }
 
+  // Candidates ranked by timing each on this GPU (cudnnFind*, once per plan: a few ms), as
+  // PyTorch's cudnn.benchmark does; the heuristics' first picks were up to 5x slower (the
+  // resnet's 3x3 backward-filter chose wgrad_alg0). Deterministic plans keep the heuristic
+  // ranking, since timings vary from run to run and so would the algorithm and its rounding.
   int count = 0, returned = 0;
   GPUDL_CHECK_CONV(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count), g);
   std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(static_cast<std::size_t>(std::max(count, 1)));
-  GPUDL_CHECK_CONV(cudnnGetConvolutionForwardAlgorithm_v7(handle, plan->x, plan->w, plan->fwd, plan->y,
-                                                          static_cast<int>(fwd.size()), &returned, fwd.data()),
+  GPUDL_CHECK_CONV(!timed_ranking(o) ? cudnnGetConvolutionForwardAlgorithm_v7(handle, plan->x, plan->w, plan->fwd, plan->y,
+                                                                             static_cast<int>(fwd.size()), &returned,
+                                                                             fwd.data())
+                                   : cudnnFindConvolutionForwardAlgorithm(handle, plan->x, plan->w, plan->fwd, plan->y,
+                                                                          static_cast<int>(fwd.size()), &returned,
+                                                                          fwd.data()),
                    g);
   choose(fwd, returned, plan->fwd, g, o, "forward", &plan->fwd_algo, &plan->fwd_bytes,
          [&](cudnnConvolutionFwdAlgo_t a, std::size_t* b) {
@@ -324,8 +348,11 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
   GPUDL_CHECK_CONV(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count), g);
   std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(static_cast<std::size_t>(std::max(count, 1)));
   GPUDL_CHECK_CONV(
-      cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan->w, plan->y, plan->bwd_data, plan->x,
-                                                  static_cast<int>(bwd_data.size()), &returned, bwd_data.data()),
+      !timed_ranking(o)
+          ? cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan->w, plan->y, plan->bwd_data, plan->x,
+                                                        static_cast<int>(bwd_data.size()), &returned, bwd_data.data())
+          : cudnnFindConvolutionBackwardDataAlgorithm(handle, plan->w, plan->y, plan->bwd_data, plan->x,
+                                                      static_cast<int>(bwd_data.size()), &returned, bwd_data.data()),
       g);
   choose(bwd_data, returned, plan->bwd_data, g, o, "backward-data", &plan->bwd_data_algo, &plan->bwd_data_bytes,
          [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t* b) {
@@ -335,8 +362,13 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
   GPUDL_CHECK_CONV(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count), g);
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(static_cast<std::size_t>(std::max(count, 1)));
   GPUDL_CHECK_CONV(
-      cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan->x, plan->y, plan->bwd_filter, plan->w,
-                                                    static_cast<int>(bwd_filter.size()), &returned, bwd_filter.data()),
+      !timed_ranking(o)
+          ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan->x, plan->y, plan->bwd_filter, plan->w,
+                                                          static_cast<int>(bwd_filter.size()), &returned,
+                                                          bwd_filter.data())
+          : cudnnFindConvolutionBackwardFilterAlgorithm(handle, plan->x, plan->y, plan->bwd_filter, plan->w,
+                                                        static_cast<int>(bwd_filter.size()), &returned,
+                                                        bwd_filter.data()),
       g);
   choose(bwd_filter, returned, plan->bwd_filter, g, o, "backward-filter", &plan->bwd_filter_algo,
          &plan->bwd_filter_bytes, [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t* b) {

@@ -1,5 +1,7 @@
-// CUDA batch normalisation, one block per channel; twins of kernels/cpu/norm.cpp.
+// CUDA batch normalisation, each channel split over several blocks; twins of kernels/cpu/norm.cpp.
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include "gpudl/kernels/cuda/launch.cuh"
 #include "gpudl/kernels/norm.h"
@@ -7,79 +9,172 @@
 namespace gpudl::kernels::cuda {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// kernels
+// Statistics run in three steps, every sum in a fixed order (no atomics), so results repeat bit
+// for bit: (1) block (part, channel) reduces its slice of the channel to a partial; (2) one
+// thread per channel merges the parts in order; (3) an element-wise pass writes the output.
+// I is the index type: 32-bit where the tensor allows, since 64-bit division costs ~4x more.
 
-// Element k of channel ch, k in [0, n * inner).
-__device__ inline index_t channel_index(index_t k, index_t c, index_t inner, index_t ch) {
+// Values [begin, end) of channel ch, as offsets k in [0, n * inner).
+template <class I>
+__device__ inline I channel_index(I k, I c, I inner, I ch) {
   return ((k / inner) * c + ch) * inner + k % inner;
 }
 
-__global__ void batchnorm_forward_train_kernel(float* y, float* save_mean, float* save_invstd, float* running_mean,
-                                               float* running_var, const float* x, const float* gamma,
-                                               const float* beta, index_t n, index_t c, index_t inner, float eps,
-                                               float momentum) {
-  const index_t ch = blockIdx.x;
-  const index_t m = n * inner;
+template <class I>
+__device__ inline void part_range(I m, I parts, I part, I* begin, I* end) {
+  *begin = static_cast<I>(static_cast<std::uint64_t>(m) * part / parts);
+  *end = static_cast<I>(static_cast<std::uint64_t>(m) * (part + 1) / parts);
+}
+
+// Per part: its mean and sum of squared deviations from that mean (two passes over the slice,
+// which stays in L2), so no E[x²] - E[x]² cancellation.
+template <class I>
+__global__ void bn_part_stats_kernel(float* partial, const float* x, I c, I inner, I m, I parts) {
+  const I part = blockIdx.x, ch = blockIdx.y;
+  I begin, end;
+  part_range(m, parts, part, &begin, &end);
   float sum = 0.0f;
-  for (index_t k = threadIdx.x; k < m; k += blockDim.x) sum += x[channel_index(k, c, inner, ch)];
-  const float mean = detail::block_sum(sum) / static_cast<float>(m);
+  for (I k = begin + threadIdx.x; k < end; k += blockDim.x) sum += x[channel_index(k, c, inner, ch)];
+  const float mean = detail::block_sum(sum) / static_cast<float>(end - begin);
   float sq = 0.0f;
-  for (index_t k = threadIdx.x; k < m; k += blockDim.x) {
+  for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
     const float d = x[channel_index(k, c, inner, ch)] - mean;
     sq += d * d;
   }
   sq = detail::block_sum(sq);
-  const float var = sq / static_cast<float>(m);
-  const float invstd = 1.0f / sqrtf(var + eps);
-  for (index_t k = threadIdx.x; k < m; k += blockDim.x) {
-    const index_t i = channel_index(k, c, inner, ch);
-    y[i] = gamma[ch] * (x[i] - mean) * invstd + beta[ch];
-  }
   if (threadIdx.x == 0) {
-    save_mean[ch] = mean;
-    save_invstd[ch] = invstd;
-    const float unbiased = m > 1 ? sq / static_cast<float>(m - 1) : var;
-    running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mean;
-    running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
+    partial[2 * (static_cast<index_t>(ch) * parts + part)] = mean;
+    partial[2 * (static_cast<index_t>(ch) * parts + part) + 1] = sq;
   }
 }
 
-__global__ void batchnorm_forward_eval_kernel(float* y, const float* x, const float* running_mean,
-                                              const float* running_var, const float* gamma, const float* beta,
-                                              index_t n, index_t c, index_t inner, float eps) {
-  const index_t total = n * c * inner;
-  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    const index_t ch = (i / inner) % c;
-    y[i] = gamma[ch] * (x[i] - running_mean[ch]) * (1.0f / sqrtf(running_var[ch] + eps)) + beta[ch];
+// Merges the parts of each channel in order (Chan et al.'s pairwise update, in double).
+__global__ void bn_merge_stats_kernel(float* save_mean, float* save_invstd, float* running_mean, float* running_var,
+                                      const float* partial, index_t c, index_t m, index_t parts, float eps,
+                                      float momentum) {
+  const index_t ch = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (ch >= c) return;
+  double count = 0.0, mean = 0.0, sq = 0.0;
+  for (index_t p = 0; p < parts; ++p) {
+    const double nb = static_cast<double>(m * (p + 1) / parts - m * p / parts);
+    const double mb = partial[2 * (ch * parts + p)], sb = partial[2 * (ch * parts + p) + 1];
+    const double total = count + nb, delta = mb - mean;
+    mean += delta * nb / total;
+    sq += sb + delta * delta * count * nb / total;
+    count = total;
+  }
+  const double var = sq / count;
+  save_mean[ch] = static_cast<float>(mean);
+  save_invstd[ch] = static_cast<float>(1.0 / sqrt(var + eps));
+  const double unbiased = count > 1.0 ? sq / (count - 1.0) : var;
+  running_mean[ch] = static_cast<float>((1.0 - momentum) * running_mean[ch] + momentum * mean);
+  running_var[ch] = static_cast<float>((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+}
+
+// y = (x - mean) * gamma * invstd + beta with per-channel mean and invstd (train: the batch's;
+// eval: from the running statistics, computed per channel as the CPU does).
+template <class I>
+__global__ void bn_normalize_kernel(float* y, const float* x, const float* mean, const float* invstd,
+                                    const float* running_var, const float* gamma, const float* beta, I c, I inner,
+                                    I total, float eps) {
+  for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const I ch = (i / inner) % c;
+    const float is = running_var != nullptr ? 1.0f / sqrtf(running_var[ch] + eps) : invstd[ch];
+    y[i] = (x[i] - mean[ch]) * (gamma[ch] * is) + beta[ch];
   }
 }
 
-__global__ void batchnorm_backward_kernel(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
-                                          const float* save_mean, const float* save_invstd, const float* gamma,
-                                          index_t n, index_t c, index_t inner) {
-  const index_t ch = blockIdx.x;
-  const index_t m = n * inner;
+// Per part: Σ dy and Σ dy x̂ over its slice.
+template <class I>
+__global__ void bn_part_grads_kernel(float* partial, const float* dy, const float* x, const float* save_mean,
+                                     const float* save_invstd, I c, I inner, I m, I parts) {
+  const I part = blockIdx.x, ch = blockIdx.y;
+  I begin, end;
+  part_range(m, parts, part, &begin, &end);
   const float mean = save_mean[ch], invstd = save_invstd[ch];
   float sdy = 0.0f, sdx = 0.0f;
-  for (index_t k = threadIdx.x; k < m; k += blockDim.x) {
-    const index_t i = channel_index(k, c, inner, ch);
+  for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
+    const I i = channel_index(k, c, inner, ch);
     sdy += dy[i];
     sdx += dy[i] * (x[i] - mean) * invstd;
   }
   sdy = detail::block_sum(sdy);
   sdx = detail::block_sum(sdx);
   if (threadIdx.x == 0) {
-    dgamma[ch] += sdx;
-    dbeta[ch] += sdy;
+    partial[2 * (static_cast<index_t>(ch) * parts + part)] = sdy;
+    partial[2 * (static_cast<index_t>(ch) * parts + part) + 1] = sdx;
   }
-  const float k_scale = gamma[ch] * invstd / static_cast<float>(m);
-  for (index_t k = threadIdx.x; k < m; k += blockDim.x) {
-    const index_t i = channel_index(k, c, inner, ch);
+}
+
+// Sums each channel's parts in order into totals[2 ch + {0, 1}] and accumulates dbeta, dgamma.
+__global__ void bn_merge_grads_kernel(float* totals, float* dgamma, float* dbeta, const float* partial, index_t c,
+                                      index_t parts) {
+  const index_t ch = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (ch >= c) return;
+  double sdy = 0.0, sdx = 0.0;
+  for (index_t p = 0; p < parts; ++p) {
+    sdy += partial[2 * (ch * parts + p)];
+    sdx += partial[2 * (ch * parts + p) + 1];
+  }
+  totals[2 * ch] = static_cast<float>(sdy);
+  totals[2 * ch + 1] = static_cast<float>(sdx);
+  dbeta[ch] += static_cast<float>(sdy);
+  dgamma[ch] += static_cast<float>(sdx);
+}
+
+template <class I>
+__global__ void bn_input_grad_kernel(float* dx, const float* dy, const float* x, const float* save_mean,
+                                     const float* save_invstd, const float* gamma, const float* totals, I c, I inner,
+                                     I total, float m) {
+  for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const I ch = (i / inner) % c;
+    const float mean = save_mean[ch], invstd = save_invstd[ch];
+    const float k = gamma[ch] * invstd / m;
     const float xhat = (x[i] - mean) * invstd;
-    dx[i] = k_scale * (static_cast<float>(m) * dy[i] - sdy - xhat * sdx);
+    dx[i] = k * (m * dy[i] - totals[2 * ch] - xhat * totals[2 * ch + 1]);
   }
+}
+
+bool fits_32(index_t n, index_t c, index_t inner) {
+  return n * c * inner < static_cast<index_t>(std::numeric_limits<std::int32_t>::max());
+}
+
+unsigned channel_blocks(index_t c) { return static_cast<unsigned>((c + detail::kBlock - 1) / detail::kBlock); }
+
+template <class I>
+void forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
+                   const float* x, const float* gamma, const float* beta, index_t n, index_t c, index_t inner,
+                   float eps, float momentum, float* scratch, cudaStream_t stream) {
+  const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
+  bn_part_stats_kernel<I><<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(c)), detail::kBlock, 0, stream>>>(
+      scratch, x, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m), static_cast<I>(parts));
+  GPUDL_CHECK_LAUNCH();
+  bn_merge_stats_kernel<<<channel_blocks(c), detail::kBlock, 0, stream>>>(save_mean, save_invstd, running_mean,
+                                                                         running_var, scratch, c, m, parts, eps,
+                                                                         momentum);
+  GPUDL_CHECK_LAUNCH();
+  bn_normalize_kernel<I><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+      y, x, save_mean, save_invstd, nullptr, gamma, beta, static_cast<I>(c), static_cast<I>(inner),
+      static_cast<I>(n * c * inner), eps);
+  GPUDL_CHECK_LAUNCH();
+}
+
+template <class I>
+void backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x, const float* save_mean,
+              const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner, float* scratch,
+              cudaStream_t stream) {
+  const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
+  float* totals = scratch + 2 * c * parts;
+  bn_part_grads_kernel<I><<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(c)), detail::kBlock, 0, stream>>>(
+      scratch, dy, x, save_mean, save_invstd, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m),
+      static_cast<I>(parts));
+  GPUDL_CHECK_LAUNCH();
+  bn_merge_grads_kernel<<<channel_blocks(c), detail::kBlock, 0, stream>>>(totals, dgamma, dbeta, scratch, c, parts);
+  GPUDL_CHECK_LAUNCH();
+  bn_input_grad_kernel<I><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+      dx, dy, x, save_mean, save_invstd, gamma, totals, static_cast<I>(c), static_cast<I>(inner),
+      static_cast<I>(n * c * inner), static_cast<float>(m));
+  GPUDL_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -89,29 +184,46 @@ __global__ void batchnorm_backward_kernel(float* dx, float* dgamma, float* dbeta
 
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
                              const float* x, const float* gamma, const float* beta, index_t n, index_t c,
-                             index_t inner, float eps, float momentum, const Exec& exec) {
+                             index_t inner, float eps, float momentum, float* scratch, const Exec& exec) {
   if (c == 0 || n * inner == 0) return;
-  batchnorm_forward_train_kernel<<<static_cast<unsigned>(c), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, n, c, inner, eps, momentum);
-  GPUDL_CHECK_LAUNCH();
+  if (scratch == nullptr) throw CudaError("batchnorm_forward_train: CUDA needs a scratch buffer");
+  const cudaStream_t stream = detail::stream_of(exec);
+  if (fits_32(n, c, inner)) {
+    forward_train<std::uint32_t>(y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, n, c, inner,
+                                 eps, momentum, scratch, stream);
+  } else {
+    forward_train<index_t>(y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, n, c, inner, eps,
+                           momentum, scratch, stream);
+  }
 }
 
 void batchnorm_forward_eval(float* y, const float* x, const float* running_mean, const float* running_var,
                             const float* gamma, const float* beta, index_t n, index_t c, index_t inner, float eps,
                             const Exec& exec) {
   if (n * c * inner == 0) return;
-  batchnorm_forward_eval_kernel<<<detail::grid_for(n * c * inner), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      y, x, running_mean, running_var, gamma, beta, n, c, inner, eps);
+  const cudaStream_t stream = detail::stream_of(exec);
+  if (fits_32(n, c, inner)) {
+    bn_normalize_kernel<std::uint32_t><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+        y, x, running_mean, nullptr, running_var, gamma, beta, static_cast<std::uint32_t>(c),
+        static_cast<std::uint32_t>(inner), static_cast<std::uint32_t>(n * c * inner), eps);
+  } else {
+    bn_normalize_kernel<index_t><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+        y, x, running_mean, nullptr, running_var, gamma, beta, c, inner, n * c * inner, eps);
+  }
   GPUDL_CHECK_LAUNCH();
 }
 
 void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                         const float* save_mean, const float* save_invstd, const float* gamma, index_t n, index_t c,
-                        index_t inner, const Exec& exec) {
+                        index_t inner, float* scratch, const Exec& exec) {
   if (c == 0 || n * inner == 0) return;
-  batchnorm_backward_kernel<<<static_cast<unsigned>(c), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      dx, dgamma, dbeta, dy, x, save_mean, save_invstd, gamma, n, c, inner);
-  GPUDL_CHECK_LAUNCH();
+  if (scratch == nullptr) throw CudaError("batchnorm_backward: CUDA needs a scratch buffer");
+  const cudaStream_t stream = detail::stream_of(exec);
+  if (fits_32(n, c, inner)) {
+    backward<std::uint32_t>(dx, dgamma, dbeta, dy, x, save_mean, save_invstd, gamma, n, c, inner, scratch, stream);
+  } else {
+    backward<index_t>(dx, dgamma, dbeta, dy, x, save_mean, save_invstd, gamma, n, c, inner, scratch, stream);
+  }
 }
 
 }  // namespace gpudl::kernels::cuda

@@ -115,15 +115,18 @@ std::vector<KernelCase> reduce_cases() {
   };
   for (S s : {S{1, 1, 1}, S{64, 1000, 1}, S{3, 4097, 1}, S{5, 33, 7}, S{2, 1, 300}, S{1, 100000, 1}, S{17, 129, 65}}) {
     const std::string sz = std::to_string(s.outer) + "x" + std::to_string(s.len) + "x" + std::to_string(s.inner);
-    auto reduce = [s](auto op) {
-      return [s, op](Device d) {
-        Tensor x = input({s.outer, s.len, s.inner}, d, 20);
+    // Sums see positive values: with signs mixed, 10^5 terms cancel to ~1/300 of sum |x|, and the
+    // result's relative error then measures that cancellation rather than the kernel (on an H200,
+    // seed 4060356496 gave 4.8e-5 on 1x100000x1).
+    auto reduce = [s](auto op, float low = -1.0f) {
+      return [s, op, low](Device d) {
+        Tensor x = input({s.outer, s.len, s.inner}, d, 20, low, 1.0f);
         Tensor out = op(x);
         return Outputs{out.to(Device::cpu()).cast(DType::kF32).to_vector<float>()};
       };
     };
-    cases.push_back({"sum_" + sz, kSumTolerance, reduce([](const Tensor& x) { return ops::sum(x, 1); })});
-    cases.push_back({"mean_" + sz, kSumTolerance, reduce([](const Tensor& x) { return ops::mean(x, 1); })});
+    cases.push_back({"sum_" + sz, kSumTolerance, reduce([](const Tensor& x) { return ops::sum(x, 1); }, 0.0f)});
+    cases.push_back({"mean_" + sz, kSumTolerance, reduce([](const Tensor& x) { return ops::mean(x, 1); }, 0.0f)});
     cases.push_back({"max_" + sz, kExact, reduce([](const Tensor& x) { return ops::max(x, 1); })});
     cases.push_back({"argmax_" + sz, kExact, reduce([](const Tensor& x) { return ops::argmax(x, 1); })});
   }
