@@ -253,6 +253,18 @@ TEST_F(MemoryPoolTest, ThrowsOutOfMemoryNamingTheRequestWhenRetryFails) {
   EXPECT_NE(b, a);
   pool().deallocate(a);
   pool().deallocate(b);
+  // Nothing leaked: once the cache is released, the pool and the upstream are back where a
+  // pool that never failed would be.
+  pool().release_cached();
+  const PoolStats s = pool().stats();
+  EXPECT_EQ(s.in_use_bytes, 0u);
+  EXPECT_EQ(s.requested_bytes, 0u);
+  EXPECT_EQ(s.active_blocks, 0u);
+  EXPECT_EQ(s.reserved_bytes, 0u);
+  EXPECT_EQ(s.segments, 0u);
+  EXPECT_EQ(s.upstream_allocations, s.upstream_frees);
+  EXPECT_GE(s.oom_retries, 1u);
+  EXPECT_EQ(state_->held, 0u);
 }
 
 TEST_F(MemoryPoolTest, KeepsStatistics) {

@@ -73,6 +73,8 @@ TEST_F(GpuRuntime, DevicePoolWaitsForOtherStreamsBeforeReuse) {
 
 TEST_F(GpuRuntime, OutOfMemoryIsAnExceptionAndThePoolRecovers) {
   const Device d = Device::cuda(0);
+  MemoryPool& pool = Context::get(d).memory_pool();
+  const PoolStats before = pool.stats();
   const std::int64_t too_many = static_cast<std::int64_t>(cuda_api::total_memory(0) / 4) * 2;  // 2x the card, in f32
   try {
     Tensor::empty({too_many}, DType::kF32, d);
@@ -82,9 +84,14 @@ TEST_F(GpuRuntime, OutOfMemoryIsAnExceptionAndThePoolRecovers) {
   }
   Tensor ok = Tensor::full({1 << 20}, 1.0, DType::kF32, d);
   EXPECT_EQ(ops::sum(ok, 0).to_vector<float>()[0], static_cast<float>(1 << 20));
-  if (Context::get(d).memory_pool().caching()) {
-    EXPECT_GE(Context::get(d).memory_pool().stats().oom_retries, 1u);
+  if (pool.caching()) {
+    EXPECT_GE(pool.stats().oom_retries, 1u);
   }
+  ok = Tensor();
+  // The failed request left nothing behind: what is handed out is what was before it.
+  const PoolStats after = pool.stats();
+  EXPECT_EQ(after.in_use_bytes, before.in_use_bytes);
+  EXPECT_EQ(after.active_blocks, before.active_blocks);
 }
 
 TEST_F(GpuRuntime, LibraryHandlesAreCreatedOnce) {
