@@ -40,6 +40,13 @@ struct ReceptiveField {
   }
 };
 
+// The finite-value check, off by default (it reads every module's output back, a device sync
+// each): when on, Sequential::forward throws NonFiniteError naming the first module whose
+// output holds NaN or Inf, and the Trainer adds the step. GPUDL_CHECK_FINITE=1 turns it on
+// at start-up.
+void set_check_finite(bool on);
+bool check_finite();
+
 // As in the course material: forward maps x to y and keeps what backward needs; backward
 // maps dL/dy to dL/dx and *accumulates* dL/dparameter into each Parameter::grad. A module
 // supports one backward per forward. Not thread-safe.

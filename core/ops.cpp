@@ -1,6 +1,8 @@
 // The operations facade: contract checks, then dispatch to kernels::cpu or kernels::cuda.
 #include "gpudl/core/ops.h"
 
+#include <cmath>
+
 #include <string>
 
 #include "gpudl/core/context.h"
@@ -207,6 +209,16 @@ GPUDL_REDUCE_OP(mean, reduce_mean, DType::kF32, float)
 GPUDL_REDUCE_OP(max, reduce_max, DType::kF32, float)
 GPUDL_REDUCE_OP(argmax, reduce_argmax, DType::kI64, std::int64_t)
 #undef GPUDL_REDUCE_OP
+
+bool all_finite(const Tensor& t) {
+  require_defined(t, "all_finite", "t");
+  const DType d = t.dtype();
+  if (t.numel() == 0 || (d != DType::kF32 && d != DType::kF16 && d != DType::kBF16)) return true;
+  const Tensor flat = (d == DType::kF32 ? t : t.cast(DType::kF32)).reshape({t.numel()});
+  // x - x is 0 for every finite x and NaN for NaN or ±Inf, and a sum of zeros cannot overflow
+  // (a plain sum of large finite values could).
+  return std::isfinite(sum(sub(flat, flat), 0).to_vector<float>()[0]);
+}
 
 void uniform_(const Tensor& out, float low, float high, Generator& gen) {
   require_f32(out, "uniform_", "out");

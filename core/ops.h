@@ -44,6 +44,10 @@ struct MatmulOptions {
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOptions& options = {});
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options = {});
 
+// Whether every element is finite (no NaN or ±Inf); integer tensors always are. Reads the
+// answer back to the host (a device sync).
+bool all_finite(const Tensor& t);
+
 // Reductions of an f32 tensor along `axis` (negative counts from the end); the axis is
 // removed from the result's shape. argmax returns i64 indices.
 Tensor sum(const Tensor& in, int axis);

@@ -176,7 +176,14 @@ bool Trainer::run_epoch(data::DataLoader& loader, EpochResult& result) {
     }
     if (options_.schedule) optimizer_.set_lr(options_.schedule->lr_at(step_));
     optimizer_.zero_grad();
-    const Tensor out = model_.forward(x);
+    Tensor out;
+    try {
+      out = model_.forward(x);
+    } catch (const NonFiniteError& e) {
+      throw NonFiniteError(e.module_path(), e.module(),
+                           "step " + std::to_string(step_ + 1) + " (epoch " + std::to_string(epoch_ + 1) + ", batch " +
+                               std::to_string(position_ + 1) + ")");
+    }
     const Tensor loss = loss_.forward(out, y);
     model_.backward(loss_.backward());
     if (options_.clip_grad_norm > 0.0f) clip_grad_norm(params, options_.clip_grad_norm);
