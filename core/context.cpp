@@ -5,9 +5,20 @@
 #include <map>
 
 #include "gpudl/core/cuda_api.h"
+#include "gpudl/core/env_flag.h"
 #include "gpudl/kernels/error.h"
 
 namespace gpudl {
+
+namespace {
+detail::EnvFlag& deterministic_flag() {
+  static detail::EnvFlag flag("GPUDL_DETERMINISTIC");
+  return flag;
+}
+}  // namespace
+
+void set_deterministic(bool on) { deterministic_flag().set(on); }
+bool deterministic() { return deterministic_flag().get(); }
 
 Context& Context::get(Device device) {
   static std::mutex mutex;
@@ -61,12 +72,13 @@ void* Context::cudnn() {
 
 kernels::Exec Context::exec(bool with_blas, bool with_dnn) {
   if (device_.is_cuda()) cuda_api::set_device(device_.index());
-  return kernels::Exec{compute_.handle(), with_blas ? cublas() : nullptr, with_dnn ? cudnn() : nullptr};
+  return kernels::Exec{compute_.handle(), with_blas ? cublas() : nullptr, with_dnn ? cudnn() : nullptr,
+                       deterministic()};
 }
 
 kernels::Exec Context::copy_exec() {
   if (device_.is_cuda()) cuda_api::set_device(device_.index());
-  return kernels::Exec{copy_.handle(), nullptr, nullptr};
+  return kernels::Exec{copy_.handle(), nullptr, nullptr, deterministic()};
 }
 
 void* Context::workspace(std::size_t bytes) {

@@ -12,6 +12,13 @@
 
 namespace gpudl {
 
+// Deterministic mode, off by default (GPUDL_DETERMINISTIC=1 turns it on at start-up): CUDA
+// kernels sum in a fixed order instead of with float atomics, and convolutions use cuDNN's
+// deterministic algorithms, so two runs with the same seeds give bit-identical results on the
+// same GPU. Slower: loss sums, gradient norms and embedding gradients run on one block.
+void set_deterministic(bool on);
+bool deterministic();
+
 // One per device, created on first use and kept for the life of the process. All tensor
 // work on a device is ordered on its compute stream; the copy stream carries prefetches.
 // Thread-safe creation; use from several threads needs external ordering of the streams.

@@ -1,31 +1,22 @@
 // Module's shared behaviour: state for checkpoints, moving between devices, zeroing gradients.
 #include "gpudl/core/module.h"
 
-#include <atomic>
-#include <cstdlib>
 #include <map>
-#include <string>
 
+#include "gpudl/core/env_flag.h"
 #include "gpudl/core/ops.h"
 
 namespace gpudl {
 
 namespace {
-// -1: not yet read from GPUDL_CHECK_FINITE.
-std::atomic<int> check_finite_state{-1};
+detail::EnvFlag& check_finite_flag() {
+  static detail::EnvFlag flag("GPUDL_CHECK_FINITE");
+  return flag;
+}
 }  // namespace
 
-void set_check_finite(bool on) { check_finite_state = on ? 1 : 0; }
-
-bool check_finite() {
-  int v = check_finite_state.load();
-  if (v < 0) {
-    const char* env = std::getenv("GPUDL_CHECK_FINITE");
-    v = env != nullptr && std::string(env) == "1" ? 1 : 0;
-    check_finite_state = v;
-  }
-  return v == 1;
-}
+void set_check_finite(bool on) { check_finite_flag().set(on); }
+bool check_finite() { return check_finite_flag().get(); }
 
 std::vector<NamedTensor> Module::state() {
   std::vector<NamedTensor> out;

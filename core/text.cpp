@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -24,6 +25,11 @@ std::string byte_name(unsigned char c) {
 }  // namespace
 
 CharCorpus CharCorpus::from_file(const std::string& path) {
+  // A directory opens as an empty stream on Linux; say what it is rather than "empty".
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw IoError(path + ": cannot open text file (" + std::strerror(EISDIR) + ")");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(path + ": cannot open text file (" + std::strerror(errno) + ")");
   std::ostringstream buffer;

@@ -53,7 +53,24 @@ void Trainer::write_metrics(const json::Value& record) {
   }
 }
 
+namespace {
+
+// Fails now, naming the checkpoint, if its folder cannot take a new file: finding that out at
+// the first save would cost the work done until then.
+void check_checkpoint_folder(const std::string& path) {
+  const std::string probe = path + ".probe-" + std::to_string(::getpid());
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (f == nullptr) {
+    throw IoError("Trainer: checkpoint " + path + ": cannot create files beside it: " + std::strerror(errno));
+  }
+  std::fclose(f);
+  ::unlink(probe.c_str());
+}
+
+}  // namespace
+
 FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDataset* test) {
+  if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
   if (!options_.resume.empty()) load_checkpoint(options_.resume);
   if (!options_.metrics.empty() && metrics_ == nullptr) {
     // A resumed run appends, so the file tells the whole story of the model.
@@ -95,8 +112,14 @@ FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDatas
       if (std::isfinite(epoch.test.accuracy)) record.set("test_accuracy", epoch.test.accuracy);
     }
     write_metrics(record);
+    // The epoch's sums are reported; the checkpoint must not carry them into the next epoch
+    // (a run resumed from it counted them twice in that epoch's loss: found by the crash test).
+    loss_acc_ = Tensor::zeros({1}, DType::kF32, device);
+    correct_acc_ = Tensor::zeros({1}, DType::kF32, device);
+    acc_samples_ = 0;
     if (!options_.checkpoint.empty()) save_checkpoint(options_.checkpoint);
     result.epochs.push_back(epoch);
+    if (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps) break;
   }
   result.steps = step_;
   result.seconds = now_seconds() - start;
@@ -216,7 +239,12 @@ bool Trainer::run_epoch(data::DataLoader& loader, EpochResult& result) {
     if (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0 && !options_.checkpoint.empty()) {
       save_checkpoint(options_.checkpoint);
     }
-    if (stop) return false;
+    // A stop that falls on the epoch's last batch still ends the epoch (its metrics line and
+    // checkpoint), as a run resumed from that batch's checkpoint would.
+    if (stop) {
+      if (position_ < loader.batches_per_epoch()) return false;
+      break;
+    }
   }
   check_recent_losses();
   const float loss_sum = loss_acc_.to_vector<float>()[0];
@@ -372,8 +400,13 @@ void Trainer::load_checkpoint(const std::string& path) {
     if (name.rfind("model.", 0) == 0) model_state.emplace_back(name.substr(6), t);
     if (name.rfind("optimizer.", 0) == 0) optimizer_state.emplace_back(name.substr(10), t);
   }
-  model_.load_state(model_state);
-  optimizer_.load_state(optimizer_state);
+  // Named with the file: "load_state: ..." alone would not say which checkpoint is at fault.
+  try {
+    model_.load_state(model_state);
+    optimizer_.load_state(optimizer_state);
+  } catch (const Error& e) {
+    throw ValueError(path + ": not a checkpoint of this model: " + e.what());
+  }
   auto number = [&](const char* key) {
     const std::string v = file.metadata_value(key);
     try {

@@ -33,7 +33,8 @@ struct TrainerOptions {
   bool drop_last = false;
   std::int64_t log_every = 50;     // the host reads loss and accuracy every N steps, no more often
   std::string metrics = "";             // JSON-lines file, "" for none; the last line has "event": "final"
-  std::string checkpoint = "";          // safetensors path written at each epoch end, "" for none
+  std::string checkpoint = "";          // safetensors path written at each epoch end, "" for none;
+                                        // fit() first checks its folder takes new files (IoError)
   std::int64_t checkpoint_every = 0;  // also every N steps (0: epoch ends only)
   std::string resume = "";              // checkpoint to continue from, "" to start fresh
   std::shared_ptr<const Schedule> schedule = nullptr;  // per-step learning rate; null keeps the optimizer's

@@ -19,6 +19,9 @@ struct Exec {
   void* stream = nullptr;  // cudaStream_t the work is ordered on
   void* blas = nullptr;    // cublasHandle_t (GEMM only); kernels bind it to `stream` before use
   void* dnn = nullptr;     // cudnnHandle_t (convolutions only); likewise bound before use
+  // Sums in a fixed order (no float atomics across blocks) so that runs repeat bit for bit;
+  // set from gpudl::deterministic(). The CPU backend's order is fixed regardless.
+  bool deterministic = false;
 };
 
 enum class Transpose : std::uint8_t { kNo, kYes };

@@ -145,6 +145,8 @@ int main(int argc, char** argv) try {
       path.empty() ? data::CharCorpus::from_text(kBuiltinText, "the built-in text") : data::CharCorpus::from_file(path);
   const double holdout = args.number("holdout");
   if (!(holdout > 0.0 && holdout < 1.0)) throw std::invalid_argument("--holdout must be in (0, 1)");
+  // Checked now, not when sampling starts after the whole training run.
+  if (!(args.number("temperature") > 0.0)) throw std::invalid_argument("--temperature must be > 0");
   const std::int64_t split = static_cast<std::int64_t>(static_cast<double>(corpus.size()) * (1.0 - holdout));
   const std::vector<std::int32_t> train_ids(corpus.ids().begin(), corpus.ids().begin() + split);
   const std::vector<std::int32_t> held_ids(corpus.ids().begin() + split, corpus.ids().end());
@@ -188,8 +190,12 @@ int main(int argc, char** argv) try {
       }
     }
     if (!have_vocab) throw ValueError(args.str("resume") + ": no vocabulary entry; not a char_rnn checkpoint");
-    m.net.load_state(model_state);
-    opt.load_state(optim_state);
+    try {
+      m.net.load_state(model_state);
+      opt.load_state(optim_state);
+    } catch (const Error& e) {
+      throw ValueError(args.str("resume") + ": not a checkpoint of this model: " + e.what());
+    }
     first_epoch = static_cast<int>(opt.steps() / stream.chunks());
     std::printf("resumed from %s at epoch %d\n", args.str("resume").c_str(), first_epoch);
   }

@@ -90,7 +90,7 @@ int main(int argc, char** argv) try {
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
   data::AugmentOptions augment = data::cifar10_augmentation();
-  if (args.integer("augment") == 0) {
+  if (!args.boolean("augment")) {
     augment.crop_padding = 0;
     augment.horizontal_flip = false;
   }

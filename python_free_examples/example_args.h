@@ -70,6 +70,13 @@ class Args {
     return static_cast<std::int64_t>(v);
   }
 
+  // An on/off option given as 1 or 0.
+  bool boolean(const std::string& name) const {
+    const std::string& text = values_.at(name);
+    if (text != "0" && text != "1") throw std::invalid_argument("--" + name + ": expected 1 or 0, got '" + text + "'");
+    return text == "1";
+  }
+
   void print_help() const {
     std::printf("usage: %s [options]\n%s\n\n", program_.c_str(), summary_.c_str());
     for (const auto& name : order_) {

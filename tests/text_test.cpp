@@ -46,6 +46,11 @@ TEST(CharCorpus, MissingFileNamesThePath) {
   EXPECT_NE(m.find(path), std::string::npos) << m;
 }
 
+TEST(CharCorpus, AFolderIsNotTakenForAnEmptyText) {
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  EXPECT_EQ(message_of<IoError>([&] { CharCorpus::from_file(dir); }), dir + ": cannot open text file (Is a directory)");
+}
+
 TEST(CharCorpus, EmptyAndOneCharacterFilesAreRejected) {
   const std::string empty = temp_file("empty.txt", "");
   std::string m = message_of<ValueError>([&] { CharCorpus::from_file(empty); });

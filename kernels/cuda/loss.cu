@@ -52,7 +52,8 @@ void element_loss_forward_backward(float* loss_sum, float* correct, float* grad,
                                    const Exec& exec) {
   if (n == 0) return;
   // Few blocks: each adds one partial sum atomically, so fewer blocks means fewer atomics.
-  const unsigned blocks = std::min(detail::grid_for(n), 1024u);
+  // Deterministic mode: one block, whose single add has nothing to race with.
+  const unsigned blocks = exec.deterministic ? 1u : std::min(detail::grid_for(n), 1024u);
   element_loss_kernel<<<blocks, detail::kBlock, 0, detail::stream_of(exec)>>>(loss_sum, correct, grad, x, target, n,
                                                                              kind, margin, loss_scale, grad_scale);
   GPUDL_CHECK_LAUNCH();

@@ -153,7 +153,8 @@ void adam_update(float* param, const float* grad, float* m, float* v, index_t n,
 
 void sum_squares(float* accumulator, const float* x, index_t n, const Exec& exec) {
   if (n == 0) return;
-  const unsigned blocks = std::min(detail::grid_for(n), kMaxReduceBlocks);
+  // Deterministic mode: one block, so the partial sums meet in one fixed order.
+  const unsigned blocks = exec.deterministic ? 1u : std::min(detail::grid_for(n), kMaxReduceBlocks);
   sum_squares_kernel<<<blocks, detail::kBlock, 0, detail::stream_of(exec)>>>(accumulator, x, n);
   GPUDL_CHECK_LAUNCH();
 }

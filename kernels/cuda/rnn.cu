@@ -85,6 +85,20 @@ __global__ void embedding_backward_kernel(float* dtable, const std::int32_t* ids
   }
 }
 
+// Deterministic mode: one thread per table element, adding its rows' gradients in row order
+// (O(vocab · dim · n) reads of the ids, against n · dim atomics in any order).
+__global__ void embedding_backward_ordered_kernel(float* dtable, const std::int32_t* ids, const float* dy, index_t n,
+                                                  index_t dim, index_t vocab) {
+  GPUDL_FOR_EACH(j, vocab * dim) {
+    const index_t v = j / dim, d = j % dim;
+    float sum = 0.0f;
+    for (index_t k = 0; k < n; ++k) {
+      if (ids[k] == v) sum += dy[k * dim + d];
+    }
+    dtable[j] += sum;
+  }
+}
+
 __global__ void reverse_steps_kernel(float* dst, const float* src, index_t steps, index_t rows) {
   GPUDL_FOR_EACH(i, steps * rows) {
     const index_t s = i / rows, r = i % rows;
@@ -158,8 +172,13 @@ void embedding_forward(float* y, const std::int32_t* ids, const float* table, in
 void embedding_backward(float* dtable, const std::int32_t* ids, const float* dy, index_t n, index_t dim,
                         index_t vocab, const Exec& exec) {
   if (n * dim == 0) return;
-  embedding_backward_kernel<<<detail::grid_for(n * dim), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      dtable, ids, dy, n, dim, vocab);
+  if (exec.deterministic) {
+    embedding_backward_ordered_kernel<<<detail::grid_for(vocab * dim), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        dtable, ids, dy, n, dim, vocab);
+  } else {
+    embedding_backward_kernel<<<detail::grid_for(n * dim), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        dtable, ids, dy, n, dim, vocab);
+  }
   GPUDL_CHECK_LAUNCH();
 }
 

@@ -58,11 +58,12 @@ __global__ void softmax_backward_kernel(float* dx, const float* dy, const float*
   }
 }
 
-__global__ void cross_entropy_kernel(float* loss_sum, float* correct, float* dlogits, const float* logits,
-                                     const std::int64_t* labels, index_t rows, index_t cols, float smoothing,
-                                     float loss_scale, float grad_scale) {
-  const index_t row = warp_row(rows);
-  if (row < 0) return;
+// One row's cross-entropy, by the 32 lanes of a warp: writes the row's gradient and returns
+// its loss (NaN for a label outside [0, cols)) and whether its argmax hit the label; the
+// returned values are the same on every lane.
+__device__ void cross_entropy_row(float* row_loss, float* row_hit, float* dlogits, const float* logits,
+                                  const std::int64_t* labels, index_t row, index_t cols, float smoothing,
+                                  float grad_scale) {
   const unsigned lane = threadIdx.x % 32;
   const float* xr = logits + row * cols;
   const std::int64_t label = labels[row];
@@ -86,15 +87,50 @@ __global__ void cross_entropy_kernel(float* loss_sum, float* correct, float* dlo
   }
   sum = warp_sum(sum);
   qx = warp_sum(qx);
-  if (lane == 0) {
-    atomicAdd(loss_sum, valid ? loss_scale * (logf(sum) - qx) : NAN);
-    if (correct != nullptr && valid && arg == label) atomicAdd(correct, 1.0f);
-  }
+  *row_loss = valid ? logf(sum) - qx : NAN;
+  *row_hit = valid && arg == label ? 1.0f : 0.0f;
   if (dlogits != nullptr) {
     for (index_t c = lane; c < cols; c += 32) {
       const float q = off + (c == label ? 1.0f - smoothing : 0.0f);
       dlogits[row * cols + c] = valid ? grad_scale * (expf(xr[c] - m) / sum - q) : NAN;
     }
+  }
+}
+
+__global__ void cross_entropy_kernel(float* loss_sum, float* correct, float* dlogits, const float* logits,
+                                     const std::int64_t* labels, index_t rows, index_t cols, float smoothing,
+                                     float loss_scale, float grad_scale) {
+  const index_t row = warp_row(rows);
+  if (row < 0) return;
+  float loss = 0.0f, hit = 0.0f;
+  cross_entropy_row(&loss, &hit, dlogits, logits, labels, row, cols, smoothing, grad_scale);
+  if (threadIdx.x % 32 == 0) {
+    atomicAdd(loss_sum, loss_scale * loss);
+    if (correct != nullptr && hit != 0.0f) atomicAdd(correct, 1.0f);
+  }
+}
+
+// Deterministic mode: one block; warp w takes rows w, w + kWarpsPerBlock, ... and the warps'
+// sums meet in warp order, so the loss sum is the same in every run.
+__global__ void cross_entropy_ordered_kernel(float* loss_sum, float* correct, float* dlogits, const float* logits,
+                                             const std::int64_t* labels, index_t rows, index_t cols, float smoothing,
+                                             float loss_scale, float grad_scale) {
+  __shared__ float warp_loss[kWarpsPerBlock], warp_hits[kWarpsPerBlock];
+  const unsigned warp = threadIdx.x / 32;
+  float loss = 0.0f, hits = 0.0f;
+  for (index_t row = warp; row < rows; row += kWarpsPerBlock) {
+    float l = 0.0f, h = 0.0f;
+    cross_entropy_row(&l, &h, dlogits, logits, labels, row, cols, smoothing, grad_scale);
+    loss += loss_scale * l;
+    hits += h;
+  }
+  if (threadIdx.x % 32 == 0) warp_loss[warp] = loss, warp_hits[warp] = hits;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0.0f, total_hits = 0.0f;
+    for (int w = 0; w < kWarpsPerBlock; ++w) total += warp_loss[w], total_hits += warp_hits[w];
+    *loss_sum += total;
+    if (correct != nullptr) *correct += total_hits;
   }
 }
 
@@ -123,8 +159,13 @@ void cross_entropy_forward_backward(float* loss_sum, float* correct, float* dlog
                                     const std::int64_t* labels, index_t rows, index_t cols, float smoothing,
                                     float loss_scale, float grad_scale, const Exec& exec) {
   if (rows == 0 || cols == 0) return;
-  cross_entropy_kernel<<<row_blocks(rows), kWarpsPerBlock * 32, 0, detail::stream_of(exec)>>>(
-      loss_sum, correct, dlogits, logits, labels, rows, cols, smoothing, loss_scale, grad_scale);
+  if (exec.deterministic) {
+    cross_entropy_ordered_kernel<<<1, kWarpsPerBlock * 32, 0, detail::stream_of(exec)>>>(
+        loss_sum, correct, dlogits, logits, labels, rows, cols, smoothing, loss_scale, grad_scale);
+  } else {
+    cross_entropy_kernel<<<row_blocks(rows), kWarpsPerBlock * 32, 0, detail::stream_of(exec)>>>(
+        loss_sum, correct, dlogits, logits, labels, rows, cols, smoothing, loss_scale, grad_scale);
+  }
   GPUDL_CHECK_LAUNCH();
 }
 
