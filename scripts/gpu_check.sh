@@ -135,6 +135,9 @@ run_tool() {  # tool seconds [tool options]
   want "$tool" || return 0
   if [[ -z "$sanitizer" ]]; then note "$tool" "compute-sanitizer not found"; return; fi
   local t0=$(date +%s) f="$filter"
+  # racecheck instruments every shared-memory access of cuBLAS and cuDNN too and did not get
+  # through the whole suite in 90 s on an H200; by default it covers our own kernels' suites.
+  [[ $tool == racecheck && "$f" == "*" ]] && f='Foundation/*:Layers/*:Pool/*:Rnn/*:Optim/*'
   [[ "$f" == *-* ]] && f="$f:*OutOfMemory*:*1048579*" || f="$f-*OutOfMemory*:*1048579*"
   # initcheck with heuristic convolution algorithms: cudnnFind runs candidates on buffers cuDNN
   # allocates uninitialised, which initcheck flags inside cuDNN (seen on an H200, 2026-11-27).
