@@ -2,7 +2,6 @@
 #include "gpudl/core/ops.h"
 
 #include <cmath>
-
 #include <string>
 
 #include "gpudl/core/context.h"

@@ -44,6 +44,7 @@ if ! command -v clang++ >/dev/null; then
   "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq clang >/dev/null
 fi
 
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cmake --preset fuzz >/dev/null || { echo "fuzz: configure failed" >&2; exit 1; }
 cmake --build build/fuzz -j "$(nproc)" --target "${targets[@]}" >build/fuzz/build.log 2>&1 ||
   { tail -20 build/fuzz/build.log; echo "fuzz: build failed (build/fuzz/build.log)" >&2; exit 1; }
@@ -73,6 +74,7 @@ for t in "${targets[@]}"; do
   summary+=("$(printf '%-18s %10s runs in %5s s %7s/s  corpus %5s files  %s' "$t" "${runs:-?}" "$(( $(date +%s) - t0 ))" "${rate:-?}" \
     "$(find "$corpus" -type f | wc -l)" "$result")")
 done
-echo "==== fuzz: ${runs_wanted:+$runs_wanted inputs}${runs_wanted:-$seconds s} per target ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null)) ===="
+if [[ -n $runs_wanted ]]; then budget="$runs_wanted inputs"; else budget="$seconds s"; fi
+echo "==== fuzz: $budget per target ($(date -u +%Y-%m-%dT%H:%MZ), built at commit $commit) ===="
 printf '%s\n' "${summary[@]}"
 exit $failed
