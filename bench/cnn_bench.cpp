@@ -78,6 +78,8 @@ void cnn_step(benchmark::State& state, Device device, std::string model) {
                                       Linear(84, 10)}
                          : examples::cifar_model(model);
   net.to(device);
+  // As in a training loop (and PyTorch, whose input has no requires_grad): no dL/dx for the data.
+  net.set_input_grad(false);
   std::unique_ptr<Optimizer> opt;
   if (lenet) {
     opt = std::make_unique<Adam>(net.parameters(), AdamOptions{.lr = 2e-3});

@@ -153,6 +153,8 @@ void train_step(benchmark::State& state, Device device) {
   Sequential net{Flatten(), Linear(784, 512), ReLU(), Dropout(0.2f), Linear(512, 512), ReLU(), Dropout(0.2f),
                  Linear(512, 10)};
   net.to(device);
+  // As in a training loop (and PyTorch, whose input has no requires_grad): no dL/dx for the data.
+  net.set_input_grad(false);
   Adam opt(net.parameters(), {.lr = 1e-3});
   CrossEntropyLoss loss;
   Generator gen(2);

@@ -92,6 +92,15 @@ class Module {
   virtual void to(Device device);
   Device device() const { return device_; }
 
+  // Whether backward must return dL/dx; on by default. A training loop whose input is data,
+  // not something being optimised, turns it off on its model (the Trainer does): Linear and
+  // Conv2d then skip their input-gradient product and return an undefined tensor, and a
+  // Sequential passes the flag to its leading modules up to the first one with parameters
+  // (Flatten, Linear in an MLP), so the first layer's dX - a fifth of an MLP step's
+  // arithmetic - is never computed. Layers that cannot skip it ignore the flag.
+  virtual void set_input_grad(bool on) { input_grad_ = on; }
+  bool input_grad() const { return input_grad_; }
+
   virtual void set_training(bool training) { training_ = training; }
   void train() { set_training(true); }
   void eval() { set_training(false); }
@@ -106,6 +115,7 @@ class Module {
 
   Device device_;
   bool training_ = true;
+  bool input_grad_ = true;
 };
 
 }  // namespace gpudl

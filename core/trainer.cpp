@@ -77,6 +77,14 @@ FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDatas
     metrics_ = std::fopen(options_.metrics.c_str(), options_.resume.empty() ? "w" : "a");
     if (metrics_ == nullptr) throw IoError(options_.metrics + ": cannot open for writing: " + std::strerror(errno));
   }
+  // The batches are data, not something being optimised: the model skips its first layer's
+  // input-gradient product while fitting, and gets its own setting back after.
+  struct InputGradGuard {
+    Module& model;
+    bool was;
+    ~InputGradGuard() { model.set_input_grad(was); }
+  } input_grad_guard{model_, model_.input_grad()};
+  model_.set_input_grad(false);
   const Device device = model_.device();
   data::DataLoader loader(train, {.batch = options_.batch,
                                   .shuffle = options_.shuffle,

@@ -126,7 +126,7 @@ Tensor Conv2d::backward(const Tensor& grad_output) {
     throw DeviceError(describe() + ": gradient on " + grad_output.device().str() + " but input on " +
                       input_.device().str());
   }
-  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
+  Tensor dx = input_grad_ ? Tensor::empty(input_.shape(), DType::kF32, input_.device()) : Tensor();
   const kernels::ConvGeometry g = geometry(input_, out_, kernel_, stride_, padding_, dilation_, groups_);
   const kernels::ConvOptions o{deterministic_, allow_tf32_};
   detail::conv_backward(describe(), dx, weight_.grad, has_bias_ ? bias_.grad : Tensor(), grad_output, input_,

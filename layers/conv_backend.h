@@ -72,14 +72,16 @@ inline void conv_forward(const std::string& name, const Tensor& y, const Tensor&
                     });
 }
 
-// dx = dL/dx; weight_grad and bias_grad (may be undefined) accumulate.
+// dx = dL/dx (undefined: not wanted, not computed); weight_grad and bias_grad (may be undefined) accumulate.
 inline void conv_backward(const std::string& name, const Tensor& dx, const Tensor& weight_grad,
                           const Tensor& bias_grad, const Tensor& dy, const Tensor& x, const Tensor& weight,
                           const kernels::ConvGeometry& g, const kernels::ConvOptions& o) {
   with_conv_backend(
       name, x.device(), g, o,
       [&](const ConvBackend& backend, const kernels::Exec& exec, void* workspace, std::size_t bytes) {
-        backend.backward_data(dx.data<float>(), dy.data<float>(), weight.data<float>(), g, o, workspace, bytes, exec);
+        if (dx.defined()) {
+          backend.backward_data(dx.data<float>(), dy.data<float>(), weight.data<float>(), g, o, workspace, bytes, exec);
+        }
         backend.backward_filter(weight_grad.data<float>(), bias_grad.defined() ? bias_grad.data<float>() : nullptr,
                                 dy.data<float>(), x.data<float>(), g, o, workspace, bytes, exec);
       });

@@ -80,8 +80,9 @@ Tensor Linear::backward(const Tensor& grad_output) {
   if (has_bias_) {
     GPUDL_DISPATCH(dy.device(), false, column_sum_add, bias_.grad.data<float>(), dy.data<float>(), rows, out_);
   }
-  Tensor dx = ops::matmul(dy, weight_.value);
   input_ = Tensor();
+  if (!input_grad_) return Tensor();
+  Tensor dx = ops::matmul(dy, weight_.value);
   return dx.reshape(input_shape_.dims());
 }
 

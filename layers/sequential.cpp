@@ -14,7 +14,22 @@ Sequential& Sequential::add(std::unique_ptr<Module> module) {
   // Names are fixed here, once: a nested container has already named its own children.
   for (Parameter* p : module->parameters()) p->name = std::to_string(children_.size()) + "." + p->name;
   children_.push_back(std::move(module));
+  if (!input_grad_) apply_input_grad();
   return *this;
+}
+
+void Sequential::set_input_grad(bool on) {
+  input_grad_ = on;
+  apply_input_grad();
+}
+
+void Sequential::apply_input_grad() {
+  // A child's input needs a gradient when ours does or when a child before it has parameters.
+  bool needed = input_grad_;
+  for (auto& child : children_) {
+    child->set_input_grad(needed);
+    if (!needed && !child->parameters().empty()) needed = true;
+  }
 }
 
 Tensor Sequential::forward(const Tensor& x) {
@@ -35,7 +50,11 @@ Tensor Sequential::forward(const Tensor& x) {
 
 Tensor Sequential::backward(const Tensor& grad_output) {
   Tensor g = grad_output;
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) g = (*it)->backward(g);
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    g = (*it)->backward(g);
+    // Nothing before a child that returned no input gradient has parameters.
+    if (!(*it)->input_grad()) return Tensor();
+  }
   return g;
 }
 

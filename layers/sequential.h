@@ -43,6 +43,10 @@ class Sequential : public Module {
   std::vector<Generator*> generators() override;
   void to(Device device) override;
   void set_training(bool training) override;
+  // Off: the leading children up to and including the first with parameters get it off too
+  // (their outputs then need no gradient either); backward stops after that child and returns
+  // an undefined tensor. Children added later join the same rule.
+  void set_input_grad(bool on) override;
 
   // A table of each layer's output shape, parameter count, FLOPs and receptive field (size,
   // jump, start in input pixels) for one sample of shape `input` (no batch axis), with
@@ -50,6 +54,8 @@ class Sequential : public Module {
   std::string summary(const Shape& input);
 
  private:
+  void apply_input_grad();
+
   std::vector<std::unique_ptr<Module>> children_;
 };
 

@@ -230,6 +230,21 @@ TEST(Conv2dLayer, ForwardMatchesDirectConvolution) {
   EXPECT_EQ(conv.weight().value.shape(), Shape({6, 2, 3, 3}));
 }
 
+TEST(Conv2dLayer, WithoutInputGradientSkipsDxAndKeepsWeightGradients) {
+  manual_seed(21);
+  Conv2d full(3, 4, 3, {.padding = 1});
+  manual_seed(21);
+  Conv2d lean(3, 4, 3, {.padding = 1});
+  lean.set_input_grad(false);
+  const Tensor x = random_input({2, 3, 6, 5}, 22), dy = random_input({2, 4, 6, 5}, 23);
+  full.forward(x);
+  lean.forward(x);
+  EXPECT_EQ(full.backward(dy).shape(), x.shape());
+  EXPECT_FALSE(lean.backward(dy).defined());
+  EXPECT_EQ(full.weight().grad.to_vector<float>(), lean.weight().grad.to_vector<float>());
+  EXPECT_EQ(full.bias().grad.to_vector<float>(), lean.bias().grad.to_vector<float>());
+}
+
 TEST(Conv2dLayer, WithoutBiasHasOneParameter) {
   Conv2d conv(2, 3, 3, {.padding = 1, .bias = false});
   ASSERT_EQ(conv.parameters().size(), 1u);

@@ -243,5 +243,45 @@ TEST(Sequential, StateRoundTripsThroughLoadState) {
   EXPECT_THROW(b.load_state(d.state()), ValueError);  // no "1.weight" saved
 }
 
+// With the input gradient off (as the Trainer runs a model), the leading modules up to the
+// first with parameters skip dL/dx, backward returns nothing, and every parameter gradient
+// is bit-identical to a full backward's.
+TEST(Sequential, WithoutInputGradientKeepsEveryParameterGradient) {
+  auto make = [] {
+    manual_seed(17);
+    return Sequential{Flatten(), Linear(12, 5), ReLU(), Dropout(0.3f, 4), Linear(5, 3)};
+  };
+  Sequential full = make(), lean = make();
+  lean.set_input_grad(false);
+  EXPECT_FALSE(lean.input_grad());
+  EXPECT_FALSE(lean[0].input_grad());
+  EXPECT_FALSE(lean[1].input_grad());
+  EXPECT_TRUE(lean[2].input_grad());
+  EXPECT_TRUE(lean[4].input_grad());
+  const Tensor x = random_input({4, 3, 4}, 18), dy = random_input({4, 3}, 19);
+  EXPECT_EQ(full.forward(x).to_vector<float>(), lean.forward(x).to_vector<float>());
+  const Tensor dx = full.backward(dy);
+  EXPECT_EQ(dx.shape(), x.shape());
+  EXPECT_FALSE(lean.backward(dy).defined());
+  const auto a = full.parameters(), b = lean.parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]->grad.to_vector<float>(), b[i]->grad.to_vector<float>()) << a[i]->name;
+  }
+  // Back on: every child computes its input gradient again.
+  lean.set_input_grad(true);
+  for (std::size_t i = 0; i < lean.size(); ++i) EXPECT_TRUE(lean[i].input_grad()) << i;
+  full.forward(x);  // both dropout generators move on to the same next mask
+  lean.forward(x);
+  EXPECT_EQ(lean.backward(dy).to_vector<float>(), full.backward(dy).to_vector<float>());
+  // Children added later follow the same rule.
+  Sequential later;
+  later.set_input_grad(false);
+  later.add(ReLU()).add(Linear(3, 2)).add(Linear(2, 2));
+  EXPECT_FALSE(later[0].input_grad());
+  EXPECT_FALSE(later[1].input_grad());
+  EXPECT_TRUE(later[2].input_grad());
+}
+
 }  // namespace
 }  // namespace gpudl

@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
+#include "gpudl/kernels/cpu/philox_x16.h"
+#include "gpudl/kernels/dropout.h"
 #include "gpudl/kernels/philox.h"
 #include "gpudl/kernels/random.h"
 #include "test_util.h"
@@ -32,6 +35,49 @@ TEST(Philox, MatchesPublishedKnownAnswers) {
   for (const Kat& kat : kats) {
     const Philox4x32 got = kernels::philox4x32_10(kat.counter, kat.key[0], kat.key[1]);
     for (int i = 0; i < 4; ++i) EXPECT_EQ(got.v[i], kat.expected.v[i]) << "word " << i;
+  }
+}
+
+// Both CPU paths that make 64 elements' words at once must give philox_block's words in
+// element order, including where the block index's low word wraps inside the sixteen blocks.
+TEST(Philox, Words64MatchOneBlockAtATime) {
+  const std::uint64_t seeds[] = {0, 0x0123456789ABCDEFull, ~0ull};
+  const std::uint64_t offsets[] = {0, 7, 0xFFFFFFFF00000001ull};
+  const std::uint64_t firsts[] = {0, 1, 16, 0xFFFFFFF8ull, 0xFFFFFFFFull, 0x1FFFFFFF5ull, ~0ull - 20};
+  for (const std::uint64_t seed : seeds) {
+    for (const std::uint64_t offset : offsets) {
+      for (const std::uint64_t first : firsts) {
+        std::uint32_t fast[kernels::cpu::kPhiloxChunk], portable[kernels::cpu::kPhiloxChunk];
+        kernels::cpu::philox_words64(seed, offset, first, fast);
+        kernels::cpu::philox_words64_portable(seed, offset, first, portable);
+        for (int k = 0; k < kernels::cpu::kPhiloxChunk; ++k) {
+          const std::uint32_t want = kernels::philox_block(seed, offset, first + static_cast<std::uint64_t>(k / 4)).v[k % 4];
+          ASSERT_EQ(fast[k], want) << "seed " << seed << " offset " << offset << " first block " << first << " word " << k;
+          ASSERT_EQ(portable[k], want) << "seed " << seed << " offset " << offset << " first block " << first;
+        }
+      }
+    }
+  }
+}
+
+// The CPU dropout kernel against its documented per-element definition, at sizes that end
+// inside a Philox block and inside a 64-element chunk, and large enough to be split over threads.
+TEST(Philox, CpuDropoutMaskFollowsTheDocumentedLayout) {
+  const float p = 0.3f;
+  for (const kernels::index_t n : {1, 3, 5, 63, 64, 65, 1000, 200003}) {
+    std::vector<float> x(static_cast<std::size_t>(n)), y(x.size()), mask(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + static_cast<float>(i % 7);
+    kernels::cpu::dropout_forward(y.data(), mask.data(), x.data(), n, p, 42, 9, kernels::Exec{});
+    int dropped = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float u = kernels::uniform01(kernels::philox_block(42, 9, i / 4).v[i % 4]);
+      ASSERT_EQ(mask[i], kernels::dropout_scale(u, p)) << "n " << n << " element " << i;
+      ASSERT_EQ(y[i], x[i] * mask[i]) << "n " << n << " element " << i;
+      dropped += mask[i] == 0.0f;
+    }
+    if (n == 200003) {
+      EXPECT_NEAR(dropped, 0.3 * n, 5 * std::sqrt(0.21 * n));  // binomial: 5 standard deviations
+    }
   }
 }
 

@@ -189,6 +189,7 @@ TEST(Trainer, WritesMetricsLinesAndARestorableCheckpoint) {
   const FitResult r = t.fit(train, &test);
   ASSERT_EQ(r.epochs.size(), 3u);
   EXPECT_GT(r.final_test.accuracy, 0.5);  // three well-separated blobs
+  EXPECT_TRUE(net.input_grad());  // fit() turns it off for its own steps only
   t.write_metrics(json::Object{{"event", "final"}, {"test_accuracy", r.final_test.accuracy}});
   std::ifstream in(o.metrics);
   std::string line;
