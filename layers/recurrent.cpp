@@ -353,8 +353,18 @@ Tensor Recurrent::backward_direction(std::int64_t layer, std::int64_t dir, const
   ops::matmul(w_ih.grad, dp2, s.input, {.transpose_a = true, .beta = 1.0f});
   ops::matmul(w_hh.grad, dhp2, s.h.slice(0, steps).reshape({steps * batch, hidden_}),
               {.transpose_a = true, .beta = 1.0f});
-  GPUDL_DISPATCH(device_, false, column_sum_add, b_ih.grad.data<float>(), dp2.data<float>(), steps * batch, g);
-  GPUDL_DISPATCH(device_, false, column_sum_add, b_hh.grad.data<float>(), dhp2.data<float>(), steps * batch, g);
+  if (gru) {
+    GPUDL_DISPATCH(device_, false, column_sum_add, b_ih.grad.data<float>(), dp2.data<float>(), steps * batch, g);
+    GPUDL_DISPATCH(device_, false, column_sum_add, b_hh.grad.data<float>(), dhp2.data<float>(), steps * batch, g);
+  } else {
+    // Both biases enter the same pre-activation, so their gradients are the same sums: one
+    // pass over (T·B, G·hidden) instead of two. 0 + s rounds to s, so each gradient gets
+    // exactly what its own column_sum_add would have added.
+    Tensor db = Tensor::zeros({g}, DType::kF32, device_);
+    GPUDL_DISPATCH(device_, false, column_sum_add, db.data<float>(), dp2.data<float>(), steps * batch, g);
+    ops::axpy(b_ih.grad, 1.0f, db);
+    ops::axpy(b_hh.grad, 1.0f, db);
+  }
   Tensor dx = ops::matmul(dp2, w_ih.value).reshape({steps, batch, in});
   return dir == 0 ? dx : reversed(dx);
 }

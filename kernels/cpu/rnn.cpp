@@ -29,14 +29,17 @@ GPUDL_CPU_CLONES void lstm_forward_row(float* __restrict gi, float* __restrict g
   }
 }
 
-// dc_prev may alias dc_next (element by element), so neither is restrict.
-GPUDL_CPU_CLONES void lstm_backward_row(float* __restrict di, float* __restrict df, float* __restrict dg, float* __restrict dout,
-                       float* dc_prev, const float* __restrict dh, const float* dc_next, const float* __restrict gi,
-                       const float* __restrict gf, const float* __restrict gg, const float* __restrict go,
-                       const float* __restrict c_prev, const float* __restrict c, index_t hidden) {
+// dc carries dL/dc_t in and leaves dL/dc_{t-1}, element by element in place: with every
+// pointer restrict the loop vectorises (with dc_prev and dc_next as two pointers that may
+// alias, GCC kept it scalar, and it cost as much as the forward row).
+GPUDL_CPU_CLONES void lstm_backward_row(float* __restrict di, float* __restrict df, float* __restrict dg,
+                                        float* __restrict dout, float* __restrict dc, const float* __restrict dh,
+                                        const float* __restrict gi, const float* __restrict gf,
+                                        const float* __restrict gg, const float* __restrict go,
+                                        const float* __restrict c_prev, const float* __restrict c, index_t hidden) {
   for (index_t j = 0; j < hidden; ++j) {
-    lstm_backward_element(di[j], df[j], dg[j], dout[j], dc_prev[j], dh[j], dc_next[j], gi[j], gf[j], gg[j], go[j],
-                          c_prev[j], c[j]);
+    lstm_backward_element(di[j], df[j], dg[j], dout[j], dc[j], dh[j], dc[j], gi[j], gf[j], gg[j], go[j], c_prev[j],
+                          c[j]);
   }
 }
 
@@ -61,8 +64,9 @@ void lstm_cell_backward(float* dpre, float* dc_prev, const float* dh, const floa
       const index_t at = b * hidden;
       float* d = dpre + b * 4 * hidden;
       const float* g = gates + b * 4 * hidden;
-      lstm_backward_row(d, d + hidden, d + 2 * hidden, d + 3 * hidden, dc_prev + at, dh + at, dc_next + at, g,
-                        g + hidden, g + 2 * hidden, g + 3 * hidden, c_prev + at, c + at, hidden);
+      if (dc_prev != dc_next) std::copy(dc_next + at, dc_next + at + hidden, dc_prev + at);
+      lstm_backward_row(d, d + hidden, d + 2 * hidden, d + 3 * hidden, dc_prev + at, dh + at, g, g + hidden,
+                        g + 2 * hidden, g + 3 * hidden, c_prev + at, c + at, hidden);
     }
   });
 }
