@@ -14,7 +14,9 @@ Sequential& Sequential::add(std::unique_ptr<Module> module) {
   // Names are fixed here, once: a nested container has already named its own children.
   for (Parameter* p : module->parameters()) p->name = std::to_string(children_.size()) + "." + p->name;
   children_.push_back(std::move(module));
-  if (!input_grad_) apply_input_grad();
+  // Every add re-applies the rule, so a module that arrives with its own setting cannot cut a
+  // backward short in the middle of the chain.
+  apply_input_grad();
   return *this;
 }
 

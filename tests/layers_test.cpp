@@ -281,6 +281,15 @@ TEST(Sequential, WithoutInputGradientKeepsEveryParameterGradient) {
   EXPECT_FALSE(later[0].input_grad());
   EXPECT_FALSE(later[1].input_grad());
   EXPECT_TRUE(later[2].input_grad());
+  // A module switched off on its own and added after a layer with parameters still passes
+  // the gradient on: the container's rule decides.
+  Linear off(2, 2);
+  off.set_input_grad(false);
+  Sequential chain;
+  chain.add(Linear(3, 2)).add(std::move(off));
+  EXPECT_TRUE(chain[1].input_grad());
+  chain.forward(random_input({2, 3}, 20));
+  EXPECT_EQ(chain.backward(random_input({2, 2}, 21)).shape(), Shape({2, 3}));
 }
 
 }  // namespace

@@ -3,10 +3,13 @@
 
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_epi32 reads an uninitialised
 // value on purpose; GCC bug 105593); the warning fires where the intrinsics inline, here.
+#if defined(__x86_64__)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
+#define GPUDL_PHILOX_AVX512 1
+#endif
 
 #include "gpudl/kernels/philox.h"
 
@@ -15,6 +18,7 @@ namespace {
 
 using namespace philox_detail;
 
+#if defined(GPUDL_PHILOX_AVX512)
 // hi:lo = a * m for sixteen 32-bit lanes; m holds the multiplier in every 64-bit lane.
 // vpmuludq multiplies the even 32-bit lanes only, so the odd ones take a second product.
 __attribute__((target("avx512f"))) inline void mulhilo16(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
@@ -66,6 +70,7 @@ bool have_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f");
   return yes;
 }
+#endif
 
 }  // namespace
 
@@ -78,11 +83,13 @@ void philox_words64_portable(std::uint64_t seed, std::uint64_t offset, std::uint
 }
 
 void philox_words64(std::uint64_t seed, std::uint64_t offset, std::uint64_t first_block, std::uint32_t* words) {
+#if defined(GPUDL_PHILOX_AVX512)
   if (have_avx512()) {
     words64_avx512(seed, offset, first_block, words);
-  } else {
-    philox_words64_portable(seed, offset, first_block, words);
+    return;
   }
+#endif
+  philox_words64_portable(seed, offset, first_block, words);
 }
 
 }  // namespace gpudl::kernels::cpu
