@@ -97,7 +97,7 @@ class Module {
   // Conv2d then skip their input-gradient product and return an undefined tensor, and a
   // Sequential passes the flag to its leading modules up to the first one with parameters
   // (Flatten, Linear in an MLP), so the first layer's dX - a fifth of an MLP step's
-  // arithmetic - is never computed. Layers that cannot skip it ignore the flag.
+  // arithmetic - is never computed. Other layers ignore the flag and still return dL/dx.
   virtual void set_input_grad(bool on) { input_grad_ = on; }
   bool input_grad() const { return input_grad_; }
 

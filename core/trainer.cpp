@@ -82,7 +82,14 @@ FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDatas
   struct InputGradGuard {
     Module& model;
     bool was;
-    ~InputGradGuard() { model.set_input_grad(was); }
+    ~InputGradGuard() {
+      try {
+        model.set_input_grad(was);
+      } catch (...) {
+        // Only an allocation failure can land here, while another error unwinds: that one
+        // matters more than restoring a performance setting.
+      }
+    }
   } input_grad_guard{model_, model_.input_grad()};
   model_.set_input_grad(false);
   const Device device = model_.device();

@@ -106,9 +106,10 @@ Tensor Concat::backward(const Tensor& grad_output) {
   return dx;
 }
 
-void Concat::name_parameters() {
+void Concat::adopt_branches() {
   for (std::size_t i = 0; i < branches_.size(); ++i) {
     for (Parameter* p : branches_[i]->parameters()) p->name = std::to_string(i) + "." + p->name;
+    branches_[i]->set_input_grad(true);
   }
 }
 

@@ -15,7 +15,7 @@ class Concat : public Module {
     requires(sizeof...(M) > 0 && (std::is_base_of_v<Module, std::decay_t<M>> && ...))
   explicit Concat(M&&... branches) {
     (branches_.push_back(std::make_unique<std::decay_t<M>>(std::forward<M>(branches))), ...);
-    name_parameters();
+    adopt_branches();
   }
 
   // Branch outputs (N, C_i, ...) must agree on every axis but the channels (axis 1); throws
@@ -36,8 +36,9 @@ class Concat : public Module {
   void set_training(bool training) override;
 
  private:
-  // Prefixes each branch's parameter names with its index, once.
-  void name_parameters();
+  // Prefixes each branch's parameter names with its index, once, and turns the branches'
+  // input gradients on: the container always needs both to form its own.
+  void adopt_branches();
 
   std::vector<std::unique_ptr<Module>> branches_;
   std::vector<std::int64_t> channels_;  // of each branch in the last forward

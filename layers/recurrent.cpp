@@ -358,8 +358,8 @@ Tensor Recurrent::backward_direction(std::int64_t layer, std::int64_t dir, const
     GPUDL_DISPATCH(device_, false, column_sum_add, b_hh.grad.data<float>(), dhp2.data<float>(), steps * batch, g);
   } else {
     // Both biases enter the same pre-activation, so their gradients are the same sums: one
-    // pass over (T·B, G·hidden) instead of two. 0 + s rounds to s, so each gradient gets
-    // exactly what its own column_sum_add would have added.
+    // pass over (T·B, G·hidden) instead of two. 0 + s rounds to s, so each gradient gets what
+    // its own column_sum_add would have added (up to the sign of a zero sum).
     Tensor db = Tensor::zeros({g}, DType::kF32, device_);
     GPUDL_DISPATCH(device_, false, column_sum_add, db.data<float>(), dp2.data<float>(), steps * batch, g);
     ops::axpy(b_ih.grad, 1.0f, db);

@@ -13,6 +13,10 @@ Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcu
   if (shortcut_) {
     for (Parameter* p : shortcut_->parameters()) p->name = "shortcut." + p->name;
   }
+  // The sum's input gradient needs both branches' (whatever the Residual's own setting, which
+  // only tells a container around it that it may stop here).
+  main_->set_input_grad(true);
+  if (shortcut_) shortcut_->set_input_grad(true);
 }
 
 std::string Residual::describe() const {

@@ -28,13 +28,20 @@ void Sequential::set_input_grad(bool on) {
 void Sequential::apply_input_grad() {
   // A child's input needs a gradient when ours does or when a child before it has parameters.
   bool needed = input_grad_;
-  for (auto& child : children_) {
-    child->set_input_grad(needed);
-    if (!needed && !child->parameters().empty()) needed = true;
+  stop_ = -1;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    children_[i]->set_input_grad(needed);
+    if (!needed) {
+      stop_ = static_cast<std::ptrdiff_t>(i);
+      if (!children_[i]->parameters().empty()) needed = true;
+    }
   }
 }
 
 Tensor Sequential::forward(const Tensor& x) {
+  // Cheap (it stops at the first child with parameters), and it catches a nested container
+  // that gained parameters, or a child switched on or off directly, since the last add.
+  if (!input_grad_) apply_input_grad();
   const bool check = check_finite();
   if (check && !ops::all_finite(x)) throw NonFiniteError("input", describe());
   Tensor h = x;
@@ -52,10 +59,15 @@ Tensor Sequential::forward(const Tensor& x) {
 
 Tensor Sequential::backward(const Tensor& grad_output) {
   Tensor g = grad_output;
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-    g = (*it)->backward(g);
-    // Nothing before a child that returned no input gradient has parameters.
-    if (!(*it)->input_grad()) return Tensor();
+  for (auto i = static_cast<std::ptrdiff_t>(children_.size()) - 1; i >= 0; --i) {
+    Module& child = *children_[static_cast<std::size_t>(i)];
+    g = child.backward(g);
+    if (i == stop_) return Tensor();  // nothing before it has parameters
+    if (!g.defined() && i > 0) {
+      throw Error(describe() + ": module " + std::to_string(i) + " (" + child.describe() +
+                  ") returned no input gradient, but modules before it need one (set_input_grad(false) "
+                  "belongs on the container, which applies it to its leading modules only)");
+    }
   }
   return g;
 }

@@ -1,6 +1,7 @@
 // Sequential: runs its modules in order forward and in reverse order backward; prints summaries.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -45,7 +46,8 @@ class Sequential : public Module {
   void set_training(bool training) override;
   // Off: the leading children up to and including the first with parameters get it off too
   // (their outputs then need no gradient either); backward stops after that child and returns
-  // an undefined tensor. Children added later join the same rule.
+  // an undefined tensor. The rule is applied again on every add and every forward, so later
+  // children and settings made on a child directly cannot leave a stale cut.
   void set_input_grad(bool on) override;
 
   // A table of each layer's output shape, parameter count, FLOPs and receptive field (size,
@@ -57,6 +59,8 @@ class Sequential : public Module {
   void apply_input_grad();
 
   std::vector<std::unique_ptr<Module>> children_;
+  // Backward's last child when the input gradient is off (-1: all of them).
+  std::ptrdiff_t stop_ = -1;
 };
 
 }  // namespace gpudl

@@ -14,7 +14,7 @@ a table last: model, batch, ours and PyTorch's items/s (medians), their ratio an
   --out      also write one JSON object per row (model, batch, device, ours_per_s,
              pytorch_per_s, ratio, spreads, PyTorch's threads) to FILE
   --quick    one repeat and shorter timings (a smoke run, not a measurement)
-  --repeats  A/B rounds (default 3)
+  --repeats  A/B rounds (default 5: the median then drops two outlying rounds of each side)
   --build    build folder with bench/gpudl_bench (default build/cuda where nvcc is, else
              build/cpu; configured and built when missing)
 
@@ -27,7 +27,7 @@ missing; on a GPU cudnn.benchmark is on and TF32 off on both sides.
 USAGE
 }
 
-device=cpu out="" quick=0 repeats=3 build=""
+device=cpu out="" quick=0 repeats=5 build=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device=${2:?--device needs a value}; shift 2 ;;

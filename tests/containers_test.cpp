@@ -1,6 +1,8 @@
 // BatchNorm2d, Residual and Concat on the CPU: values, shapes, names and gradient checks.
 #include <gtest/gtest.h>
 
+#include <initializer_list>
+
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/concat.h"
@@ -65,6 +67,29 @@ TEST(Containers, ResidualAddsTheShortcutAndChecksShapes) {
     EXPECT_STREQ(e.what(), "Residual: main branch gives [1, 3] but the shortcut gives [1, 2]");
   }
   EXPECT_THROW(bad.output_shape({2}), ShapeError);
+}
+
+// Their sums need every branch's input gradient: a branch switched off before it joined is
+// switched back on, and the container itself, switched off as a model's first module, still
+// lets its branches compute theirs and returns dL/dx.
+TEST(Containers, BranchesKeepTheirInputGradient) {
+  Linear main_branch(3, 3), shortcut(3, 3), left(3, 2), right(3, 1);
+  for (Module* m : std::initializer_list<Module*>{&main_branch, &shortcut, &left, &right}) m->set_input_grad(false);
+  Residual r(std::move(main_branch), std::move(shortcut));
+  Concat c(std::move(left), std::move(right));
+  Sequential net;
+  net.add(std::move(r)).add(std::move(c));
+  net.set_input_grad(false);
+  const Tensor x = random_input({2, 3}, 40);
+  net.forward(x);
+  EXPECT_FALSE(net.backward(random_input({2, 3}, 41)).defined());  // the container's own cut
+  auto& residual = dynamic_cast<Residual&>(net[0]);
+  residual.set_input_grad(true);
+  residual.forward(x);
+  EXPECT_EQ(residual.backward(random_input({2, 3}, 42)).shape(), x.shape());
+  auto& concat = dynamic_cast<Concat&>(net[1]);
+  concat.forward(x);
+  EXPECT_EQ(concat.backward(random_input({2, 3}, 43)).shape(), x.shape());
 }
 
 TEST(Containers, NestedNamesAreUniqueAndStable) {

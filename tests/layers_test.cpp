@@ -1,7 +1,9 @@
 // Layers and losses on the CPU: forward values, shapes, errors, and a gradient check for each.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
@@ -290,6 +292,29 @@ TEST(Sequential, WithoutInputGradientKeepsEveryParameterGradient) {
   EXPECT_TRUE(chain[1].input_grad());
   chain.forward(random_input({2, 3}, 20));
   EXPECT_EQ(chain.backward(random_input({2, 2}, 21)).shape(), Shape({2, 3}));
+  // Switched off directly on a middle child, it would cut the first layer's gradient off:
+  // backward says so instead of losing it.
+  chain[1].set_input_grad(false);
+  chain.forward(random_input({2, 3}, 22));
+  try {
+    chain.backward(random_input({2, 2}, 23));
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("module 1 (Linear(2, 2))"), std::string::npos) << e.what();
+  }
+  // A nested container that gains parameters after it joined is seen at the next forward.
+  Sequential outer;
+  outer.add(Sequential{}).add(Linear(3, 2));
+  outer.set_input_grad(false);
+  auto& inner = dynamic_cast<Sequential&>(outer[0]);
+  inner.add(Linear(3, 3));
+  outer.forward(random_input({2, 3}, 24));
+  EXPECT_TRUE(outer[1].input_grad());
+  EXPECT_FALSE(outer.backward(random_input({2, 2}, 25)).defined());
+  for (Parameter* p : outer.parameters()) {
+    const auto grad = p->grad.to_vector<float>();
+    EXPECT_TRUE(std::any_of(grad.begin(), grad.end(), [](float v) { return v != 0.0f; })) << p->name;
+  }
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "gpudl/core/json.h"
 #include "gpudl/core/mnist.h"
@@ -60,6 +62,50 @@ TrainerOptions base_options() {
   o.record_step_losses = true;
   o.schedule = std::make_shared<CosineLR>(0.01, 24);
   return o;
+}
+
+// Passes its input through and records the input-gradient setting it has at each forward;
+// throws at the forward numbered throw_at (0: never).
+class InputGradProbe : public Module {
+ public:
+  InputGradProbe(std::vector<bool>* seen, int throw_at) : seen_(seen), throw_at_(throw_at) {}
+  Tensor forward(const Tensor& x) override {
+    seen_->push_back(input_grad());
+    if (static_cast<int>(seen_->size()) == throw_at_) throw Error("InputGradProbe: planned failure");
+    return x;
+  }
+  Tensor backward(const Tensor& grad_output) override { return grad_output; }
+  std::string describe() const override { return "InputGradProbe"; }
+
+ private:
+  std::vector<bool>* seen_;
+  int throw_at_;
+};
+
+TEST(Trainer, FitsWithoutTheInputGradientAndRestoresTheSetting) {
+  const data::TensorDataset train = blobs(96, 3);
+  CrossEntropyLoss loss;
+  TrainerOptions o = base_options();
+  o.epochs = 1;
+  std::vector<bool> seen;
+  manual_seed(9);
+  Sequential net{InputGradProbe(&seen, 0), Linear(8, 16), ReLU(), Linear(16, 3)};
+  Adam opt(net.parameters());
+  Trainer(net, opt, loss, o).fit(train);
+  ASSERT_EQ(seen.size(), 3u);  // 96 samples in batches of 32
+  for (const bool on : seen) EXPECT_FALSE(on);
+  EXPECT_TRUE(net.input_grad());
+  EXPECT_TRUE(net[0].input_grad());
+  EXPECT_TRUE(net[1].input_grad());
+  // A fit that fails part-way gives the setting back too.
+  std::vector<bool> seen_failing;
+  Sequential failing{InputGradProbe(&seen_failing, 2), Linear(8, 3)};
+  Adam opt_failing(failing.parameters());
+  Trainer t(failing, opt_failing, loss, o);
+  EXPECT_THROW(t.fit(train), Error);
+  EXPECT_EQ(seen_failing, (std::vector<bool>{false, false}));
+  EXPECT_TRUE(failing.input_grad());
+  EXPECT_TRUE(failing[0].input_grad());
 }
 
 // A checkpoint written at an epoch's end used to carry that epoch's loss and accuracy sums,

@@ -5,6 +5,7 @@
 // value on purpose; GCC bug 105593); the warning fires where the intrinsics inline, here.
 #if defined(__x86_64__)
 #if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
@@ -175,3 +176,7 @@ void philox_words64(std::uint64_t seed, std::uint64_t offset, std::uint64_t firs
 }
 
 }  // namespace gpudl::kernels::cpu
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
