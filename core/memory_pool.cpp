@@ -6,7 +6,12 @@
 #include <new>
 #include <tuple>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "gpudl/core/cuda_api.h"
+#include "gpudl/core/env_flag.h"
 #include "gpudl/core/format.h"
 #include "gpudl/kernels/error.h"
 
@@ -22,16 +27,33 @@ namespace {
 class HostUpstream final : public PoolUpstream {
  public:
   void* allocate(std::size_t bytes) override {
-    return ::operator new(bytes, std::align_val_t{MemoryPool::kAlignment}, std::nothrow);
+    void* p = ::operator new(bytes, std::align_val_t{alignment(bytes)}, std::nothrow);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    // Large tensors on 2 MiB pages where the kernel allows it (transparent huge pages are
+    // often "madvise" only): one TLB entry instead of 512 for the activations and im2col
+    // buffers that the CPU kernels stream through. A refusal costs nothing.
+    // GPUDL_NO_HUGE_PAGES=1 turns it off.
+    static detail::EnvFlag no_huge_pages("GPUDL_NO_HUGE_PAGES");
+    if (p != nullptr && bytes >= kHugePage && !no_huge_pages.get()) {
+      ::madvise(p, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
+    }
+#endif
+    return p;
   }
-  void deallocate(void* ptr, std::size_t) noexcept override {
-    ::operator delete(ptr, std::align_val_t{MemoryPool::kAlignment});
+  void deallocate(void* ptr, std::size_t bytes) noexcept override {
+    ::operator delete(ptr, std::align_val_t{alignment(bytes)});
   }
   void* record_event(StreamKey) override { return nullptr; }
   bool event_done(void*) override { return true; }
   void wait_event(void*) override {}
   void release_event(void*) noexcept override {}
   std::string name() const override { return "cpu host memory"; }
+
+ private:
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
+  static std::size_t alignment(std::size_t bytes) {
+    return bytes >= kHugePage ? kHugePage : MemoryPool::kAlignment;
+  }
 };
 
 // Events shared by the two CUDA upstreams.

@@ -353,6 +353,14 @@ TEST(HostUpstream, AllocatesAlignedMemoryAndCompletesEventsAtOnce) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % MemoryPool::kAlignment, 0u);
   up->deallocate(p, 1000);
+  // Segments of 2 MiB and more (every pool segment) start on a 2 MiB page boundary, so that
+  // transparent huge pages can back them.
+  const std::size_t big = (3u << 20) + 512;
+  void* q = up->allocate(big);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(q) % (2u << 20), 0u);
+  static_cast<char*>(q)[big - 1] = 1;  // the whole block is usable
+  up->deallocate(q, big);
   void* e = up->record_event(nullptr);
   EXPECT_TRUE(up->event_done(e));
 }
