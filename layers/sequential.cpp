@@ -39,8 +39,9 @@ void Sequential::apply_input_grad() {
 }
 
 Tensor Sequential::forward(const Tensor& x) {
-  // Cheap (it stops at the first child with parameters), and it catches a nested container
-  // that gained parameters, or a child switched on or off directly, since the last add.
+  // Cheap (one call per child; parameters() only up to the first child that has some), and
+  // it catches a nested container that gained parameters, or a child switched on or off
+  // directly, since the last add.
   if (!input_grad_) apply_input_grad();
   const bool check = check_finite();
   if (check && !ops::all_finite(x)) throw NonFiniteError("input", describe());
