@@ -161,18 +161,14 @@ bool philox_words64_path(PhiloxPath path, std::uint64_t seed, std::uint64_t offs
 }
 
 void philox_words64(std::uint64_t seed, std::uint64_t offset, std::uint64_t first_block, std::uint32_t* words) {
+  static const PhiloxPath best = [] {
 #if defined(GPUDL_PHILOX_SIMD)
-  if (have_avx512()) {
-    words64_avx512(seed, offset, first_block, words);
-    return;
-  }
-  if (have_avx2()) {
-    words32_avx2(seed, offset, first_block, words);
-    words32_avx2(seed, offset, first_block + 8, words + 32);
-    return;
-  }
+    if (have_avx512()) return PhiloxPath::kAvx512;
+    if (have_avx2()) return PhiloxPath::kAvx2;
 #endif
-  words64_portable(seed, offset, first_block, words);
+    return PhiloxPath::kPortable;
+  }();
+  philox_words64_path(best, seed, offset, first_block, words);
 }
 
 }  // namespace gpudl::kernels::cpu

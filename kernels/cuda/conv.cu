@@ -391,16 +391,13 @@ PlanCache& plan_cache() {
   return *cache;
 }
 
-// The plan for this geometry and options on the current device, made on first use. Plans are
-// never removed, so the reference stays valid.
-// The layer's options, made deterministic also when the process is in deterministic mode.
-ConvOptions effective(const ConvOptions& o, const Exec& exec) {
-  ConvOptions e = o;
-  e.deterministic = o.deterministic || exec.deterministic;
-  return e;
-}
-
-const Plan& plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& o) {
+// The plan for this geometry and the layer's options on the current device, made on first use;
+// deterministic also when the process is in deterministic mode (exec). Plans are never removed,
+// so the reference stays valid.
+const Plan& plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& layer_options,
+                     const Exec& exec) {
+  ConvOptions o = layer_options;
+  o.deterministic = o.deterministic || exec.deterministic;
   int device = 0;
   GPUDL_CHECK_CONV(cudaGetDevice(&device), g);
   const PlanKey key{device,      g.n,        g.c,     g.h,     g.w,          g.k,          g.r,      g.s,
@@ -430,7 +427,7 @@ std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions& o, 
   if (g.n == 0) return 0;
   check_int_range(g, "conv2d_workspace_bytes");
   if (g.is_pointwise()) return pointwise_workspace_bytes(g);
-  return plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, effective(o, exec)).workspace_bytes();
+  return plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, o, exec).workspace_bytes();
 }
 
 void conv2d_forward(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
@@ -442,7 +439,7 @@ void conv2d_forward(float* y, const float* x, const float* weight, const float* 
     pointwise_forward(y, x, weight, g, o, blas_of(exec, g, "conv2d_forward"));
   } else {
     cudnnHandle_t handle = dnn_of(exec, g, "conv2d_forward");
-    const Plan& plan = plan_for(handle, g, effective(o, exec));
+    const Plan& plan = plan_for(handle, g, o, exec);
     check_workspace(g, workspace, workspace_bytes, plan.fwd_bytes, "conv2d_forward");
     const float one = 1.0f, zero = 0.0f;
     GPUDL_CHECK_CONV(cudnnConvolutionForward(handle, &one, plan.x, x, plan.w, weight, plan.fwd, plan.fwd_algo,
@@ -462,7 +459,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* weight, const
     return;
   }
   cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_data");
-  const Plan& plan = plan_for(handle, g, effective(o, exec));
+  const Plan& plan = plan_for(handle, g, o, exec);
   check_workspace(g, workspace, workspace_bytes, plan.bwd_data_bytes, "conv2d_backward_data");
   const float one = 1.0f, zero = 0.0f;
   GPUDL_CHECK_CONV(cudnnConvolutionBackwardData(handle, &one, plan.w, weight, plan.y, dy, plan.bwd_data,
@@ -481,7 +478,7 @@ void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const
                               blas_of(exec, g, "conv2d_backward_filter"));
   } else {
     cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_filter");
-    const Plan& plan = plan_for(handle, g, effective(o, exec));
+    const Plan& plan = plan_for(handle, g, o, exec);
     check_workspace(g, workspace, workspace_bytes, plan.bwd_filter_bytes, "conv2d_backward_filter");
     // beta = 1: parameter gradients accumulate, as everywhere in this library.
     const float one = 1.0f;
