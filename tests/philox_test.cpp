@@ -123,6 +123,14 @@ TEST(RandomFill, ElementsFollowTheDocumentedLayout) {
   }
 }
 
+// The largest word once rounded up to high itself on [2, 4) (2 + 2 (1 - 2^-24) is a tie that
+// rounds to 4): about one fill of 200,000 in 50 had an element equal to high.
+TEST(RandomFill, LargestWordStaysBelowHigh) {
+  EXPECT_EQ(kernels::uniform_value(0xFFFFFFFFu, 2.0f, 4.0f), std::nextafter(4.0f, 2.0f));
+  EXPECT_LT(kernels::uniform_value(0xFFFFFFFFu, -1.0f, 1.0f), 1.0f);
+  EXPECT_EQ(kernels::uniform_value(0u, 2.0f, 4.0f), 2.0f);
+}
+
 TEST(RandomFill, UniformMomentsMatch) {
   const std::int64_t n = 200000;
   Tensor t = Tensor::empty({n});

@@ -14,7 +14,7 @@ void uniform_fill(float* out, index_t n, float low, float high, std::uint64_t se
   for (index_t base = 0; base < n; base += kPhiloxChunk) {
     philox_words64(seed, offset, static_cast<std::uint64_t>(base / 4), words);
     const index_t count = std::min(kPhiloxChunk, n - base);
-    for (index_t k = 0; k < count; ++k) out[base + k] = low + (high - low) * uniform01(words[k]);
+    for (index_t k = 0; k < count; ++k) out[base + k] = uniform_value(words[k], low, high);
   }
 }
 

@@ -17,7 +17,7 @@ __global__ void uniform_kernel(float* out, index_t n, float low, float high, std
     const Philox4x32 r = philox_block(seed, offset, static_cast<std::uint64_t>(b));
     for (int j = 0; j < 4; ++j) {
       const index_t i = 4 * b + j;
-      if (i < n) out[i] = low + (high - low) * uniform01(r.v[j]);
+      if (i < n) out[i] = uniform_value(r.v[j], low, high);
     }
   }
 }
