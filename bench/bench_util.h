@@ -62,5 +62,7 @@ inline gpudl::Tensor random_tensor(const gpudl::Shape& shape, gpudl::Device devi
 void register_cnn_benchmarks(const std::vector<gpudl::Device>& devices);
 // Registers the LSTM throughput and char_rnn training-step cases (rnn_bench.cpp).
 void register_rnn_benchmarks(const std::vector<gpudl::Device>& devices);
+// Registers one forward-and-backward case per entry of the op table (op_bench.cpp).
+void register_op_benchmarks(const std::vector<gpudl::Device>& devices);
 
 }  // namespace bench

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "bench_util.h"
-#include "cifar_models.h"
+#include "gpudl/layers/models/cifar.h"
 #include "gpudl/gpudl.h"
 
 namespace bench {
@@ -17,7 +17,7 @@ struct ConvCase {
   std::int64_t cin, cout, kernel, stride, size;  // size: input height = width
 };
 
-// The distinct convolutions of examples::resnet() on 32×32 inputs.
+// The distinct convolutions of models::resnet() on 32×32 inputs.
 const ConvCase kResnetConvs[] = {{3, 64, 3, 1, 32},    {64, 64, 3, 1, 32},   {64, 128, 3, 2, 32},
                                  {128, 128, 3, 1, 16}, {64, 128, 1, 2, 32},  {128, 256, 3, 2, 16},
                                  {256, 256, 3, 1, 8},  {256, 512, 3, 2, 8},  {512, 512, 3, 1, 4}};
@@ -76,7 +76,7 @@ void cnn_step(benchmark::State& state, Device device, std::string model) {
   Sequential net = lenet ? Sequential{Conv2d(1, 6, 5, {.padding = 2}), ReLU(), MaxPool2d(2), Conv2d(6, 16, 5), ReLU(),
                                       MaxPool2d(2), Flatten(), Linear(400, 120), ReLU(), Linear(120, 84), ReLU(),
                                       Linear(84, 10)}
-                         : examples::cifar_model(model);
+                         : models::cifar_model(model);
   net.to(device);
   // As in a training loop (and PyTorch, whose input has no requires_grad): no dL/dx for the data.
   net.set_input_grad(false);

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "gpudl/config.h"
-#include "gpudl/core/cuda_api.h"
 #include "gpudl/gpudl.h"
 #include "bench_util.h"
 
@@ -45,11 +44,14 @@ void pool_alloc_free(benchmark::State& state, Device device) {
 
 void upstream_alloc_free(benchmark::State& state, Device device) {
   const auto bytes = static_cast<std::size_t>(state.range(0));
+  // The pool's own upstream: cudaMalloc + cudaFree on a GPU, through the public interface.
+  const std::unique_ptr<gpudl::PoolUpstream> cuda =
+      device.is_cuda() ? gpudl::make_cuda_device_upstream(device.index()) : nullptr;
   for (auto _ : state) {
     if (device.is_cuda()) {
-      void* p = gpudl::cuda_api::malloc_device(bytes);
+      void* p = cuda->allocate(bytes);
       benchmark::DoNotOptimize(p);
-      gpudl::cuda_api::free_device(p);
+      cuda->deallocate(p, bytes);
     } else {
       void* p = std::malloc(bytes);
       benchmark::DoNotOptimize(p);
@@ -263,6 +265,7 @@ int main(int argc, char** argv) {
   register_all();
   bench::register_cnn_benchmarks(bench::devices());
   bench::register_rnn_benchmarks(bench::devices());
+  bench::register_op_benchmarks(bench::devices());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -10,7 +10,24 @@
 
 namespace gpudl::kernels {
 
-enum class Activation : std::uint8_t { kSigmoid, kTanh, kRelu, kLeakyRelu, kElu };
+// A new kind is added here (the enumerator before kCount, its math in activate/activate_grad,
+// its name in activation_name) and as a layer class in layers/activation.h; the case table of
+// the tests and benchmarks picks it up from kCount.
+enum class Activation : std::uint8_t { kSigmoid, kTanh, kRelu, kLeakyRelu, kElu, kCount };
+inline constexpr int kActivationCount = static_cast<int>(Activation::kCount);
+
+// "ReLU": the layer's name, for messages, tables and benchmarks.
+inline const char* activation_name(Activation kind) {
+  switch (kind) {
+    case Activation::kSigmoid: return "Sigmoid";
+    case Activation::kTanh: return "Tanh";
+    case Activation::kRelu: return "ReLU";
+    case Activation::kLeakyRelu: return "LeakyReLU";
+    case Activation::kElu: return "ELU";
+    case Activation::kCount: break;
+  }
+  return "?";
+}
 
 // e^x on the CPU without a libm call, so that loops over it vectorise (glibc's expf is a
 // scalar call). x = n ln2 + r with |r| <= ln2 / 2 (n rounded by the 1.5 * 2^23 trick, ln2 in
@@ -74,6 +91,7 @@ GPUDL_HD inline float activate(Activation kind, float x, float alpha) {
     case Activation::kRelu: return x > 0.0f || x != x ? x : 0.0f;  // NaN passes through, as it must to be seen
     case Activation::kLeakyRelu: return x > 0.0f ? x : alpha * x;
     case Activation::kElu: return x > 0.0f ? x : alpha * (expf(x) - 1.0f);
+    case Activation::kCount: break;
   }
   return x;
 }
@@ -89,6 +107,7 @@ GPUDL_HD inline float activate_grad(Activation kind, float dy, float x, float y,
     case Activation::kRelu: return x > 0.0f ? dy : 0.0f;
     case Activation::kLeakyRelu: return x > 0.0f ? dy : alpha * dy;
     case Activation::kElu: return x > 0.0f ? dy : dy * (y + alpha);
+    case Activation::kCount: break;
   }
   return dy;
 }
@@ -97,8 +116,10 @@ namespace cpu {
 #include "gpudl/kernels/activation.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/activation.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

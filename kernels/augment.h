@@ -54,8 +54,10 @@ namespace cpu {
 #include "gpudl/kernels/augment.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/augment.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

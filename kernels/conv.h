@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "gpudl/kernels/common.h"
@@ -65,8 +66,26 @@ namespace cpu {
 #include "gpudl/kernels/conv.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/conv.inc"
+
+// What the CUDA twins' algorithm choice has done so far in this process. A geometry's plan is
+// made on first use: cuDNN's candidates are timed on scratch memory from Exec::scratch (the
+// device pool), and a plan is kept for good only when no candidate failed or went untimed for
+// lack of memory, even after the pool released its cache and the search ran once more. A plan
+// made short of memory serves the calls that follow its search and is searched again at the
+// next conv2d_workspace_bytes for its geometry.
+struct ConvPlanStats {
+  std::size_t kept_plans = 0;                // plans kept for good
+  std::size_t provisional_plans = 0;         // plans made short of memory, awaiting a new search
+  std::uint64_t searches = 0;                // plans made (each times or ranks three directions)
+  std::uint64_t memory_limited_searches = 0; // of which some candidate lacked memory to the end
+  std::uint64_t memory_retries = 0;          // directions searched again after releasing the cache
+  std::uint64_t scratch_allocations = 0;     // buffers searches took from Exec::scratch
+};
+ConvPlanStats conv_plan_stats();
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -17,8 +17,10 @@ namespace cpu {
 #include "gpudl/kernels/dropout.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/dropout.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -26,8 +26,10 @@ namespace cpu {
 #include "gpudl/kernels/elementwise.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/elementwise.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -9,8 +9,10 @@ namespace cpu {
 #include "gpudl/kernels/gemm.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/gemm.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -51,8 +51,10 @@ namespace cpu {
 #include "gpudl/kernels/loss.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/loss.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -27,8 +27,10 @@ namespace cpu {
 #include "gpudl/kernels/norm.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/norm.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -107,8 +107,10 @@ namespace cpu {
 #include "gpudl/kernels/optim.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/optim.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -135,8 +135,10 @@ namespace cpu {
 #include "gpudl/kernels/pool.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/pool.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

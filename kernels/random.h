@@ -38,8 +38,10 @@ namespace cpu {
 #include "gpudl/kernels/random.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/random.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

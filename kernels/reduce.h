@@ -21,8 +21,10 @@ namespace cpu {
 #include "gpudl/kernels/reduce.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/reduce.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

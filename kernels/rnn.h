@@ -92,8 +92,10 @@ namespace cpu {
 #include "gpudl/kernels/rnn.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/rnn.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

@@ -12,8 +12,10 @@ namespace cpu {
 #include "gpudl/kernels/softmax.inc"
 }  // namespace cpu
 
+#if GPUDL_WITH_CUDA
 namespace cuda {
 #include "gpudl/kernels/softmax.inc"
 }  // namespace cuda
+#endif
 
 }  // namespace gpudl::kernels

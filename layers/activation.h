@@ -1,23 +1,23 @@
 // Activation layers (Sigmoid, Tanh, ReLU, LeakyReLU, ELU) and Softmax/LogSoftmax over the last axis.
 #pragma once
 
-#include "gpudl/core/format.h"
-#include "gpudl/core/module.h"
-#include "gpudl/kernels/activation.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/runtime/module.h"
+#include "gpudl/core/nn/activation.h"
 
 namespace gpudl {
 
-// An element-wise non-linearity y = g(x); backward uses the saved x and y.
+// An element-wise non-linearity y = g(x); backward uses the x and y a train-mode forward kept.
 class ActivationLayer : public Module {
  public:
-  ActivationLayer(kernels::Activation kind, float alpha, std::string name);
+  ActivationLayer(nn::Activation kind, float alpha, std::string name);
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   std::string describe() const override { return name_; }
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
 
  private:
-  kernels::Activation kind_;
+  nn::Activation kind_;
   float alpha_;
   std::string name_;
   Tensor input_, output_;
@@ -25,26 +25,26 @@ class ActivationLayer : public Module {
 
 class Sigmoid : public ActivationLayer {
  public:
-  Sigmoid() : ActivationLayer(kernels::Activation::kSigmoid, 0.0f, "Sigmoid") {}
+  Sigmoid() : ActivationLayer(nn::Activation::kSigmoid, 0.0f, "Sigmoid") {}
 };
 class Tanh : public ActivationLayer {
  public:
-  Tanh() : ActivationLayer(kernels::Activation::kTanh, 0.0f, "Tanh") {}
+  Tanh() : ActivationLayer(nn::Activation::kTanh, 0.0f, "Tanh") {}
 };
 class ReLU : public ActivationLayer {
  public:
-  ReLU() : ActivationLayer(kernels::Activation::kRelu, 0.0f, "ReLU") {}
+  ReLU() : ActivationLayer(nn::Activation::kRelu, 0.0f, "ReLU") {}
 };
 class LeakyReLU : public ActivationLayer {
  public:
   explicit LeakyReLU(float negative_slope = 0.01f)
-      : ActivationLayer(kernels::Activation::kLeakyRelu, negative_slope,
+      : ActivationLayer(nn::Activation::kLeakyRelu, negative_slope,
                         "LeakyReLU(" + format_number(negative_slope) + ")") {}
 };
 class ELU : public ActivationLayer {
  public:
   explicit ELU(float alpha = 1.0f)
-      : ActivationLayer(kernels::Activation::kElu, alpha, "ELU(" + format_number(alpha) + ")") {}
+      : ActivationLayer(nn::Activation::kElu, alpha, "ELU(" + format_number(alpha) + ")") {}
 };
 
 // Softmax (or log-softmax) over the last axis.

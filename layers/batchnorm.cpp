@@ -1,9 +1,8 @@
 // BatchNorm1d through the batch-norm kernels (statistics per channel over batch and length).
 #include "gpudl/layers/batchnorm.h"
 
-#include "gpudl/core/dispatch.h"
-#include "gpudl/core/format.h"
-#include "gpudl/kernels/norm.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/nn/norm.h"
 
 namespace gpudl {
 
@@ -55,14 +54,15 @@ std::int64_t BatchNorm2d::inner_of(const Tensor& x) const {
   return x.dim(2) * x.dim(3);
 }
 
-float* BatchNorm1d::scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner) {
-  if (!device.is_cuda()) return nullptr;
-  const std::int64_t need = kernels::batchnorm_scratch_floats(n, c, inner);
-  if (!scratch_.defined() || scratch_.numel() < need || scratch_.device() != device) {
+const Tensor& BatchNorm1d::scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner) {
+  const std::int64_t need = nn::batchnorm_scratch_floats(device, n, c, inner);
+  if (need == 0) {
+    scratch_ = Tensor();
+  } else if (!scratch_.defined() || scratch_.numel() < need || scratch_.device() != device) {
     scratch_ = Tensor();  // back to the pool before asking for the larger buffer
     scratch_ = Tensor::empty({need}, DType::kF32, device);
   }
-  return scratch_.data<float>();
+  return scratch_;
 }
 
 Tensor BatchNorm1d::forward(const Tensor& x) {
@@ -75,31 +75,23 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
     }
     save_mean_ = Tensor::empty({features_}, DType::kF32, x.device());
     save_invstd_ = Tensor::empty({features_}, DType::kF32, x.device());
-    GPUDL_DISPATCH(x.device(), false, batchnorm_forward_train, y.data<float>(), save_mean_.data<float>(),
-                   save_invstd_.data<float>(), running_mean_.data<float>(), running_var_.data<float>(),
-                   x.data<float>(), gamma_.value.data<float>(), beta_.value.data<float>(), x.dim(0), features_,
-                   inner, options_.eps, options_.momentum, scratch_for(x.device(), x.dim(0), features_, inner));
+    nn::batchnorm_forward_train(y, save_mean_, save_invstd_, running_mean_, running_var_, x, gamma_.value,
+                                beta_.value, options_.eps, options_.momentum,
+                                scratch_for(x.device(), x.dim(0), features_, inner));
     input_ = x;
   } else {
-    GPUDL_DISPATCH(x.device(), false, batchnorm_forward_eval, y.data<float>(), x.data<float>(),
-                   running_mean_.data<float>(), running_var_.data<float>(), gamma_.value.data<float>(),
-                   beta_.value.data<float>(), x.dim(0), features_, inner, options_.eps);
+    nn::batchnorm_forward_eval(y, x, running_mean_, running_var_, gamma_.value, beta_.value, options_.eps);
     input_ = Tensor();
   }
   return y;
 }
 
 Tensor BatchNorm1d::backward(const Tensor& grad_output) {
-  if (!input_.defined()) throw Error(describe() + ": backward needs a forward in train mode first");
-  if (grad_output.shape() != input_.shape()) {
-    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
-                     input_.shape().str());
-  }
+  require_forward(input_.defined());
+  require_grad_shape(grad_output, input_.shape());
   Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
-  GPUDL_DISPATCH(dx.device(), false, batchnorm_backward, dx.data<float>(), gamma_.grad.data<float>(),
-                 beta_.grad.data<float>(), grad_output.data<float>(), input_.data<float>(), save_mean_.data<float>(),
-                 save_invstd_.data<float>(), gamma_.value.data<float>(), input_.dim(0), features_, inner_of(input_),
-                 scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)));
+  nn::batchnorm_backward(dx, gamma_.grad, beta_.grad, grad_output, input_, save_mean_, save_invstd_, gamma_.value,
+                         scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)));
   input_ = Tensor();
   return dx;
 }

@@ -2,7 +2,7 @@
 // inputs with learned scale and shift.
 #pragma once
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 
@@ -40,7 +40,7 @@ class BatchNorm1d : public Module {
 
  private:
   // The CUDA kernels' partial sums (kept between steps; nullptr on the CPU).
-  float* scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner);
+  const Tensor& scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner);
   Tensor scratch_;
 };
 

@@ -3,9 +3,8 @@
 
 #include <algorithm>
 
-#include "gpudl/core/dispatch.h"
-#include "gpudl/core/ops.h"
-#include "gpudl/kernels/elementwise.h"
+#include "gpudl/core/nn/elementwise.h"
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 
@@ -69,31 +68,34 @@ Tensor Concat::forward(const Tensor& x) {
   }
   Tensor y = Tensor::empty(Shape(dims), DType::kF32, x.device());
   const std::int64_t n = dims[0];
-  const std::size_t out_row = static_cast<std::size_t>(y.numel() / std::max<std::int64_t>(n, 1)) * sizeof(float);
-  std::size_t offset = 0;
+  std::int64_t offset = 0;
   for (const Tensor& o : outs) {
-    const std::size_t row = static_cast<std::size_t>(o.numel() / std::max<std::int64_t>(n, 1)) * sizeof(float);
-    GPUDL_DISPATCH(x.device(), false, copy_2d, static_cast<char*>(y.raw()) + offset, out_row, o.raw(), row, row,
-                   static_cast<std::size_t>(n));
+    const std::int64_t row = o.numel() / std::max<std::int64_t>(n, 1);
+    nn::copy_columns(y, offset, o, 0, row, n);
     offset += row;
   }
+  if (!training_) channels_.clear();  // an eval-mode forward keeps nothing for backward
   return y;
 }
 
 Tensor Concat::backward(const Tensor& grad_output) {
-  if (channels_.size() != branches_.size()) throw Error("Concat: backward called before forward");
+  require_forward(channels_.size() == branches_.size());
+  std::int64_t total = 0;
+  for (std::int64_t c : channels_) total += c;
+  if (grad_output.ndim() < 2 || grad_output.dim(1) != total) {
+    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not have the " +
+                     std::to_string(total) + " channels of the output");
+  }
   const std::int64_t n = grad_output.dim(0);
   const std::int64_t inner = grad_output.numel() / std::max<std::int64_t>(n * grad_output.dim(1), 1);
-  const std::size_t out_row = static_cast<std::size_t>(grad_output.dim(1) * inner) * sizeof(float);
   Tensor dx;
-  std::size_t offset = 0;
+  std::int64_t offset = 0;
   for (std::size_t i = 0; i < branches_.size(); ++i) {
     std::vector<std::int64_t> dims = grad_output.shape().dims();
     dims[1] = channels_[i];
     Tensor g = Tensor::empty(Shape(dims), DType::kF32, grad_output.device());
-    const std::size_t row = static_cast<std::size_t>(channels_[i] * inner) * sizeof(float);
-    GPUDL_DISPATCH(grad_output.device(), false, copy_2d, g.raw(), row,
-                   static_cast<const char*>(grad_output.raw()) + offset, out_row, row, static_cast<std::size_t>(n));
+    const std::int64_t row = channels_[i] * inner;
+    nn::copy_columns(g, 0, grad_output, offset, row, n);
     offset += row;
     Tensor d = branches_[i]->backward(g);
     if (!dx.defined()) {
@@ -117,6 +119,14 @@ std::vector<Parameter*> Concat::parameters() {
   std::vector<Parameter*> out;
   for (auto& b : branches_) {
     for (Parameter* p : b->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Parameter*>> Concat::named_parameters() {
+  std::vector<std::pair<std::string, Parameter*>> out;
+  for (std::size_t i = 0; i < branches_.size(); ++i) {
+    for (auto& [n, p] : branches_[i]->named_parameters()) out.emplace_back(std::to_string(i) + "." + n, p);
   }
   return out;
 }

@@ -5,7 +5,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 
@@ -30,14 +30,15 @@ class Concat : public Module {
   void update_receptive_field(ReceptiveField& field) const override;
   // "<branch index>.<name>".
   std::vector<Parameter*> parameters() override;
+  std::vector<std::pair<std::string, Parameter*>> named_parameters() override;
   std::vector<std::pair<std::string, Tensor*>> buffers() override;
   std::vector<Generator*> generators() override;
   void to(Device device) override;
   void set_training(bool training) override;
 
  private:
-  // Prefixes each branch's parameter names with its index, once, and turns the branches'
-  // input gradients on: the container always needs both to form its own.
+  // Prefixes each branch's parameter names (those optimizers key by) with its index, once,
+  // and turns the branches' input gradients on: the container always needs both to form its own.
   void adopt_branches();
 
   std::vector<std::unique_ptr<Module>> branches_;

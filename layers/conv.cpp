@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "gpudl/layers/conv_backend.h"
+#include "gpudl/core/nn/conv.h"
 
 namespace gpudl {
 namespace {
@@ -88,7 +88,7 @@ std::vector<Parameter*> Conv2d::parameters() {
 
 namespace {
 
-kernels::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t kernel, std::int64_t stride,
+nn::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t kernel, std::int64_t stride,
                                std::int64_t padding, std::int64_t dilation, std::int64_t groups) {
   return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), out,      kernel,   kernel,
           stride,   stride,   padding,  padding,  dilation, dilation, groups};
@@ -106,30 +106,26 @@ Tensor Conv2d::forward(const Tensor& x) {
   }
   const Shape sample = output_shape(Shape{x.dim(1), x.dim(2), x.dim(3)});
   Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1], sample[2]}, DType::kF32, x.device());
-  const kernels::ConvGeometry g = geometry(x, out_, kernel_, stride_, padding_, dilation_, groups_);
-  const kernels::ConvOptions o{deterministic_, allow_tf32_};
-  detail::conv_forward(describe(), y, x, weight_.value, has_bias_ ? bias_.value : Tensor(), g, o);
+  const nn::ConvGeometry g = geometry(x, out_, kernel_, stride_, padding_, dilation_, groups_);
+  const nn::ConvOptions o{deterministic_, allow_tf32_};
+  nn::conv2d_forward(describe(), y, x, weight_.value, has_bias_ ? bias_.value : Tensor(), g, o);
   input_ = training_ ? x : Tensor();
   return y;
 }
 
 Tensor Conv2d::backward(const Tensor& grad_output) {
-  if (!input_.defined()) throw Error(describe() + ": backward needs a forward in train mode first");
+  require_forward(input_.defined());
   const Shape sample = output_shape(Shape{input_.dim(1), input_.dim(2), input_.dim(3)});
-  const Shape expected{input_.dim(0), sample[0], sample[1], sample[2]};
-  if (grad_output.shape() != expected) {
-    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
-                     expected.str());
-  }
+  require_grad_shape(grad_output, Shape{input_.dim(0), sample[0], sample[1], sample[2]});
   grad_output.check_dtype(DType::kF32, "Conv2d");
   if (grad_output.device() != input_.device()) {
     throw DeviceError(describe() + ": gradient on " + grad_output.device().str() + " but input on " +
                       input_.device().str());
   }
   Tensor dx = input_grad_ ? Tensor::empty(input_.shape(), DType::kF32, input_.device()) : Tensor();
-  const kernels::ConvGeometry g = geometry(input_, out_, kernel_, stride_, padding_, dilation_, groups_);
-  const kernels::ConvOptions o{deterministic_, allow_tf32_};
-  detail::conv_backward(describe(), dx, weight_.grad, has_bias_ ? bias_.grad : Tensor(), grad_output, input_,
+  const nn::ConvGeometry g = geometry(input_, out_, kernel_, stride_, padding_, dilation_, groups_);
+  const nn::ConvOptions o{deterministic_, allow_tf32_};
+  nn::conv2d_backward(describe(), dx, weight_.grad, has_bias_ ? bias_.grad : Tensor(), grad_output, input_,
                         weight_.value, g, o);
   input_ = Tensor();
   return dx;

@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "gpudl/core/init.h"
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/init.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 

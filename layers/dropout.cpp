@@ -1,10 +1,9 @@
 // Dropout with Philox masks: the same mask on the CPU and the GPU for the same generator state.
 #include "gpudl/layers/dropout.h"
 
-#include "gpudl/core/dispatch.h"
-#include "gpudl/core/format.h"
-#include "gpudl/core/ops.h"
-#include "gpudl/kernels/dropout.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/nn/elementwise.h"
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 
@@ -23,18 +22,23 @@ std::string Dropout::describe() const { return "Dropout(" + format_number(p_) + 
 
 Tensor Dropout::forward(const Tensor& x) {
   x.check_dtype(DType::kF32, "Dropout");
+  kept_ = training_;
   identity_ = !training_ || p_ == 0.0f;
-  if (identity_) return x;
+  if (identity_) {
+    mask_ = Tensor();
+    return x;
+  }
   Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
   mask_ = Tensor::empty(x.shape(), DType::kF32, x.device());
-  GPUDL_DISPATCH(x.device(), false, dropout_forward, y.data<float>(), mask_.data<float>(), x.data<float>(), x.numel(),
-                 p_, generator_.seed(), generator_.next_offset());
+  nn::dropout_forward(y, mask_, x, p_, generator_.seed(), generator_.next_offset());
   return y;
 }
 
 Tensor Dropout::backward(const Tensor& grad_output) {
+  require_forward(kept_);
+  kept_ = false;
   if (identity_) return grad_output;
-  if (!mask_.defined()) throw Error(describe() + ": backward called before forward");
+  require_grad_shape(grad_output, mask_.shape());
   Tensor dx = ops::mul(grad_output, mask_);
   mask_ = Tensor();
   return dx;

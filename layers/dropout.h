@@ -1,7 +1,7 @@
 // Dropout: zeroes each element with probability p in train mode (inverted scaling), identity in eval.
 #pragma once
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 
@@ -21,6 +21,7 @@ class Dropout : public Module {
   float p_;
   Generator generator_;
   Tensor mask_;
+  bool kept_ = false;  // the last forward was in train mode, so backward may follow
   bool identity_ = false;  // the last forward passed x through (eval mode or p = 0)
 };
 

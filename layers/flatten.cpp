@@ -6,15 +6,16 @@ namespace gpudl {
 Tensor Flatten::forward(const Tensor& x) {
   if (x.ndim() < 1) throw ShapeError("Flatten: expected a batch (N, ...), got a scalar");
   input_shape_ = x.shape();
-  has_input_ = true;
+  has_input_ = training_;
   return x.reshape({x.dim(0), x.dim(0) == 0 ? 0 : x.numel() / x.dim(0)});
 }
 
 Tensor Flatten::backward(const Tensor& grad_output) {
-  if (!has_input_) throw Error("Flatten: backward called before forward");
+  require_forward(has_input_);
   if (grad_output.numel() != input_shape_.numel()) {
     throw ShapeError("Flatten: gradient " + grad_output.shape().str() + " does not match input " + input_shape_.str());
   }
+  has_input_ = false;
   return grad_output.reshape(input_shape_.dims());
 }
 

@@ -1,7 +1,7 @@
 // Flatten: (N, d1, d2, ...) -> (N, d1 * d2 * ...), sharing memory.
 #pragma once
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 

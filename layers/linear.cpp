@@ -1,10 +1,8 @@
 // Linear layer: GEMM forward and backward through the ops facade, bias as a row broadcast.
 #include "gpudl/layers/linear.h"
 
-#include "gpudl/core/dispatch.h"
-#include "gpudl/core/ops.h"
-#include "gpudl/kernels/elementwise.h"
-#include "gpudl/kernels/reduce.h"
+#include "gpudl/core/nn/elementwise.h"
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 
@@ -57,9 +55,9 @@ Tensor Linear::forward(const Tensor& x) {
   Tensor y = Tensor::empty({rows, out_}, DType::kF32, x.device());
   ops::matmul(y, x2, weight_.value, {.transpose_b = true});
   if (has_bias_) {
-    GPUDL_DISPATCH(x.device(), false, add_row_vector, y.data<float>(), bias_.value.data<float>(), rows, out_);
+    nn::add_bias(y, bias_.value);
   }
-  input_ = x2;
+  input_ = training_ ? x2 : Tensor();
   if (x.ndim() == 2) return y;
   std::vector<std::int64_t> dims = x.shape().dims();
   dims.back() = out_;
@@ -67,7 +65,7 @@ Tensor Linear::forward(const Tensor& x) {
 }
 
 Tensor Linear::backward(const Tensor& grad_output) {
-  if (!input_.defined()) throw Error(describe() + ": backward called before forward");
+  require_forward(input_.defined());
   const std::int64_t rows = input_.dim(0);
   if (grad_output.ndim() != input_shape_.ndim() || grad_output.numel() != rows * out_ ||
       grad_output.dim(grad_output.ndim() - 1) != out_) {
@@ -78,7 +76,7 @@ Tensor Linear::backward(const Tensor& grad_output) {
   // dW += dYᵀ X, db += column sums of dY, dX = dY W.
   ops::matmul(weight_.grad, dy, input_, {.transpose_a = true, .beta = 1.0f});
   if (has_bias_) {
-    GPUDL_DISPATCH(dy.device(), false, column_sum_add, bias_.grad.data<float>(), dy.data<float>(), rows, out_);
+    nn::accumulate_bias_grad(bias_.grad, dy);
   }
   input_ = Tensor();
   if (!input_grad_) return Tensor();

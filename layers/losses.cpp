@@ -4,9 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "gpudl/core/dispatch.h"
-#include "gpudl/core/format.h"
-#include "gpudl/kernels/softmax.h"
+#include "gpudl/core/runtime/format.h"
 
 namespace gpudl {
 
@@ -19,7 +17,7 @@ void check_pair(const Tensor& output, const Tensor& target, const std::string& l
 }
 }  // namespace
 
-ElementwiseLoss::ElementwiseLoss(kernels::ElementLossKind kind, float margin, bool counts, std::string name)
+ElementwiseLoss::ElementwiseLoss(nn::ElementLossKind kind, float margin, bool counts, std::string name)
     : kind_(kind), margin_(margin), counts_(counts), name_(std::move(name)) {}
 
 Tensor ElementwiseLoss::forward(const Tensor& output, const Tensor& target) {
@@ -33,9 +31,7 @@ Tensor ElementwiseLoss::forward(const Tensor& output, const Tensor& target) {
   correct_ = Tensor::zeros({1}, DType::kF32, d);
   grad_ = Tensor::empty(output.shape(), DType::kF32, d);
   const float scale = output.numel() == 0 ? 0.0f : 1.0f / static_cast<float>(output.numel());
-  GPUDL_DISPATCH(d, false, element_loss_forward_backward, loss.data<float>(), correct_.data<float>(),
-                 grad_.data<float>(), output.data<float>(), target.data<float>(), output.numel(), kind_, margin_,
-                 scale, scale);
+  nn::element_loss(loss, correct_, grad_, output, target, kind_, margin_, scale, scale);
   return loss;
 }
 
@@ -45,7 +41,7 @@ Tensor ElementwiseLoss::backward() {
 }
 
 MarginLoss::MarginLoss(float margin)
-    : ElementwiseLoss(kernels::ElementLossKind::kMargin, margin, true, "MarginLoss(" + format_number(margin) + ")") {}
+    : ElementwiseLoss(nn::ElementLossKind::kMargin, margin, true, "MarginLoss(" + format_number(margin) + ")") {}
 
 CrossEntropyLoss::CrossEntropyLoss(CrossEntropyOptions options) : options_(options) {
   if (!(options.label_smoothing >= 0.0f && options.label_smoothing < 1.0f)) {
@@ -77,9 +73,8 @@ Tensor CrossEntropyLoss::forward(const Tensor& output, const Tensor& target) {
   correct_ = Tensor::zeros({1}, DType::kF32, d);
   grad_ = Tensor::empty(output.shape(), DType::kF32, d);
   const float scale = rows == 0 ? 0.0f : 1.0f / static_cast<float>(rows);
-  GPUDL_DISPATCH(d, false, cross_entropy_forward_backward, loss.data<float>(), correct_.data<float>(),
-                 grad_.data<float>(), output.data<float>(), target.data<std::int64_t>(), rows, classes,
-                 options_.label_smoothing, scale, scale);
+  nn::cross_entropy(loss, correct_, grad_.reshape({rows, classes}), output.reshape({rows, classes}),
+                    target.reshape({rows}), options_.label_smoothing, scale, scale);
   return loss;
 }
 

@@ -2,8 +2,8 @@
 // log-softmax + NLL with label smoothing), and the margin (perceptron / hinge) criterion.
 #pragma once
 
-#include "gpudl/core/loss.h"
-#include "gpudl/kernels/loss.h"
+#include "gpudl/core/training/loss.h"
+#include "gpudl/core/nn/loss.h"
 
 namespace gpudl {
 
@@ -16,10 +16,10 @@ class ElementwiseLoss : public Loss {
   std::string describe() const override { return name_; }
 
  protected:
-  ElementwiseLoss(kernels::ElementLossKind kind, float margin, bool counts, std::string name);
+  ElementwiseLoss(nn::ElementLossKind kind, float margin, bool counts, std::string name);
 
  private:
-  kernels::ElementLossKind kind_;
+  nn::ElementLossKind kind_;
   float margin_;
   bool counts_;
   std::string name_;
@@ -29,13 +29,13 @@ class ElementwiseLoss : public Loss {
 // mean((output - target)²).
 class MSELoss : public ElementwiseLoss {
  public:
-  MSELoss() : ElementwiseLoss(kernels::ElementLossKind::kMse, 0.0f, false, "MSELoss") {}
+  MSELoss() : ElementwiseLoss(nn::ElementLossKind::kMse, 0.0f, false, "MSELoss") {}
 };
 
 // Binary cross-entropy on logits with targets in [0, 1], computed stably.
 class BCEWithLogitsLoss : public ElementwiseLoss {
  public:
-  BCEWithLogitsLoss() : ElementwiseLoss(kernels::ElementLossKind::kBceLogits, 0.0f, true, "BCEWithLogitsLoss") {}
+  BCEWithLogitsLoss() : ElementwiseLoss(nn::ElementLossKind::kBceLogits, 0.0f, true, "BCEWithLogitsLoss") {}
 };
 
 // mean(max(0, margin - t·score)) for targets t in {-1, +1}: margin 0 is Rosenblatt's

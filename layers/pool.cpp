@@ -4,7 +4,6 @@
 #include <limits>
 #include <utility>
 
-#include "gpudl/core/dispatch.h"
 
 namespace gpudl {
 
@@ -32,20 +31,20 @@ std::string Pool2d::describe() const {
 
 Shape Pool2d::output_shape(const Shape& input) const {
   if (input.ndim() != 3) throw ShapeError(describe() + ": expected input (C, H, W), got " + input.str());
-  const kernels::PoolGeometry g = geometry(1, input[0], input[1], input[2], input);
+  const nn::PoolGeometry g = geometry(1, input[0], input[1], input[2], input);
   return Shape{input[0], g.out_h(), g.out_w()};
 }
 
 std::int64_t Pool2d::flops(const Shape& input) const { return output_shape(input).numel() * kernel_ * kernel_; }
 
-kernels::PoolGeometry Pool2d::geometry_for(const Shape& x) const {
+nn::PoolGeometry Pool2d::geometry_for(const Shape& x) const {
   if (x.ndim() != 4) throw ShapeError(describe() + ": expected input (N, C, H, W), got " + x.str());
   return geometry(x[0], x[1], x[2], x[3], x);
 }
 
-kernels::PoolGeometry Pool2d::geometry(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
+nn::PoolGeometry Pool2d::geometry(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
                                        const Shape& shown) const {
-  const kernels::PoolGeometry g{.n = n,
+  const nn::PoolGeometry g{.n = n,
                                 .c = c,
                                 .h = h,
                                 .w = w,
@@ -67,12 +66,8 @@ kernels::PoolGeometry Pool2d::geometry(std::int64_t n, std::int64_t c, std::int6
 }
 
 void Pool2d::check_backward(const Tensor& grad_output) const {
-  if (!has_forward_) throw Error(describe() + ": backward called before forward");
-  const Shape expected{geometry_.n, geometry_.c, geometry_.out_h(), geometry_.out_w()};
-  if (grad_output.shape() != expected) {
-    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
-                     expected.str());
-  }
+  require_forward(has_forward_);
+  require_grad_shape(grad_output, Shape{geometry_.n, geometry_.c, geometry_.out_h(), geometry_.out_w()});
   grad_output.check_dtype(DType::kF32, name_.c_str());
 }
 
@@ -83,25 +78,23 @@ MaxPool2d::MaxPool2d(std::int64_t kernel, std::optional<std::int64_t> stride, st
     : Pool2d("MaxPool2d", kernel, stride, padding) {}
 
 Tensor MaxPool2d::forward(const Tensor& x) {
-  const kernels::PoolGeometry g = geometry_for(x.shape());
+  const nn::PoolGeometry g = geometry_for(x.shape());
   x.check_dtype(DType::kF32, name_.c_str());
   const Shape out{g.n, g.c, g.out_h(), g.out_w()};
   Tensor y = Tensor::empty(out, DType::kF32, x.device());
   Tensor argmax = Tensor::empty(out, DType::kI32, x.device());
-  GPUDL_DISPATCH(x.device(), false, max_pool_forward, y.data<float>(), argmax.data<std::int32_t>(), x.data<float>(),
-                 g);
+  nn::max_pool_forward(y, argmax, x, g);
   geometry_ = g;
-  argmax_ = argmax;
-  has_forward_ = true;
+  argmax_ = training_ ? argmax : Tensor();
+  has_forward_ = training_;
   return y;
 }
 
 Tensor MaxPool2d::backward(const Tensor& grad_output) {
   check_backward(grad_output);
-  const kernels::PoolGeometry& g = geometry_;
+  const nn::PoolGeometry& g = geometry_;
   Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, DType::kF32, grad_output.device());
-  GPUDL_DISPATCH(dx.device(), false, max_pool_backward, dx.data<float>(), grad_output.data<float>(),
-                 argmax_.data<std::int32_t>(), g);
+  nn::max_pool_backward(dx, grad_output, argmax_, g);
   argmax_ = Tensor();
   has_forward_ = false;
   return dx;
@@ -114,20 +107,20 @@ AvgPool2d::AvgPool2d(std::int64_t kernel, std::optional<std::int64_t> stride, st
     : Pool2d("AvgPool2d", kernel, stride, padding) {}
 
 Tensor AvgPool2d::forward(const Tensor& x) {
-  const kernels::PoolGeometry g = geometry_for(x.shape());
+  const nn::PoolGeometry g = geometry_for(x.shape());
   x.check_dtype(DType::kF32, name_.c_str());
   Tensor y = Tensor::empty({g.n, g.c, g.out_h(), g.out_w()}, DType::kF32, x.device());
-  GPUDL_DISPATCH(x.device(), false, avg_pool_forward, y.data<float>(), x.data<float>(), g);
+  nn::avg_pool_forward(y, x, g);
   geometry_ = g;
-  has_forward_ = true;
+  has_forward_ = training_;
   return y;
 }
 
 Tensor AvgPool2d::backward(const Tensor& grad_output) {
   check_backward(grad_output);
-  const kernels::PoolGeometry& g = geometry_;
+  const nn::PoolGeometry& g = geometry_;
   Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, DType::kF32, grad_output.device());
-  GPUDL_DISPATCH(dx.device(), false, avg_pool_backward, dx.data<float>(), grad_output.data<float>(), g);
+  nn::avg_pool_backward(dx, grad_output, g);
   has_forward_ = false;
   return dx;
 }
@@ -153,24 +146,18 @@ Tensor GlobalAvgPool::forward(const Tensor& x) {
   }
   x.check_dtype(DType::kF32, "GlobalAvgPool");
   Tensor y = Tensor::empty({x.dim(0), x.dim(1)}, DType::kF32, x.device());
-  GPUDL_DISPATCH(x.device(), false, global_avg_pool_forward, y.data<float>(), x.data<float>(), x.dim(0), x.dim(1),
-                 x.dim(2) * x.dim(3));
+  nn::global_avg_pool_forward(y, x);
   input_shape_ = x.shape();
-  has_forward_ = true;
+  has_forward_ = training_;
   return y;
 }
 
 Tensor GlobalAvgPool::backward(const Tensor& grad_output) {
-  if (!has_forward_) throw Error("GlobalAvgPool: backward called before forward");
-  const Shape expected{input_shape_[0], input_shape_[1]};
-  if (grad_output.shape() != expected) {
-    throw ShapeError("GlobalAvgPool: gradient " + grad_output.shape().str() + " does not match output " +
-                     expected.str());
-  }
+  require_forward(has_forward_);
+  require_grad_shape(grad_output, Shape{input_shape_[0], input_shape_[1]});
   grad_output.check_dtype(DType::kF32, "GlobalAvgPool");
   Tensor dx = Tensor::empty(input_shape_, DType::kF32, grad_output.device());
-  GPUDL_DISPATCH(dx.device(), false, global_avg_pool_backward, dx.data<float>(), grad_output.data<float>(),
-                 input_shape_[0], input_shape_[1], input_shape_[2] * input_shape_[3]);
+  nn::global_avg_pool_backward(dx, grad_output);
   has_forward_ = false;
   return dx;
 }

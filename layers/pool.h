@@ -5,8 +5,8 @@
 #include <optional>
 #include <string>
 
-#include "gpudl/core/module.h"
-#include "gpudl/kernels/pool.h"
+#include "gpudl/core/runtime/module.h"
+#include "gpudl/core/nn/pool.h"
 
 namespace gpudl {
 
@@ -36,10 +36,10 @@ class Pool2d : public Module {
 
   // The kernel geometry for a batch of shape `x`. Throws ShapeError when x is not
   // (N, C, H, W), the window does not fit, or a plane is too large for 32-bit indices.
-  kernels::PoolGeometry geometry_for(const Shape& x) const;
+  nn::PoolGeometry geometry_for(const Shape& x) const;
   // The geometry of an (n, c, h, w) batch; `shown` is the shape the caller was given, for
   // messages. Throws ShapeError as geometry_for does.
-  kernels::PoolGeometry geometry(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
+  nn::PoolGeometry geometry(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
                                  const Shape& shown) const;
   // Checks that backward has its forward and that grad_output is f32 with the forward output's
   // shape; throws Error, ShapeError or ValueError naming the layer.
@@ -47,7 +47,7 @@ class Pool2d : public Module {
 
   std::string name_;
   std::int64_t kernel_, stride_, padding_;
-  kernels::PoolGeometry geometry_;  // of the last forward, for backward
+  nn::PoolGeometry geometry_;  // of the last forward, for backward
   bool has_forward_ = false;
 };
 

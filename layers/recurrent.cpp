@@ -12,12 +12,10 @@
 #include <cmath>
 #include <utility>
 
-#include "gpudl/core/dispatch.h"
-#include "gpudl/core/format.h"
-#include "gpudl/core/ops.h"
-#include "gpudl/kernels/elementwise.h"
-#include "gpudl/kernels/reduce.h"
-#include "gpudl/kernels/rnn.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/nn/elementwise.h"
+#include "gpudl/core/nn/rnn.h"
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 namespace {
@@ -35,27 +33,23 @@ const char* mode_name(RecurrentMode mode) {
 // Time reversal of (T, B, n) into a new tensor.
 Tensor reversed(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape(), DType::kF32, x.device());
-  const std::int64_t steps = x.dim(0);
-  GPUDL_DISPATCH(x.device(), false, reverse_steps, out.data<float>(), x.data<float>(), steps,
-                 steps == 0 ? 0 : x.numel() / steps);
+  nn::reverse_first_axis(out, x);
   return out;
 }
 
 // Copies the (rows, width) matrix src into columns [offset, offset + width) of dst (rows, total).
 void put_columns(const Tensor& dst, const Tensor& src, std::int64_t offset) {
-  const std::int64_t total = dst.dim(dst.ndim() - 1), width = src.dim(src.ndim() - 1), rows = src.numel() / width;
-  GPUDL_DISPATCH(dst.device(), false, copy_2d, dst.data<float>() + offset, total * sizeof(float), src.data<float>(),
-                 width * sizeof(float), width * sizeof(float), rows);
+  const std::int64_t width = src.dim(src.ndim() - 1);
+  nn::copy_columns(dst, offset, src, 0, width, width == 0 ? 0 : src.numel() / width);
 }
 
 // Columns [offset, offset + width) of src (rows, total) as a new (…, width) tensor.
 Tensor take_columns(const Tensor& src, std::int64_t offset, std::int64_t width) {
   std::vector<std::int64_t> dims = src.shape().dims();
-  const std::int64_t total = dims.back(), rows = src.numel() / total;
+  const std::int64_t total = dims.back(), rows = total == 0 ? 0 : src.numel() / total;
   dims.back() = width;
   Tensor out = Tensor::empty(Shape(dims), DType::kF32, src.device());
-  GPUDL_DISPATCH(src.device(), false, copy_2d, out.data<float>(), width * sizeof(float), src.data<float>() + offset,
-                 total * sizeof(float), width * sizeof(float), rows);
+  nn::copy_columns(out, 0, src, offset, width, rows);
   return out;
 }
 
@@ -99,8 +93,10 @@ std::int64_t Recurrent::gate_count() const {
   switch (mode_) {
     case RecurrentMode::kLstm: return 4;
     case RecurrentMode::kGru: return 3;
-    default: return 1;
+    case RecurrentMode::kRnnTanh:
+    case RecurrentMode::kRnnRelu: return 1;
   }
+  return 1;
 }
 
 std::string Recurrent::describe() const {
@@ -227,7 +223,10 @@ Tensor Recurrent::forward(const Tensor& x) {
     }
     layer_input = out;
   }
-  have_forward_ = true;
+  have_forward_ = training_;
+  if (!training_) {
+    for (Saved& saved : saved_) saved = Saved{};  // an eval-mode forward keeps nothing for backward
+  }
   return layer_input;
 }
 
@@ -237,8 +236,8 @@ Tensor Recurrent::run_direction(std::int64_t layer, std::int64_t dir, const Tens
   Saved& s = saved_[static_cast<std::size_t>(slot)];
   const Tensor& w_ih = param(layer, dir, 0)->value;
   const Tensor& w_hh = param(layer, dir, 1)->value;
-  const float* b_ih = param(layer, dir, 2)->value.data<float>();
-  const float* b_hh = param(layer, dir, 3)->value.data<float>();
+  const Tensor& b_ih = param(layer, dir, 2)->value;
+  const Tensor& b_hh = param(layer, dir, 3)->value;
   s.input = (dir == 0 ? input : reversed(input)).reshape({steps * batch, in});
   s.h = Tensor::empty({steps + 1, batch, hidden_}, DType::kF32, device_);
   if (h0_.defined()) {
@@ -263,17 +262,14 @@ Tensor Recurrent::run_direction(std::int64_t layer, std::int64_t dir, const Tens
     const Tensor pre = proj[t], h_prev = s.h[t], h_next = s.h[t + 1];
     if (gru) {
       ops::matmul(hproj, h_prev, w_hh, {.transpose_b = true});
-      GPUDL_DISPATCH(device_, false, gru_cell_forward, s.gates[t].data<float>(), h_next.data<float>(),
-                     pre.data<float>(), hproj.data<float>(), h_prev.data<float>(), b_ih, b_hh, batch, hidden_);
+      nn::gru_cell_forward(s.gates[t], h_next, pre, hproj, h_prev, b_ih, b_hh);
       continue;
     }
     ops::matmul(pre, h_prev, w_hh, {.transpose_b = true, .beta = 1.0f});
     if (lstm) {
-      GPUDL_DISPATCH(device_, false, lstm_cell_forward, pre.data<float>(), h_next.data<float>(),
-                     s.c[t + 1].data<float>(), s.c[t].data<float>(), b_ih, b_hh, batch, hidden_);
+      nn::lstm_cell_forward(pre, h_next, s.c[t + 1], s.c[t], b_ih, b_hh);
     } else {
-      GPUDL_DISPATCH(device_, false, rnn_cell_forward, h_next.data<float>(), pre.data<float>(), b_ih, b_hh, batch,
-                     hidden_, mode_ == RecurrentMode::kRnnRelu);
+      nn::rnn_cell_forward(h_next, pre, b_ih, b_hh, mode_ == RecurrentMode::kRnnRelu);
     }
   }
   if (lstm) s.gates = proj;  // now the activated gates
@@ -284,12 +280,8 @@ Tensor Recurrent::run_direction(std::int64_t layer, std::int64_t dir, const Tens
 }
 
 Tensor Recurrent::backward(const Tensor& grad_output) {
-  if (!have_forward_) throw Error(describe() + ": backward called before forward");
-  const Shape expected{steps_, batch_, hidden_ * directions_};
-  if (grad_output.shape() != expected) {
-    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
-                     expected.str());
-  }
+  require_forward(have_forward_);
+  require_grad_shape(grad_output, Shape{steps_, batch_, hidden_ * directions_});
   const Shape state_shape{layers_ * directions_, batch_, hidden_};
   grad_h0_ = Tensor::empty(state_shape, DType::kF32, device_);
   grad_c0_ = mode_ == RecurrentMode::kLstm ? Tensor::empty(state_shape, DType::kF32, device_) : Tensor();
@@ -331,18 +323,14 @@ Tensor Recurrent::backward_direction(std::int64_t layer, std::int64_t dir, const
     ops::add(dh_total, dh, dy[t]);
     const Tensor dpre = dproj[t];
     if (lstm) {
-      GPUDL_DISPATCH(device_, false, lstm_cell_backward, dpre.data<float>(), dc.data<float>(),
-                     dh_total.data<float>(), dc.data<float>(), s.gates[t].data<float>(), s.c[t].data<float>(),
-                     s.c[t + 1].data<float>(), batch, hidden_);
+      nn::lstm_cell_backward(dpre, dc, dh_total, dc, s.gates[t], s.c[t], s.c[t + 1]);
       ops::matmul(dh, dpre, w_hh.value);
     } else if (gru) {
       const Tensor dhp = dhproj[t];
-      GPUDL_DISPATCH(device_, false, gru_cell_backward, dpre.data<float>(), dhp.data<float>(), dh.data<float>(),
-                     dh_total.data<float>(), s.gates[t].data<float>(), s.h[t].data<float>(), batch, hidden_);
+      nn::gru_cell_backward(dpre, dhp, dh, dh_total, s.gates[t], s.h[t]);
       ops::matmul(dh, dhp, w_hh.value, {.beta = 1.0f});
     } else {
-      GPUDL_DISPATCH(device_, false, rnn_cell_backward, dpre.data<float>(), dh_total.data<float>(),
-                     s.h[t + 1].data<float>(), batch, hidden_, mode_ == RecurrentMode::kRnnRelu);
+      nn::rnn_cell_backward(dpre, dh_total, s.h[t + 1], mode_ == RecurrentMode::kRnnRelu);
       ops::matmul(dh, dpre, w_hh.value);
     }
   }
@@ -354,14 +342,14 @@ Tensor Recurrent::backward_direction(std::int64_t layer, std::int64_t dir, const
   ops::matmul(w_hh.grad, dhp2, s.h.slice(0, steps).reshape({steps * batch, hidden_}),
               {.transpose_a = true, .beta = 1.0f});
   if (gru) {
-    GPUDL_DISPATCH(device_, false, column_sum_add, b_ih.grad.data<float>(), dp2.data<float>(), steps * batch, g);
-    GPUDL_DISPATCH(device_, false, column_sum_add, b_hh.grad.data<float>(), dhp2.data<float>(), steps * batch, g);
+    nn::accumulate_bias_grad(b_ih.grad, dp2);
+    nn::accumulate_bias_grad(b_hh.grad, dhp2);
   } else {
     // Both biases enter the same pre-activation, so their gradients are the same sums: one
     // pass over (T·B, G·hidden) instead of two. 0 + s rounds to s, so each gradient gets what
     // its own column_sum_add would have added (up to the sign of a zero sum).
     Tensor db = Tensor::zeros({g}, DType::kF32, device_);
-    GPUDL_DISPATCH(device_, false, column_sum_add, db.data<float>(), dp2.data<float>(), steps * batch, g);
+    nn::accumulate_bias_grad(db, dp2);
     ops::axpy(b_ih.grad, 1.0f, db);
     ops::axpy(b_hh.grad, 1.0f, db);
   }
@@ -410,20 +398,18 @@ Tensor Embedding::forward(const Tensor& ids) {
   std::vector<std::int64_t> dims = ids.shape().dims();
   dims.push_back(dim_);
   Tensor y = Tensor::empty(Shape(dims), DType::kF32, device_);
-  GPUDL_DISPATCH(device_, false, embedding_forward, y.data<float>(), on_device.data<std::int32_t>(),
-                 weight_.value.data<float>(), on_device.numel(), dim_, vocab_);
-  ids_ = on_device;
+  nn::embedding_forward(y, on_device, weight_.value);
+  ids_ = training_ ? on_device : Tensor();
   return y;
 }
 
 Tensor Embedding::backward(const Tensor& grad_output) {
-  if (!ids_.defined()) throw Error(describe() + ": backward called before forward");
+  require_forward(ids_.defined());
   if (grad_output.numel() != ids_.numel() * dim_) {
     throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match " +
                      std::to_string(ids_.numel()) + " ids of width " + std::to_string(dim_));
   }
-  GPUDL_DISPATCH(device_, false, embedding_backward, weight_.grad.data<float>(), ids_.data<std::int32_t>(),
-                 grad_output.data<float>(), ids_.numel(), dim_, vocab_);
+  nn::embedding_backward(weight_.grad, ids_, grad_output);
   ids_ = Tensor();
   return Tensor();  // ids have no gradient
 }

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 #include "gpudl/layers/dropout.h"
 
 namespace gpudl {

@@ -1,14 +1,14 @@
 // Residual block: the main branch plus an identity or projected shortcut.
 #include "gpudl/layers/residual.h"
 
-#include "gpudl/core/ops.h"
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 
 Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut)
     : main_(std::move(main)), shortcut_(std::move(shortcut)) {
   if (!main_) throw ValueError("Residual: null main branch");
-  // Names are fixed here, once, as Sequential::add does.
+  // The names optimizers key by are fixed here, once, as Sequential::add does.
   for (Parameter* p : main_->parameters()) p->name = "main." + p->name;
   if (shortcut_) {
     for (Parameter* p : shortcut_->parameters()) p->name = "shortcut." + p->name;
@@ -60,6 +60,15 @@ std::vector<Parameter*> Residual::parameters() {
   std::vector<Parameter*> out = main_->parameters();
   if (shortcut_) {
     for (Parameter* p : shortcut_->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Parameter*>> Residual::named_parameters() {
+  std::vector<std::pair<std::string, Parameter*>> out;
+  for (auto& [n, p] : main_->named_parameters()) out.emplace_back("main." + n, p);
+  if (shortcut_) {
+    for (auto& [n, p] : shortcut_->named_parameters()) out.emplace_back("shortcut." + n, p);
   }
   return out;
 }

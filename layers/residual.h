@@ -4,7 +4,7 @@
 #include <memory>
 #include <type_traits>
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 
@@ -32,6 +32,7 @@ class Residual : public Module {
   void update_receptive_field(ReceptiveField& field) const override { main_->update_receptive_field(field); }
   // "main.<name>" and "shortcut.<name>".
   std::vector<Parameter*> parameters() override;
+  std::vector<std::pair<std::string, Parameter*>> named_parameters() override;
   std::vector<std::pair<std::string, Tensor*>> buffers() override;
   std::vector<Generator*> generators() override;
   void to(Device device) override;

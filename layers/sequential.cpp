@@ -3,7 +3,8 @@
 
 #include <cstdio>
 
-#include "gpudl/core/ops.h"
+#include "gpudl/core/runtime/error.h"
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 
@@ -11,7 +12,9 @@ Sequential& Sequential::add(std::unique_ptr<Module> module) {
   if (!module) throw ValueError("Sequential::add: null module");
   if (module->device() != device_) module->to(device_);
   module->set_training(training_);
-  // Names are fixed here, once: a nested container has already named its own children.
+  // The names optimizers key by are fixed here, once (a nested container has already prefixed
+  // its own children's); named_parameters() builds the same names on request from each
+  // layer's own, so a child still answers to its names.
   for (Parameter* p : module->parameters()) p->name = std::to_string(children_.size()) + "." + p->name;
   children_.push_back(std::move(module));
   // Every add re-applies the rule, so a module that arrives with its own setting cannot cut a
@@ -99,6 +102,14 @@ std::vector<Parameter*> Sequential::parameters() {
   std::vector<Parameter*> out;
   for (auto& child : children_) {
     for (Parameter* p : child->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Parameter*>> Sequential::named_parameters() {
+  std::vector<std::pair<std::string, Parameter*>> out;
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    for (auto& [name, p] : children_[i]->named_parameters()) out.emplace_back(std::to_string(i) + "." + name, p);
   }
   return out;
 }

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 
@@ -40,6 +40,7 @@ class Sequential : public Module {
   void update_receptive_field(ReceptiveField& field) const override;
   // Children's parameters and buffers, prefixed "<index>." ("0.weight").
   std::vector<Parameter*> parameters() override;
+  std::vector<std::pair<std::string, Parameter*>> named_parameters() override;
   std::vector<std::pair<std::string, Tensor*>> buffers() override;
   std::vector<Generator*> generators() override;
   void to(Device device) override;

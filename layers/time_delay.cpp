@@ -3,14 +3,14 @@
 
 #include <string>
 
-#include "gpudl/core/init.h"
-#include "gpudl/layers/conv_backend.h"
+#include "gpudl/core/runtime/init.h"
+#include "gpudl/core/nn/conv.h"
 
 namespace gpudl {
 namespace {
 
-kernels::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t taps, std::int64_t dilation) {
-  kernels::ConvGeometry g{x.dim(0), x.dim(1), 1, x.dim(2), out, 1, taps};
+nn::ConvGeometry geometry(const Tensor& x, std::int64_t out, std::int64_t taps, std::int64_t dilation) {
+  nn::ConvGeometry g{x.dim(0), x.dim(1), 1, x.dim(2), out, 1, taps};
   g.dilation_w = dilation;
   return g;
 }
@@ -56,21 +56,17 @@ Tensor TimeDelay::forward(const Tensor& x) {
   }
   const Shape sample = output_shape(Shape{x.dim(1), x.dim(2)});
   Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1]}, DType::kF32, x.device());
-  detail::conv_forward(describe(), y, x, weight_.value, bias_.value, geometry(x, out_, taps_, dilation_), {});
+  nn::conv2d_forward(describe(), y, x, weight_.value, bias_.value, geometry(x, out_, taps_, dilation_), {});
   input_ = training_ ? x : Tensor();
   return y;
 }
 
 Tensor TimeDelay::backward(const Tensor& grad_output) {
-  if (!input_.defined()) throw Error(describe() + ": backward needs a forward in train mode first");
-  const Shape expected{input_.dim(0), out_, input_.dim(2) - span() + 1};
-  if (grad_output.shape() != expected) {
-    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output " +
-                     expected.str());
-  }
+  require_forward(input_.defined());
+  require_grad_shape(grad_output, Shape{input_.dim(0), out_, input_.dim(2) - span() + 1});
   Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
-  detail::conv_backward(describe(), dx, weight_.grad, bias_.grad, grad_output, input_, weight_.value,
-                        geometry(input_, out_, taps_, dilation_), {});
+  nn::conv2d_backward(describe(), dx, weight_.grad, bias_.grad, grad_output, input_, weight_.value,
+                      geometry(input_, out_, taps_, dilation_), {});
   input_ = Tensor();
   return dx;
 }

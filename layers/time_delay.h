@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "gpudl/core/module.h"
+#include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
 

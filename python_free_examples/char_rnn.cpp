@@ -46,26 +46,6 @@ std::string describe_model(Model& m) {
   return s;
 }
 
-// Mean cross-entropy in nats per character over every chunk of `ids` read as `batch` streams.
-double evaluate(Model& m, const std::vector<std::int32_t>& ids, std::int64_t batch, std::int64_t steps,
-                Device device) {
-  const data::StreamBatches stream(ids, batch, steps);
-  m.net.eval();
-  m.lstm->reset_state();
-  CrossEntropyLoss loss;
-  Tensor inputs, targets;
-  const Tensor total = Tensor::zeros({1}, DType::kF32, device);  // summed on the device: one read
-  for (std::int64_t k = 0; k < stream.chunks(); ++k) {
-    stream.chunk(k, inputs, targets);
-    const Tensor logits = m.net.forward(inputs);
-    ops::axpy(total, 1.0f, loss.forward(logits, targets.to(device)));
-    m.lstm->carry_state();
-  }
-  m.lstm->reset_state();
-  m.net.train();
-  return total.to_vector<float>()[0] / static_cast<double>(stream.chunks());
-}
-
 // Generates `length` characters after `prompt`, drawing each from softmax(logits / temperature).
 std::string sample(Model& m, const data::CharCorpus& corpus, const std::string& prompt, std::int64_t length,
                    double temperature, std::uint64_t seed) {
@@ -120,7 +100,7 @@ int main(int argc, char** argv) try {
   args.option("data", "", "plain-text file; default $GPUDL_DATA_DIR (else ../shared/data)/text/tinyshakespeare.txt, else a built-in text")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
       .option("epochs", "10", "passes over the training text (--minutes may stop it sooner)")
-      .option("minutes", "0", "stop training after this many minutes (0: no limit)")
+      .option("minutes", "0", "stop training after this many minutes (0: no limit); --resume continues from the stop's checkpoint")
       .option("batch", "32", "parallel streams per step")
       .option("steps", "128", "characters per truncated-BPTT chunk")
       .option("embed", "64", "embedding width")
@@ -134,7 +114,7 @@ int main(int argc, char** argv) try {
       .option("temperature", "0.8", "sampling temperature")
       .option("seed", "1", "seed for initialisation and sampling")
       .option("metrics", "", "JSON-lines metrics file")
-      .option("checkpoint", "", "safetensors checkpoint written after each epoch (atomically)")
+      .option("checkpoint", "", "safetensors checkpoint written after each epoch and at a --minutes stop (atomically)")
       .option("resume", "", "checkpoint to continue from (its vocabulary must match the text)");
   args.parse(argc, argv);
 
@@ -151,7 +131,7 @@ int main(int argc, char** argv) try {
   const std::vector<std::int32_t> train_ids(corpus.ids().begin(), corpus.ids().begin() + split);
   const std::vector<std::int32_t> held_ids(corpus.ids().begin() + split, corpus.ids().end());
   const std::int64_t batch = args.integer("batch", 1), steps = args.integer("steps", 1);
-  const data::StreamBatches stream(train_ids, batch, steps);
+  data::StreamBatches stream(train_ids, batch, steps);
   // Held-out text in fewer, longer streams, so a short tail still gives whole chunks.
   const std::int64_t eval_batch = std::clamp<std::int64_t>(static_cast<std::int64_t>(held_ids.size()) / (4 * steps), 1,
                                                            batch);
@@ -172,111 +152,83 @@ int main(int argc, char** argv) try {
 
   Adam opt(m.net.parameters(), {.lr = args.number("lr")});
   const int epochs = static_cast<int>(args.integer("epochs", 1));
-  const std::int64_t total_steps = epochs * stream.chunks();
-  CosineLR schedule(args.number("lr"), total_steps);
-  int first_epoch = 0;
-  if (!args.str("resume").empty()) {
-    const SafetensorsContents saved = load_safetensors(args.str("resume"));
-    std::vector<NamedTensor> model_state, optim_state;
-    bool have_vocab = false;
-    for (const auto& [name, t] : saved.tensors) {
-      if (name == "vocabulary") {
-        corpus.check_vocabulary(t, args.str("resume"));
-        have_vocab = true;
-      } else if (name.rfind("model.", 0) == 0) {
-        model_state.emplace_back(name.substr(6), t);
-      } else if (name.rfind("optim.", 0) == 0) {
-        optim_state.emplace_back(name.substr(6), t);
-      }
-    }
-    if (!have_vocab) throw ValueError(args.str("resume") + ": no vocabulary entry; not a char_rnn checkpoint");
-    try {
-      m.net.load_state(model_state);
-      opt.load_state(optim_state);
-    } catch (const Error& e) {
-      throw ValueError(args.str("resume") + ": not a checkpoint of this model: " + e.what());
-    }
-    first_epoch = static_cast<int>(opt.steps() / stream.chunks());
-    std::printf("resumed from %s at epoch %d\n", args.str("resume").c_str(), first_epoch);
-  }
-
-  examples::MetricsFile metrics(args.str("metrics"));
-
-  const double limit_s = args.number("minutes") * 60.0;
-  const float clip = static_cast<float>(args.number("clip"));
+  data::StreamBatches held_out(held_ids, eval_batch, steps);
   CrossEntropyLoss loss;
-  Tensor inputs, targets;
+  TrainerOptions o;
+  o.epochs = epochs;
+  o.log_every = 50;
+  o.metrics = args.str("metrics");
+  o.checkpoint = args.str("checkpoint");
+  o.schedule = std::make_shared<CosineLR>(args.number("lr"), epochs * stream.chunks());
+  o.clip_grad_norm = static_cast<float>(args.number("clip"));
+  o.max_seconds = args.number("minutes") * 60.0;
+  // Truncated BPTT: each epoch (and each evaluation) starts the streams from a zero state,
+  // every chunk starts from the state the previous one ended in.
+  Recurrent* lstm = m.lstm;
+  o.on_epoch_start = [lstm] { lstm->reset_state(); };
+  o.after_step = [lstm] { lstm->carry_state(); };
+  // The vocabulary says what the ids mean; the carried state lets a run stopped mid-epoch
+  // continue at its next chunk exactly.
+  o.checkpoint_extra = [&corpus, lstm] {
+    std::vector<NamedTensor> extra{{"vocabulary", corpus.vocabulary_tensor()}};
+    if (lstm->final_h().defined()) {
+      extra.emplace_back("carried_state.h", lstm->final_h());
+      extra.emplace_back("carried_state.c", lstm->final_c());
+    }
+    return extra;
+  };
+  o.restore_extra = [&corpus, lstm, device](const std::string& file, const std::vector<NamedTensor>& extra) {
+    const Tensor *vocabulary = nullptr, *h = nullptr, *c = nullptr;
+    for (const auto& [name, t] : extra) {
+      if (name == "vocabulary") vocabulary = &t;
+      if (name == "carried_state.h") h = &t;
+      if (name == "carried_state.c") c = &t;
+    }
+    if (vocabulary == nullptr) throw ValueError(file + ": no vocabulary entry; not a char_rnn checkpoint");
+    corpus.check_vocabulary(*vocabulary, file);
+    lstm->reset_state();
+    if (h != nullptr && c != nullptr) lstm->set_state(h->to(device), c->to(device));
+  };
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  double held_loss = std::nan("");
-  bool stopped = false;
-  std::int64_t tokens = 0;
-  for (int epoch = first_epoch; epoch < epochs && !stopped; ++epoch) {
-    m.lstm->reset_state();
-    // The losses are summed on the device and read every 50 chunks, not synchronised per step.
-    const Tensor running = Tensor::zeros({1}, DType::kF32, device);
-    std::int64_t counted = 0;
-    for (std::int64_t k = 0; k < stream.chunks(); ++k) {
-      stream.chunk(k, inputs, targets);
-      opt.set_lr(schedule.lr_at(opt.steps()));
-      m.net.zero_grad();
-      const Tensor logits = m.net.forward(inputs);
-      ops::axpy(running, 1.0f, loss.forward(logits, targets.to(device)));
-      m.net.backward(loss.backward());
-      if (clip > 0.0f) clip_grad_norm(m.net.parameters(), clip);
-      opt.step();
-      m.lstm->carry_state();
-      ++counted;
-      tokens += batch * steps;
-      if ((k + 1) % 50 == 0 || k + 1 == stream.chunks()) {
-        const double mean = running.to_vector<float>()[0] / static_cast<double>(counted);
-        if (!std::isfinite(mean)) {  // checkpoints are written only after this check, at epoch ends
-          throw Error("training diverged in epoch " + std::to_string(epoch + 1) + ", chunks " +
-                      std::to_string(k + 2 - counted) + "-" + std::to_string(k + 1) + " (mean loss " +
-                      std::to_string(mean) + "); the last checkpoint was left as it was");
-        }
-        std::printf("epoch %d/%d chunk %lld/%lld loss %.4f (%.3f bits/char) %.0f chars/s\n", epoch + 1, epochs,
-                    static_cast<long long>(k + 1), static_cast<long long>(stream.chunks()), mean,
-                    mean / std::log(2.0), static_cast<double>(tokens) / elapsed());
-        std::fflush(stdout);
-        ops::fill(running, 0.0);
-        counted = 0;
-      }
-      if (limit_s > 0.0 && elapsed() >= limit_s) {
-        std::printf("time limit of %.1f minutes reached in epoch %d\n", limit_s / 60.0, epoch + 1);
-        stopped = true;
-        break;
-      }
-    }
-    held_loss = evaluate(m, held_ids, eval_batch, steps, device);
-    if (!std::isfinite(held_loss)) {  // also covers chunks after the last 50-chunk check
-      throw Error("training diverged in epoch " + std::to_string(epoch + 1) +
+  o.on_epoch_end = [&](const EpochResult& epoch, json::Value& record) {
+    const double held = epoch.test.loss;
+    if (!std::isfinite(held)) {
+      throw Error("training diverged in epoch " + std::to_string(epoch.epoch) +
                   " (held-out loss not finite); the last checkpoint was left as it was");
     }
-    std::printf("  held-out loss %.4f nats/char (%.3f bits/char) after %.1f s\n", held_loss,
-                held_loss / std::log(2.0), elapsed());
+    std::printf("  held-out loss %.4f nats/char (%.3f bits/char) after %.1f s\n", held, held / std::log(2.0),
+                elapsed());
     std::fflush(stdout);
-    metrics.write({{"event", "epoch"},
-            {"epoch", epoch + 1},
-            {"held_out_nats_per_char", held_loss},
-            {"seconds", elapsed()}});
-    if (!args.str("checkpoint").empty()) {
-      std::vector<NamedTensor> state{{"vocabulary", corpus.vocabulary_tensor()}};
-      for (auto& [name, t] : m.net.state()) state.emplace_back("model." + name, t);
-      for (auto& [name, t] : opt.state()) state.emplace_back("optim." + name, t);
-      save_safetensors(args.str("checkpoint"), state);
-    }
+    record.set("held_out_nats_per_char", held);
+  };
+  Trainer trainer(m.net, opt, loss, o);
+  if (!args.str("resume").empty()) {
+    // Loaded here rather than through TrainerOptions::resume, so the message can say where
+    // the run continues; fit() then continues from it (and appends to the metrics file).
+    trainer.load_checkpoint(args.str("resume"), &stream);
+    std::printf("resumed from %s after step %lld: epoch %lld, chunk %lld next\n", args.str("resume").c_str(),
+                static_cast<long long>(trainer.global_step()), static_cast<long long>(trainer.epoch() + 1),
+                static_cast<long long>(trainer.global_step() - trainer.epoch() * stream.chunks() + 1));
   }
+  const std::int64_t first_step = trainer.global_step();
+  const FitResult fit = trainer.fit(stream, &held_out);
+  if (fit.out_of_time) {
+    std::printf("time limit of %.1f minutes reached in epoch %lld\n", o.max_seconds / 60.0,
+                static_cast<long long>((fit.steps - 1) / stream.chunks() + 1));
+  }
+  const double held_loss = fit.final_test.loss;
+  const std::int64_t tokens = (fit.steps - first_step) * batch * steps;
   const double seconds = elapsed();
   std::printf("held-out loss %.4f nats/char (%.3f bits/char), %lld characters trained in %.1f s on %s (%.0f chars/s)\n",
               held_loss, held_loss / std::log(2.0), static_cast<long long>(tokens), seconds, device.str().c_str(),
               static_cast<double>(tokens) / seconds);
-  metrics.write({{"event", "final"},
-          {"test_loss", held_loss},
-          {"held_out_bits_per_char", held_loss / std::log(2.0)},
-          {"seconds", seconds},
-          {"characters", tokens},
-          {"device", device.str()}});
+  trainer.write_metrics(json::Object{{"event", "final"},
+                                     {"test_loss", held_loss},
+                                     {"held_out_bits_per_char", held_loss / std::log(2.0)},
+                                     {"seconds", seconds},
+                                     {"characters", tokens},
+                                     {"device", device.str()}});
   if (args.integer("sample") > 0) {
     std::printf("--- sample (temperature %.2f) ---\n%s\n", args.number("temperature"),
                 sample(m, corpus, corpus.decode({corpus.ids()[0]}), args.integer("sample"),

@@ -4,10 +4,11 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
-#include "cifar_models.h"
+#include "gpudl/layers/models/cifar.h"
 #include "example_train.h"
-#include "gpudl/core/cifar.h"
+#include "gpudl/core/data/cifar.h"
 #include "gpudl/gpudl.h"
 
 namespace {
@@ -40,11 +41,21 @@ int main(int argc, char** argv) try {
       .option("resume", "", "checkpoint to continue from");
   args.parse(argc, argv);
 
+  // Every flag is read and checked here, before the data are loaded or generated.
+  std::string model_name = args.choice("model", {"auto", "quick", "resnet"});
+  const std::uint64_t seed = args.unsigned_integer("seed");
+  const int epochs_flag = static_cast<int>(args.integer("epochs", 0, std::numeric_limits<int>::max()));
+  const std::int64_t batch_flag = args.integer("batch");
+  const double lr_flag = args.number("lr");
+  args.require(lr_flag >= 0, "lr", "a learning rate > 0, or 0 for the model's default");
+  const bool augment_flag = args.boolean("augment");
+  const std::int64_t synthetic_size = args.integer("synthetic-size", 10);
+  const std::int64_t limit = args.integer("limit");
+  examples::check_trainer_files(args);
+  // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
-  std::string model_name = args.str("model");
   if (model_name == "auto") model_name = device.is_cuda() ? "resnet" : "quick";
   const bool quick = model_name == "quick";
-  const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
 
   // The data: real CIFAR-10 when a folder is given or found, else the synthetic set.
   std::string dir = args.str("data");
@@ -61,7 +72,7 @@ int main(int argc, char** argv) try {
   data::TensorDataset train, test;
   std::string data_name;
   if (dir == "synthetic") {
-    const std::int64_t n = args.integer("synthetic-size", 10);
+    const std::int64_t n = synthetic_size;
     train = data::synthetic_cifar(n, seed);
     test = data::synthetic_cifar(std::max<std::int64_t>(n / 5, 10), seed + 1000003);
     data_name = "synthetic CIFAR-style data (" + std::to_string(n) + " generated images" +
@@ -72,31 +83,31 @@ int main(int argc, char** argv) try {
     test = data::cifar10(dir, data::Split::kTest);
     data_name = "CIFAR-10 from " + dir;
   }
-  if (args.integer("limit") > 0) train = train.take(std::min(args.integer("limit"), train.size()));
+  if (limit > 0) train = train.take(std::min(limit, train.size()));
 
   manual_seed(seed);
-  Sequential net = examples::cifar_model(model_name);
+  Sequential net = models::cifar_model(model_name);
   net.to(device);
   std::printf("cnn_cifar10 --model %s on %s (%s)\ndata: %s, %lld train / %lld test images\n%s", model_name.c_str(),
               device.str().c_str(), device.name().c_str(), data_name.c_str(), static_cast<long long>(train.size()),
               static_cast<long long>(test.size()), net.summary({3, 32, 32}).c_str());
 
   TrainerOptions o;
-  o.batch = args.integer("batch") > 0 ? args.integer("batch") : (quick ? 128 : 512);
-  o.epochs = static_cast<int>(args.integer("epochs") > 0 ? args.integer("epochs") : (quick ? 15 : 30));
+  o.batch = batch_flag > 0 ? batch_flag : (quick ? 128 : 512);
+  o.epochs = epochs_flag > 0 ? epochs_flag : (quick ? 15 : 30);
   o.seed = seed;
   o.log_every = 50;
   o.metrics = args.str("metrics");
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
   data::AugmentOptions augment = data::cifar10_augmentation();
-  if (!args.boolean("augment")) {
+  if (!augment_flag) {
     augment.crop_padding = 0;
     augment.horizontal_flip = false;
   }
   o.augment = augment;
   o.eval_augment = data::cifar10_normalization();
-  const double lr = args.number("lr") > 0 ? args.number("lr") : (quick ? 0.1 : 0.4);
+  const double lr = lr_flag > 0 ? lr_flag : (quick ? 0.1 : 0.4);
   const std::int64_t steps = o.epochs * ((train.size() + o.batch - 1) / o.batch);
   o.schedule = std::make_shared<OneCycleLR>(lr, std::max<std::int64_t>(steps, 1), 0.25);
   SGD opt(net.parameters(), {.lr = lr, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});

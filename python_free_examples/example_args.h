@@ -1,53 +1,91 @@
-// Command-line parsing shared by the example drivers: --flag value pairs, --help, clear errors.
+// Command-line parsing shared by the example drivers: --flag value pairs read by CLI11, --help, one-line errors.
 #pragma once
 
+#include <CLI/CLI.hpp>
+
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <limits>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
 #include <vector>
 
-#include "gpudl/core/json.h"
+#include "gpudl/core/io/json.h"
 
 namespace examples {
 
-// Declares options with defaults and help text, then parses argv. Unknown options, missing
-// values and malformed numbers throw std::invalid_argument with a one-line message.
+// Declares options with defaults and help text, then parses argv with CLI11. Every value is
+// kept as text and converted by the typed getters, so each driver decides its own ranges; the
+// drivers call the getters at the top of main so that a bad value is reported before any data
+// is read. Unknown options, missing values and malformed numbers throw std::invalid_argument
+// with a one-line message naming the flag and the value.
 class Args {
  public:
-  Args(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
+  Args(std::string program, const std::string& summary)
+      : program_(std::move(program)), app_(std::make_unique<CLI::App>(summary, program_)) {
+    app_->set_help_flag("-h,--help", "print this text and exit");
+    // Leftovers are turned into our own message below instead of CLI11's multi-line one.
+    app_->allow_extras();
+    app_->get_formatter()->column_width(34);
+  }
+  // CLI11 keeps pointers into values_, so an Args stays where it was made.
+  Args(const Args&) = delete;
+  Args& operator=(const Args&) = delete;
 
   Args& option(const std::string& name, const std::string& default_value, const std::string& help) {
-    order_.push_back(name);
-    values_[name] = default_value;
-    help_[name] = help;
+    std::string& slot = values_[name];
+    slot = default_value;
+    app_->add_option("--" + name, slot, help + " (default: " + (default_value.empty() ? "none" : default_value) + ")")
+        ->type_name("VALUE")
+        // As before CLI11, a flag given twice takes its last value (scripts append overrides).
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     return *this;
   }
 
-  // Prints help and exits 0 on --help.
+  // Prints help and exits 0 on --help or -h. Throws std::invalid_argument for an unknown
+  // option, a stray argument or a flag without its value.
   void parse(int argc, char** argv) {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--help" || arg == "-h") {
-        print_help();
-        std::exit(0);
+    try {
+      app_->parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+      print_help();
+      std::exit(0);
+    } catch (const CLI::ArgumentMismatch& e) {
+      // CLI11 says "--seed: 1 required VALUE missing"; only a missing value gets here since
+      // repeats take the last value.
+      const std::string what = e.what();
+      const std::size_t colon = what.find(':');
+      if (colon != std::string::npos && what.find("missing") != std::string::npos) {
+        throw std::invalid_argument("missing value after " + what.substr(0, colon));
       }
-      if (arg.rfind("--", 0) != 0 || values_.count(arg.substr(2)) == 0) {
-        throw std::invalid_argument("unknown option " + arg + " (see --help)");
-      }
-      if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
-      values_[arg.substr(2)] = argv[++i];
+      throw std::invalid_argument(what);
+    } catch (const CLI::ParseError& e) {
+      throw std::invalid_argument(e.what());
+    }
+    const std::vector<std::string> rest = app_->remaining();
+    if (!rest.empty()) {
+      const std::string& first = rest.front();
+      if (first.rfind('-', 0) == 0) throw std::invalid_argument("unknown option " + first + " (see --help)");
+      throw std::invalid_argument("unexpected argument '" + first + "' (options are --name value; see --help)");
     }
   }
 
-  const std::string& str(const std::string& name) const { return values_.at(name); }
+  const std::string& str(const std::string& name) const { return value(name); }
 
+  // A finite number. Throws std::invalid_argument naming the flag and the text otherwise.
   double number(const std::string& name) const {
-    const std::string& text = values_.at(name);
+    const std::string& text = value(name);
     std::size_t used = 0;
     double v = 0;
     try {
@@ -55,41 +93,88 @@ class Args {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != text.size() || !std::isfinite(v)) {
+    if (text.empty() || used != text.size() || !std::isfinite(v)) {
       throw std::invalid_argument("--" + name + ": '" + text + "' is not a number");
     }
     return v;
   }
 
-  std::int64_t integer(const std::string& name, std::int64_t min = 0) const {
-    const double v = number(name);
-    if (v != std::floor(v) || v < static_cast<double>(min)) {
-      throw std::invalid_argument("--" + name + ": expected a whole number >= " + std::to_string(min) + ", got " +
-                                  values_.at(name));
+  // A whole number written in decimal digits (an optional leading '-') within [min, max]:
+  // "3.5", "1e3" and values past the 64-bit range are errors, never rounded.
+  std::int64_t integer(const std::string& name, std::int64_t min = 0,
+                       std::int64_t max = std::numeric_limits<std::int64_t>::max()) const {
+    const std::string& text = value(name);
+    std::int64_t v = 0;
+    const std::size_t start = text.rfind('-', 0) == 0 ? 1 : 0;
+    if (!digits_only(text, start) || !parse_whole(text, v) || v < min || v > max) {
+      throw std::invalid_argument("--" + name + ": expected a whole number " + range_text(min, max) + ", got '" +
+                                  text + "'");
     }
-    return static_cast<std::int64_t>(v);
+    return v;
+  }
+
+  // An unsigned 64-bit number (seeds): decimal digits only, at most 2^64 - 1.
+  std::uint64_t unsigned_integer(const std::string& name) const {
+    const std::string& text = value(name);
+    std::uint64_t v = 0;
+    if (!digits_only(text, 0) || !parse_whole(text, v)) {
+      throw std::invalid_argument("--" + name + ": expected a whole number from 0 to " +
+                                  std::to_string(std::numeric_limits<std::uint64_t>::max()) + ", got '" + text + "'");
+    }
+    return v;
   }
 
   // An on/off option given as 1 or 0.
   bool boolean(const std::string& name) const {
-    const std::string& text = values_.at(name);
+    const std::string& text = value(name);
     if (text != "0" && text != "1") throw std::invalid_argument("--" + name + ": expected 1 or 0, got '" + text + "'");
     return text == "1";
   }
 
-  void print_help() const {
-    std::printf("usage: %s [options]\n%s\n\n", program_.c_str(), summary_.c_str());
-    for (const auto& name : order_) {
-      std::printf("  --%-16s %s (default: %s)\n", name.c_str(), help_.at(name).c_str(),
-                  values_.at(name).empty() ? "none" : values_.at(name).c_str());
+  // One of a fixed list of words.
+  const std::string& choice(const std::string& name, std::initializer_list<std::string_view> allowed) const {
+    const std::string& text = value(name);
+    std::string list;
+    for (std::string_view a : allowed) {
+      if (text == a) return text;
+      list += (list.empty() ? "" : ", ") + std::string(a);
     }
-    std::printf("  --%-16s %s\n", "help", "this text");
+    throw std::invalid_argument("--" + name + ": expected one of " + list + ", got '" + text + "'");
   }
 
+  // Throws "--<name>: expected <expectation>, got '<value>'" unless ok: the drivers' own range checks.
+  void require(bool ok, const std::string& name, const std::string& expectation) const {
+    if (!ok) throw std::invalid_argument("--" + name + ": expected " + expectation + ", got '" + value(name) + "'");
+  }
+
+  void print_help() const { std::printf("%s", app_->help().c_str()); }
+
  private:
-  std::string program_, summary_;
-  std::vector<std::string> order_;
-  std::map<std::string, std::string> values_, help_;
+  const std::string& value(const std::string& name) const {
+    const auto it = values_.find(name);
+    // A driver asking for a flag it never declared is a bug in the driver, not in the command line.
+    if (it == values_.end()) throw std::logic_error(program_ + ": no option --" + name + " was declared");
+    return it->second;
+  }
+
+  static bool digits_only(const std::string& text, std::size_t start) {
+    return text.size() > start && text.find_first_not_of("0123456789", start) == std::string::npos;
+  }
+
+  template <typename T>
+  static bool parse_whole(const std::string& text, T& out) {
+    const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return err == std::errc() && end == text.data() + text.size();
+  }
+
+  static std::string range_text(std::int64_t min, std::int64_t max) {
+    if (max == std::numeric_limits<std::int64_t>::max()) return ">= " + std::to_string(min);
+    return "from " + std::to_string(min) + " to " + std::to_string(max);
+  }
+
+  std::string program_;
+  std::unique_ptr<CLI::App> app_;
+  std::map<std::string, std::string> values_;
 };
 
 // The data folder: --data, else $GPUDL_DATA_DIR/<sub>, else ../shared/data/<sub>.
@@ -101,14 +186,43 @@ inline std::string data_dir(const Args& args, const std::string& sub) {
   return "../shared/data/" + sub;
 }
 
+// Checks, before any work, that the file named by --<name> (when given) can be read.
+// Throws std::invalid_argument naming the flag and the path.
+inline void check_readable(const Args& args, const std::string& name) {
+  const std::string& path = args.str(name);
+  if (path.empty()) return;
+  if (std::filesystem::is_directory(path) || !std::ifstream(path)) {
+    throw std::invalid_argument("--" + name + ": cannot read '" + path + "'");
+  }
+}
+
+// Checks, before any work, that a file can be written at `path`, given as --<flag>: its folder
+// exists and the path is not a folder. Creates nothing, so a fresh run's metrics file is
+// still truncated, and a checkpoint appears only where the run gets that far.
+// Throws std::invalid_argument naming the flag and the path.
+inline void check_writable_path(const std::string& flag, const std::string& path) {
+  const std::filesystem::path p(path);
+  const std::filesystem::path folder = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(folder)) {
+    throw std::invalid_argument("--" + flag + ": folder '" + folder.string() + "' of '" + path + "' does not exist");
+  }
+  if (std::filesystem::is_directory(p)) throw std::invalid_argument("--" + flag + ": '" + path + "' is a folder");
+}
+
+// The same for the file named by --<name>, when it is given.
+inline void check_writable(const Args& args, const std::string& name) {
+  if (!args.str(name).empty()) check_writable_path(name, args.str(name));
+}
+
 // JSON-lines metrics for the drivers that run their own loop (the Trainer writes its own):
-// appends one record per write() to --metrics, or does nothing when it is empty.
+// one record per write() to --metrics, or nothing when it is empty. A fresh run truncates the
+// file so it holds that run alone; a resumed run appends to the records of the run it continues.
 class MetricsFile {
  public:
   // Throws std::runtime_error naming the file when it cannot be opened.
-  explicit MetricsFile(const std::string& path) {
+  explicit MetricsFile(const std::string& path, bool resume = false) {
     if (path.empty()) return;
-    out_.open(path, std::ios::app);
+    out_.open(path, resume ? std::ios::app : std::ios::trunc);
     if (!out_) throw std::runtime_error(path + ": cannot open the metrics file for writing");
     open_ = true;
   }

@@ -1,8 +1,9 @@
-// Training helpers shared by the example drivers: MNIST loading and the closing report.
+// Training helpers shared by the example drivers: file checks, MNIST loading and the closing report.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <utility>
 
@@ -16,13 +17,23 @@ namespace examples {
 // pixels). Throws IoError naming the file at fault.
 inline std::pair<gpudl::data::TensorDataset, gpudl::data::TensorDataset> load_mnist(const Args& args) {
   using namespace gpudl;
+  const std::int64_t limit = args.integer("limit");  // before the files, so a bad value costs no reading
   const std::string dir = data_dir(args, "mnist");
   data::TensorDataset train = data::mnist(dir, data::Split::kTrain);
   data::TensorDataset test = data::mnist(dir, data::Split::kTest);
-  if (args.integer("limit") > 0) train = train.take(std::min(args.integer("limit"), train.size()));
+  if (limit > 0) train = train.take(std::min(limit, train.size()));
   train.normalize(0.1307f, 0.3081f);
   test.normalize(0.1307f, 0.3081f);
   return {std::move(train), std::move(test)};
+}
+
+// The files a Trainer run touches, checked before any data are read: --metrics and
+// --checkpoint must be writable where they point, --resume must be readable. Throws
+// std::invalid_argument naming the flag.
+inline void check_trainer_files(const Args& args) {
+  check_writable(args, "metrics");
+  check_writable(args, "checkpoint");
+  check_readable(args, "resume");
 }
 
 // Fits, prints the test result, and writes the final metrics record (test accuracy and loss,

@@ -1,6 +1,7 @@
 // lenet_mnist: a LeNet-5-style convolutional network on MNIST (conv 5×5, max-pool, conv 5×5,
 // max-pool, three fully connected layers), trained with Adam.
 #include <cstdio>
+#include <limits>
 
 #include "example_train.h"
 #include "gpudl/gpudl.h"
@@ -20,8 +21,18 @@ int main(int argc, char** argv) try {
       .option("limit", "0", "use only the first N training samples (0: all)");
   args.parse(argc, argv);
 
+
+  // Every flag is read and checked here, before the data are loaded.
+  const std::uint64_t seed = args.unsigned_integer("seed");
+  const int epochs = static_cast<int>(args.integer("epochs", 0, std::numeric_limits<int>::max()));
+  const std::int64_t batch = args.integer("batch", 1);
+  const double lr = args.number("lr");
+  args.require(lr > 0, "lr", "a learning rate > 0");
+  args.integer("limit");  // read again by load_mnist
+  examples::check_trainer_files(args);
+  // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
-  const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
+
   auto [train, test] = examples::load_mnist(args);
 
   manual_seed(seed);
@@ -35,18 +46,18 @@ int main(int argc, char** argv) try {
               device.name().c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
               net.summary({1, 28, 28}).c_str());
 
-  Adam opt(net.parameters(), {.lr = args.number("lr")});
+  Adam opt(net.parameters(), {.lr = lr});
   CrossEntropyLoss loss;
   TrainerOptions o;
-  o.batch = args.integer("batch", 1);
-  o.epochs = static_cast<int>(args.integer("epochs"));
+  o.batch = batch;
+  o.epochs = epochs;
   o.seed = seed;
   o.log_every = 100;
   o.metrics = args.str("metrics");
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
   const std::int64_t steps = o.epochs * ((train.size() + o.batch - 1) / o.batch);
-  o.schedule = std::make_shared<CosineLR>(args.number("lr"), std::max<std::int64_t>(steps, 1));
+  o.schedule = std::make_shared<CosineLR>(lr, std::max<std::int64_t>(steps, 1));
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);
   return 0;

@@ -1,10 +1,11 @@
 // mlp_mnist: a 784-512-512-10 multilayer perceptron with dropout, trained on MNIST with Adam.
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "example_train.h"
-#include "gpudl/core/mnist.h"
-#include "gpudl/core/trainer.h"
+#include "gpudl/core/data/mnist.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/gpudl.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/dropout.h"
@@ -30,13 +31,24 @@ int main(int argc, char** argv) try {
       .option("limit", "0", "use only the first N training samples (0: all)");
   args.parse(argc, argv);
 
-  const Device device = Device::parse(args.str("device"));
-  const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
+  // Every flag is read and checked here, before the data are loaded.
+  const std::uint64_t seed = args.unsigned_integer("seed");
+  const int epochs = static_cast<int>(args.integer("epochs", 0, std::numeric_limits<int>::max()));
+  const std::int64_t batch = args.integer("batch", 1);
   const std::int64_t hidden = args.integer("hidden", 1);
+  const double lr = args.number("lr");
+  args.require(lr > 0, "lr", "a learning rate > 0");
+  const double dropout = args.number("dropout");
+  args.require(dropout >= 0 && dropout < 1, "dropout", "a probability in [0, 1)");
+  args.integer("limit");  // read again by load_mnist
+  examples::check_trainer_files(args);
+  // Last, since "auto" may print a note about the GPU it looked for.
+  const Device device = Device::parse(args.str("device"));
+
   auto [train, test] = examples::load_mnist(args);
 
   manual_seed(seed);
-  const float p = static_cast<float>(args.number("dropout"));
+  const float p = static_cast<float>(dropout);
   Sequential net{Flatten(),     Linear(784, hidden), ReLU(), Dropout(p), Linear(hidden, hidden),
                  ReLU(),        Dropout(p),          Linear(hidden, 10)};
   net.to(device);
@@ -44,20 +56,20 @@ int main(int argc, char** argv) try {
               static_cast<long long>(train.size()), static_cast<long long>(test.size()),
               net.summary({1, 28, 28}).c_str());
 
-  Adam opt(net.parameters(), {.lr = args.number("lr")});
+  Adam opt(net.parameters(), {.lr = lr});
   CrossEntropyLoss loss;
-  const int epochs = static_cast<int>(args.integer("epochs"));
-  const std::int64_t batch = args.integer("batch", 1);
   const std::int64_t steps = epochs * ((train.size() + batch - 1) / batch);
-  Trainer trainer(net, opt, loss,
-                  {.batch = batch,
-                   .epochs = epochs,
-                   .seed = seed,
-                   .log_every = 100,
-                   .metrics = args.str("metrics"),
-                   .checkpoint = args.str("checkpoint"),
-                   .resume = args.str("resume"),
-                   .schedule = std::make_shared<CosineLR>(args.number("lr"), std::max<std::int64_t>(steps, 1))});
+  // Field by field rather than designated initialisers, which would have to name every hook.
+  TrainerOptions o;
+  o.batch = batch;
+  o.epochs = epochs;
+  o.seed = seed;
+  o.log_every = 100;
+  o.metrics = args.str("metrics");
+  o.checkpoint = args.str("checkpoint");
+  o.resume = args.str("resume");
+  o.schedule = std::make_shared<CosineLR>(lr, std::max<std::int64_t>(steps, 1));
+  Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);
   return 0;
 } catch (const std::exception& e) {

@@ -6,9 +6,10 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <limits>
 
 #include "example_args.h"
-#include "gpudl/core/optim.h"
+#include "gpudl/core/training/optim.h"
 #include "gpudl/gpudl.h"
 #include "gpudl/layers/linear.h"
 #include "gpudl/layers/losses.h"
@@ -117,14 +118,22 @@ int main(int argc, char** argv) try {
       .option("out", "optimizers_demo", "prefix of the CSV files written")
       .option("metrics", "", "JSON-lines metrics file");
   args.parse(argc, argv);
-  const Device device = Device::parse(args.str("device"));
-  const int iterations = static_cast<int>(args.integer("epochs", 1));
+
+  // Every flag is read and checked here, before anything is generated or trained.
+  const int iterations = static_cast<int>(args.integer("epochs", 1, std::numeric_limits<int>::max()));
   const std::int64_t n = args.integer("batch", 2);
+  const std::uint64_t seed = args.unsigned_integer("seed");
+  args.require(!args.str("out").empty(), "out", "a file name prefix");
+  examples::check_writable_path("out", args.str("out") + "_normalised.csv");
+  // Last, since "auto" may print a note about the GPU it looked for.
+  const Device device = Device::parse(args.str("device"));
+  // No resume here: every run starts the file afresh.
+  examples::MetricsFile metrics(args.str("metrics"));
   const auto start = std::chrono::steady_clock::now();
   const std::vector<Method> ms = methods();
 
   // y = 3x + 2 + N(0, 0.1²): the best J is the noise variance, 0.01.
-  Generator gen(static_cast<std::uint64_t>(args.integer("seed")));
+  Generator gen(seed);
   Tensor x = Tensor::empty({n, 1}), noise = Tensor::empty({n, 1});
   ops::normal_(x, 0.0f, 1.0f, gen);
   ops::normal_(noise, 0.0f, 0.1f, gen);
@@ -172,22 +181,18 @@ int main(int argc, char** argv) try {
   write_csv(args.str("out") + "_saddle.csv", ms, saddle, "f");
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!args.str("metrics").empty()) {
-    std::ofstream m(args.str("metrics"));
-    if (!m) throw IoError("cannot write metrics file " + args.str("metrics"));
-    json::Object final{{"event", "final"}, {"seconds", seconds}, {"device", device.str()}};
-    for (std::size_t i = 0; i < ms.size(); ++i) {
-      final.emplace_back(ms[i].name + "_iterations_to_target", unit[i].reached);
-      final.emplace_back(ms[i].name + "_escaped_saddle_at", saddle[i].reached);
-    }
-    // The loss this example reports is the best final J over the methods on normalised inputs.
-    double best = INFINITY;
-    for (const Curve& c : unit) {
-      if (!c.diverged) best = std::min(best, std::exp(c.values.back()));
-    }
-    final.emplace_back("test_loss", best);
-    m << json::dump(final) << "\n";
+  json::Object final{{"event", "final"}, {"seconds", seconds}, {"device", device.str()}};
+  for (std::size_t i = 0; i < ms.size(); ++i) {
+    final.emplace_back(ms[i].name + "_iterations_to_target", unit[i].reached);
+    final.emplace_back(ms[i].name + "_escaped_saddle_at", saddle[i].reached);
   }
+  // The loss this example reports is the best final J over the methods on normalised inputs.
+  double best = INFINITY;
+  for (const Curve& c : unit) {
+    if (!c.diverged) best = std::min(best, std::exp(c.values.back()));
+  }
+  final.emplace_back("test_loss", best);
+  metrics.write(final);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "optimizers_demo: error: %s\n", e.what());

@@ -3,10 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "example_args.h"
-#include "gpudl/core/optim.h"
-#include "gpudl/core/trainer.h"
+#include "gpudl/core/training/optim.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/gpudl.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/linear.h"
@@ -67,17 +68,19 @@ int main(int argc, char** argv) try {
       .option("points", "500", "separable data set size")
       .option("metrics", "", "JSON-lines metrics file");
   args.parse(argc, argv);
+
+  // Every flag is read and checked here, before anything is generated or trained.
+  const std::uint64_t seed = args.unsigned_integer("seed");
+  const int max_epochs = static_cast<int>(args.integer("epochs", 1, std::numeric_limits<int>::max()));
+  args.integer("batch", 1, 4);  // XOR has four samples
+  const std::int64_t n = args.integer("points", 2);
+  // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
-  const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
-  const int max_epochs = static_cast<int>(args.integer("epochs", 1));
+  // No resume here: every run starts the file afresh.
+  examples::MetricsFile metrics(args.str("metrics"));
   const auto start = std::chrono::steady_clock::now();
-  std::FILE* metrics = nullptr;
-  if (!args.str("metrics").empty() && (metrics = std::fopen(args.str("metrics").c_str(), "w")) == nullptr) {
-    throw IoError("cannot write metrics file " + args.str("metrics"));
-  }
 
   // 1. Separable: points on either side of the line x2 = 0.5 x1 + 0.2, kept 0.02 away from it.
-  const std::int64_t n = args.integer("points", 2);
   Generator gen(seed);
   Tensor raw = Tensor::empty({4 * n});
   ops::uniform_(raw, -1.0f, 1.0f, gen);
@@ -127,18 +130,14 @@ int main(int argc, char** argv) try {
   for (float z : out) std::printf(" %.3f", 1.0 / (1.0 + std::exp(-z)));
   std::printf("  (targets 0 1 1 0)\n");
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (metrics != nullptr) {
-    const std::string line = json::dump(json::Object{{"event", "final"},
-                                                      {"separable_converged", sep.converged},
-                                                      {"separable_epochs", sep.epochs},
-                                                      {"xor_perceptron_accuracy", xr.accuracy},
-                                                      {"test_accuracy", accuracy},
-                                                      {"test_loss", loss},
-                                                      {"seconds", seconds},
-                                                      {"device", device.str()}});
-    std::fprintf(metrics, "%s\n", line.c_str());
-    std::fclose(metrics);
-  }
+  metrics.write({{"event", "final"},
+                 {"separable_converged", sep.converged},
+                 {"separable_epochs", sep.epochs},
+                 {"xor_perceptron_accuracy", xr.accuracy},
+                 {"test_accuracy", accuracy},
+                 {"test_loss", loss},
+                 {"seconds", seconds},
+                 {"device", device.str()}});
   return sep.converged && !xr.converged && accuracy == 1.0 ? 0 : 2;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "perceptron: error: %s\n", e.what());

@@ -232,12 +232,20 @@ int main(int argc, char** argv) try {
       .option("seed", "1", "seed for initialisation and window order")
       .option("metrics", "", "JSON-lines metrics file");
   args.parse(argc, argv);
-  if (args.str("device") != "cpu") throw std::invalid_argument("--device: sequence runs on the cpu");
 
-  const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
+  // Every flag is read and checked here, before the series is generated. The windows are drawn
+  // from the 2000 training samples, so a window cannot be longer than that; the delay line's 7
+  // taps need a window of at least 9.
+  constexpr std::int64_t train_end = 2000;
+  args.choice("device", {"cpu"});
+  const std::uint64_t seed = args.unsigned_integer("seed");
   const std::int64_t steps = args.integer("epochs", 1), batch = args.integer("batch", 1);
-  const std::int64_t width = args.integer("window", 9);
+  const std::int64_t width = args.integer("window", 9, train_end);
   const double lr = args.number("lr");
+  args.require(lr > 0, "lr", "a learning rate > 0");
+  // No resume here: every run starts the file afresh.
+  examples::MetricsFile metrics(args.str("metrics"));
+
   // 3000 samples: the first 2000 train, the last 1000 are held out.
   std::vector<float> series = mackey_glass(3000);
   double mean = 0.0, var = 0.0;
@@ -246,7 +254,6 @@ int main(int argc, char** argv) try {
   for (float v : series) var += (v - mean) * (v - mean);
   const double sd = std::sqrt(var / static_cast<double>(series.size()));
   for (float& v : series) v = static_cast<float>((v - mean) / sd);
-  const std::int64_t train_end = 2000;
 
   manual_seed(seed);
   std::vector<Entry> entries;
@@ -256,7 +263,6 @@ int main(int argc, char** argv) try {
   entries.push_back(recurrent_entry("LSTM", std::make_unique<LSTM>(1, 9), 9, lr));
   entries.push_back(recurrent_entry("GRU", std::make_unique<GRU>(1, 10), 10, lr));
 
-  examples::MetricsFile metrics(args.str("metrics"));
   std::printf("Mackey-Glass (tau 17), 3000 samples normalised to zero mean and unit variance; train on the first\n"
               "2000 (%lld steps of %lld windows of %lld), held-out MSE of one-step predictions on the last 1000\n"
               "(variance 1 would be no skill; predicting x_t for x_{t+1} scores %.4f)\n\n",

@@ -29,7 +29,7 @@ cd "$root"
 
 # --- dependencies ----------------------------------------------------------------------------
 # Debian packages the build needs; the CUDA toolkit and cuDNN are expected under /usr/local/cuda.
-packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev zlib1g-dev)
+packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

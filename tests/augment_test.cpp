@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/augment.h"
+#include "gpudl/core/data/augment.h"
 #include "gpudl/kernels/augment.h"
 #include "test_util.h"
 

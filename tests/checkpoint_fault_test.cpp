@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/optim.h"
-#include "gpudl/core/rng.h"
-#include "gpudl/core/safetensors.h"
-#include "gpudl/core/trainer.h"
+#include "gpudl/core/training/optim.h"
+#include "gpudl/core/runtime/rng.h"
+#include "gpudl/core/io/safetensors.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/linear.h"
 #include "gpudl/layers/losses.h"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/cifar.h"
+#include "gpudl/core/data/cifar.h"
 #include "test_util.h"
 
 namespace gpudl::data {

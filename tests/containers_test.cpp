@@ -7,6 +7,7 @@
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/concat.h"
 #include "gpudl/layers/linear.h"
+#include "gpudl/layers/recurrent.h"
 #include "gpudl/layers/residual.h"
 #include "gpudl/layers/sequential.h"
 #include "gradcheck.h"
@@ -105,6 +106,59 @@ TEST(Containers, NestedNamesAreUniqueAndStable) {
   net.parameters();  // asking again must not rename
   EXPECT_EQ(net.parameters()[2]->name, "1.0.weight");
   EXPECT_EQ(net.output_shape({2}), Shape{3});
+}
+
+// A layer keeps answering to its own parameter names inside containers, which prefix them
+// only when asked (named_parameters, state); checkpoint names stay what they were.
+TEST(Containers, ParametersKeepTheirOwnNamesAndContainersPrefixOnRequest) {
+  Sequential seq{Embedding(5, 4), LSTM(4, 3), Linear(3, 5)};
+  Module& lstm = seq[1];
+  Parameter* w = lstm.parameter("weight_hh_l0");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->value.shape(), (Shape{12, 3}));
+  EXPECT_EQ(seq.parameter("1.weight_hh_l0"), w);
+  EXPECT_EQ(w->name, "1.weight_hh_l0");  // what optimizers key their state by, unchanged
+  std::vector<std::string> own;
+  for (auto& [name, p] : lstm.named_parameters()) own.push_back(name);
+  EXPECT_EQ(own, (std::vector<std::string>{"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}));
+
+  std::string m;
+  try {
+    seq.parameter("weight_hh_l0");
+  } catch (const ValueError& e) {
+    m = e.what();
+  }
+  EXPECT_NE(m.find("'weight_hh_l0'"), std::string::npos) << m;
+  EXPECT_NE(m.find("1.weight_hh_l0"), std::string::npos) << m;  // the names it does have
+  EXPECT_NE(m.find("in all"), std::string::npos) << m;          // 8 names: a few shown
+
+  // Nested containers: every level answers relative to itself, the outermost with the names
+  // checkpoints have always used (those the containers gave the parameters on adoption).
+  Sequential net{Linear(2, 3), Sequential{Linear(3, 3), BatchNorm1d(3)},
+                 Residual(Sequential{Linear(3, 3)}, Linear(3, 3)), Concat(Linear(3, 1), Linear(3, 2))};
+  const auto named = net.named_parameters();
+  const auto params = net.parameters();
+  ASSERT_EQ(named.size(), params.size());
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    EXPECT_EQ(named[i].first, params[i]->name);
+    EXPECT_EQ(named[i].second, params[i]);
+  }
+  EXPECT_EQ(net.parameter("2.main.0.weight"), net[2].parameter("main.0.weight"));
+  EXPECT_EQ(net.parameter("3.1.bias"), net[3].parameter("1.bias"));
+  std::vector<std::string> inner;
+  for (auto& [name, t] : net[1].state()) inner.push_back(name);
+  EXPECT_EQ(inner, (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
+                                             "1.running_var"}));
+  std::vector<std::string> outer;
+  for (auto& [name, t] : net.state()) outer.push_back(name);
+  EXPECT_EQ(outer[2], "1.0.weight");
+  EXPECT_EQ(outer.back(), "1.1.running_var");
+  // A state saved from the whole model loads into a fresh one by the same names.
+  Sequential copy{Linear(2, 3), Sequential{Linear(3, 3), BatchNorm1d(3)},
+                  Residual(Sequential{Linear(3, 3)}, Linear(3, 3)), Concat(Linear(3, 1), Linear(3, 2))};
+  copy.load_state(net.state());
+  EXPECT_EQ(copy.parameter("2.shortcut.weight")->value.to_vector<float>(),
+            net.parameter("2.shortcut.weight")->value.to_vector<float>());
 }
 
 TEST(Containers, ConcatJoinsAlongChannels) {

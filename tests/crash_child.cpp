@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/ops.h"
-#include "gpudl/core/optim.h"
-#include "gpudl/core/rng.h"
-#include "gpudl/core/schedule.h"
-#include "gpudl/core/trainer.h"
+#include "gpudl/core/runtime/ops.h"
+#include "gpudl/core/training/optim.h"
+#include "gpudl/core/runtime/rng.h"
+#include "gpudl/core/training/schedule.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/dropout.h"

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "gpudl/core/safetensors.h"
+#include "gpudl/core/io/safetensors.h"
 #include "test_util.h"
 
 extern char** environ;

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "gpudl/core/data.h"
+#include "gpudl/core/data/data.h"
 #include "gpudl/kernels/philox.h"
 #include "test_util.h"
 
@@ -247,6 +247,37 @@ TEST(DataLoader, SeekResumesAnUninterruptedRun) {
       EXPECT_EQ(resumed.position(), k + 1);
     }
   }
+}
+
+// As a BatchSource: batch k of epoch e straight away, whatever was read before, and the
+// settings a checkpoint records about the order.
+TEST(DataLoader, FillsAnyBatchOfAnyEpochAsABatchSource) {
+  const TensorDataset ds = indexed_dataset(20);
+  const LoaderOptions options{.batch = 6, .seed = test_seed()};
+  DataLoader straight(ds, options);
+  straight.start_epoch(3);
+  const auto expected = drain(straight);
+  ASSERT_EQ(expected.size(), 4u);
+  DataLoader source(ds, options);
+  BatchSource& s = source;
+  EXPECT_EQ(s.batches_per_epoch(), 4);
+  EXPECT_TRUE(s.shuffled());
+  Batch b;
+  for (const std::int64_t k : {2, 0, 3, 1}) {
+    s.fill(3, k, b);
+    expect_rows_match_labels(b);
+    EXPECT_EQ(b.labels.to_vector<std::int64_t>(), expected[static_cast<std::size_t>(k)]) << "k " << k;
+  }
+  EXPECT_THROW(s.fill(3, 4, b), ValueError);
+  EXPECT_THROW(s.fill(-1, 0, b), ValueError);
+  const OrderSettings settings = s.order_settings();
+  const OrderSettings want = {{"batch", "6"}, {"shuffle", "1"}, {"drop_last", "0"}, {"samples", "20"},
+                              {"seed", std::to_string(test_seed())}};
+  EXPECT_EQ(settings, want);
+  // Unshuffled, the seed orders nothing and is not a setting to hold a resume to.
+  const OrderSettings plain = DataLoader(ds, {.batch = 6, .shuffle = false}).order_settings();
+  EXPECT_EQ(plain.size(), 4u);
+  EXPECT_EQ(plain[1], (std::pair<std::string, std::string>{"shuffle", "0"}));
 }
 
 TEST(DataLoader, ReusesBuffersOfTheSameShape) {

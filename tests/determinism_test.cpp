@@ -8,9 +8,9 @@
 #include <functional>
 #include <vector>
 
-#include "gpudl/core/ops.h"
-#include "gpudl/core/optim.h"
-#include "gpudl/core/rng.h"
+#include "gpudl/core/runtime/ops.h"
+#include "gpudl/core/training/optim.h"
+#include "gpudl/core/runtime/rng.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/conv.h"

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/ops.h"
-#include "gpudl/core/trainer.h"
+#include "gpudl/core/runtime/ops.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/linear.h"
 #include "gpudl/layers/losses.h"

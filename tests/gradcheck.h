@@ -8,8 +8,8 @@
 #include <cmath>
 #include <vector>
 
-#include "gpudl/core/loss.h"
-#include "gpudl/core/module.h"
+#include "gpudl/core/training/loss.h"
+#include "gpudl/core/runtime/module.h"
 #include "test_util.h"
 
 namespace gpudl::testing {
@@ -26,16 +26,16 @@ inline constexpr double kGradTolerance = 1e-2;
 // dL/dp[i] from `objective` (L as a double) by central differences at h = kGradStep and h / 2
 // combined as (8 D(h/2) − D(h)) / (6h), D(s) = L(p + s) − L(p − s); p[i] is restored.
 template <class Objective>
-double numeric_derivative(float* p, std::int64_t i, Objective objective) {
+double numeric_derivative(float* p, std::int64_t i, Objective objective, float step = kGradStep) {
   const float saved = p[i];
   auto at = [&](float delta) {
     p[i] = saved + delta;
     return objective();
   };
-  const double wide = at(kGradStep) - at(-kGradStep);
-  const double narrow = at(kGradStep / 2) - at(-kGradStep / 2);
+  const double wide = at(step) - at(-step);
+  const double narrow = at(step / 2) - at(-step / 2);
   p[i] = saved;
-  return (8.0 * narrow - wide) / (6.0 * static_cast<double>(kGradStep));
+  return (8.0 * narrow - wide) / (6.0 * static_cast<double>(step));
 }
 
 // Error of an analytic derivative `a` against the numeric one `n`, relative to their size
@@ -44,7 +44,9 @@ inline double grad_error(double a, double n) { return std::abs(a - n) / std::max
 
 // Checks dL/dx and dL/dparams of `m` in train mode for L = <r, m(x)> with r random. Inputs
 // closer than `kink` to a non-differentiable point (0 for ReLU-like layers) are moved away.
-inline void expect_gradients_match(Module& m, Tensor x, std::uint64_t salt, float kink_margin = 0.0f) {
+// `step` and `tolerance` default to kGradStep and kGradTolerance (the case table may set others).
+inline void expect_gradients_match(Module& m, Tensor x, std::uint64_t salt, float kink_margin = 0.0f,
+                                   float step = kGradStep, double tolerance = kGradTolerance) {
   m.train();
   if (kink_margin > 0.0f) {
     float* p = x.data<float>();
@@ -85,11 +87,11 @@ inline void expect_gradients_match(Module& m, Tensor x, std::uint64_t salt, floa
     double worst = 0.0;
     std::int64_t worst_i = -1;
     for (std::int64_t i = 0; i < t.numel(); ++i) {
-      const double numeric = numeric_derivative(p, i, objective);
+      const double numeric = numeric_derivative(p, i, objective, step);
       const double e = grad_error(analytic[static_cast<std::size_t>(i)], numeric);
       if (e > worst) worst = e, worst_i = i;
     }
-    EXPECT_LE(worst, kGradTolerance) << m.describe() << ": " << what << " element " << worst_i;
+    EXPECT_LE(worst, tolerance) << m.describe() << ": " << what << " element " << worst_i;
   };
   if (float_input) check(x, analytic_x, "input");
   for (Parameter* prm : m.parameters()) {

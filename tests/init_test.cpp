@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "gpudl/core/init.h"
+#include "gpudl/core/runtime/init.h"
 #include "test_util.h"
 
 namespace gpudl {

@@ -8,7 +8,7 @@
 #include <random>
 #include <string>
 
-#include "gpudl/core/json.h"
+#include "gpudl/core/io/json.h"
 #include "test_util.h"
 
 namespace gpudl {

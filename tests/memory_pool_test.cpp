@@ -7,7 +7,7 @@
 #include <memory>
 #include <thread>
 
-#include "gpudl/core/memory_pool.h"
+#include "gpudl/core/runtime/memory_pool.h"
 #include "gpudl/kernels/error.h"
 
 namespace gpudl {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/mnist.h"
+#include "gpudl/core/data/mnist.h"
 #include "test_util.h"
 
 namespace gpudl::data {

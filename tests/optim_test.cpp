@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/module.h"
-#include "gpudl/core/optim.h"
+#include "gpudl/core/runtime/module.h"
+#include "gpudl/core/training/optim.h"
 #include "test_util.h"
 
 namespace gpudl {

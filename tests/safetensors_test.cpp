@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/safetensors.h"
+#include "gpudl/core/io/safetensors.h"
 #include "test_util.h"
 
 namespace gpudl {

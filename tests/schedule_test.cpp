@@ -4,8 +4,8 @@
 #include <memory>
 #include <string>
 
-#include "gpudl/core/error.h"
-#include "gpudl/core/schedule.h"
+#include "gpudl/core/runtime/error.h"
+#include "gpudl/core/training/schedule.h"
 
 namespace gpudl {
 namespace {

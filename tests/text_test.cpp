@@ -8,7 +8,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "gpudl/core/text.h"
+#include "gpudl/core/data/text.h"
 
 namespace gpudl::data {
 namespace {
@@ -100,6 +100,36 @@ TEST(StreamBatches, StreamsContinueFromChunkToChunk) {
   EXPECT_EQ(y.to_vector<std::int64_t>(), (std::vector<std::int64_t>{4, 14, 5, 15, 6, 16}));
   EXPECT_THROW(s.chunk(3, x, y), ValueError);
   EXPECT_THROW(StreamBatches(ids, 8, 3), ValueError);  // 2 tokens per stream: no chunk of 3 + 1
+}
+
+// As a BatchSource every epoch reads the chunks in stream order; the settings that move the
+// streams' starts are what a checkpoint records.
+TEST(StreamBatches, FillsChunksAsABatchSource) {
+  std::vector<std::int32_t> ids(21);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int32_t>(i);
+  StreamBatches s(ids, 2, 3);
+  BatchSource& source = s;
+  EXPECT_EQ(source.batches_per_epoch(), 3);
+  EXPECT_FALSE(source.shuffled());
+  Tensor x, y;
+  s.chunk(2, x, y);
+  Batch b;
+  source.fill(5, 2, b);
+  EXPECT_EQ(b.inputs.to_vector<std::int32_t>(), x.to_vector<std::int32_t>());
+  EXPECT_EQ(b.labels.to_vector<std::int64_t>(), y.to_vector<std::int64_t>());
+  EXPECT_EQ(b.labels.dtype(), DType::kI64);
+  const void* reused = b.inputs.raw();
+  source.fill(0, 1, b);
+  EXPECT_EQ(b.inputs.raw(), reused);  // same shape: overwritten in place
+  EXPECT_EQ(b.inputs.to_vector<std::int32_t>(), (std::vector<std::int32_t>{3, 13, 4, 14, 5, 15}));
+  // A buffer of the right shape but the wrong dtype is replaced, not reinterpreted.
+  b.labels = Tensor::zeros({3, 2}, DType::kI32);
+  source.fill(0, 1, b);
+  EXPECT_EQ(b.labels.dtype(), DType::kI64);
+  EXPECT_EQ(b.labels.to_vector<std::int64_t>(), (std::vector<std::int64_t>{4, 14, 5, 15, 6, 16}));
+  EXPECT_THROW(source.fill(0, 3, b), ValueError);
+  EXPECT_THROW(source.fill(-1, 0, b), ValueError);
+  EXPECT_EQ(source.order_settings(), (OrderSettings{{"batch", "2"}, {"steps", "3"}, {"tokens", "21"}}));
 }
 
 }  // namespace

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/json.h"
-#include "gpudl/core/mnist.h"
-#include "gpudl/core/safetensors.h"
-#include "gpudl/core/trainer.h"
+#include "gpudl/core/io/json.h"
+#include "gpudl/core/data/mnist.h"
+#include "gpudl/core/io/safetensors.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/dropout.h"
@@ -279,6 +279,155 @@ TEST(Trainer, RejectsAFileThatIsNotACheckpoint) {
   TrainerOptions bad;
   bad.batch = 0;
   EXPECT_THROW(Trainer(net, opt, loss, bad), ValueError);
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// A fresh run starts the metrics file afresh (two runs' epochs mixed in one file would read as
+// one run of twice the epochs); a resumed run appends, so the file tells the model's story.
+TEST(Trainer, AFreshFitTruncatesTheMetricsFileAndAResumedOneAppends) {
+  const data::TensorDataset train = blobs(96, 3);  // 3 batches of 32
+  const std::string metrics = scratch("truncate.jsonl").string();
+  const std::string ckpt = scratch("truncate.safetensors").string();
+  auto run = [&](std::uint64_t net_seed, int epochs, bool resume) {
+    Sequential net = make_net(net_seed);
+    Adam opt(net.parameters());
+    CrossEntropyLoss loss;
+    TrainerOptions o = base_options();
+    o.epochs = epochs;
+    o.metrics = metrics;
+    o.checkpoint = ckpt;
+    if (resume) o.resume = ckpt;
+    Trainer t(net, opt, loss, o);
+    t.fit(train);
+  };
+  run(1, 2, false);
+  ASSERT_EQ(read_lines(metrics).size(), 2u);
+  run(2, 1, false);  // fresh again: only its own line may remain
+  std::vector<std::string> lines = read_lines(metrics);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(json::parse(lines[0])["epoch"].as_int(), 1);
+  EXPECT_EQ(json::parse(lines[0])["step"].as_int(), 3);
+  run(3, 3, true);  // resumes after epoch 1: epochs 2 and 3 follow its line
+  lines = read_lines(metrics);
+  ASSERT_EQ(lines.size(), 3u);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(json::parse(lines[i])["epoch"].as_int(), static_cast<std::int64_t>(i + 1)) << lines[i];
+  }
+}
+
+// Any change that reorders the data makes a resumed run a different run: refused, by name.
+TEST(Trainer, ResumeRefusesAChangedShuffleOrBatchNamingIt) {
+  const data::TensorDataset train = blobs(128, 4);
+  const std::string ckpt = scratch("order.safetensors").string();
+  {
+    Sequential net = make_net(3);
+    Adam opt(net.parameters());
+    CrossEntropyLoss loss;
+    TrainerOptions o = base_options();
+    o.shuffle = true;
+    o.checkpoint = ckpt;
+    o.stop_after_steps = 2;  // mid-epoch: the stop writes its own checkpoint
+    Trainer t(net, opt, loss, o);
+    t.fit(train);
+  }
+  ASSERT_EQ(load_safetensors(ckpt).metadata_value("step"), "2");
+  auto resume_message = [&](const TrainerOptions& changed) -> std::string {
+    Sequential net = make_net(3);
+    Adam opt(net.parameters());
+    CrossEntropyLoss loss;
+    Trainer t(net, opt, loss, changed);
+    try {
+      t.fit(train);
+    } catch (const ValueError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  TrainerOptions no_shuffle = base_options();
+  no_shuffle.resume = ckpt;
+  no_shuffle.shuffle = false;
+  std::string m = resume_message(no_shuffle);
+  EXPECT_NE(m.find("shuffle"), std::string::npos) << m;
+  EXPECT_NE(m.find(ckpt), std::string::npos) << m;
+  TrainerOptions other_batch = base_options();
+  other_batch.resume = ckpt;
+  other_batch.batch = 16;
+  m = resume_message(other_batch);
+  EXPECT_NE(m.find("batch 32 but resuming with batch 16"), std::string::npos) << m;
+  TrainerOptions drop = base_options();
+  drop.resume = ckpt;
+  drop.drop_last = true;
+  m = resume_message(drop);
+  EXPECT_NE(m.find("drop_last"), std::string::npos) << m;
+  // Unchanged settings resume (the seed comes from the checkpoint, whatever the options say).
+  TrainerOptions same = base_options();
+  same.resume = ckpt;
+  same.seed = 999;
+  EXPECT_EQ(resume_message(same), "(no error)");
+}
+
+// A stop by time writes the checkpoint of the step it stopped at, and says why it stopped.
+TEST(Trainer, AStopByTimeWritesACheckpointAtThatStep) {
+  const data::TensorDataset train = blobs(128, 5);
+  const std::string ckpt = scratch("time.safetensors").string();
+  Sequential net = make_net(4);
+  Adam opt(net.parameters());
+  CrossEntropyLoss loss;
+  TrainerOptions o = base_options();
+  o.checkpoint = ckpt;
+  o.max_seconds = 1e-9;  // up after the first step
+  Trainer t(net, opt, loss, o);
+  const FitResult r = t.fit(train);
+  EXPECT_TRUE(r.out_of_time);
+  EXPECT_EQ(r.steps, 1);
+  EXPECT_TRUE(r.epochs.empty());
+  EXPECT_EQ(load_safetensors(ckpt).metadata_value("step"), "1");
+  EXPECT_EQ(load_safetensors(ckpt).metadata_value("position"), "1");
+  TrainerOptions bad = base_options();
+  bad.max_seconds = -1.0;
+  EXPECT_THROW(Trainer(net, opt, loss, bad), ValueError);
+}
+
+// Extra entries travel with the checkpoint under their own names and come back on resume
+// before the model is touched; the trainer's own prefixes are not theirs to take.
+TEST(Trainer, ExtraCheckpointEntriesAreSavedAndOfferedBackOnResume) {
+  const data::TensorDataset train = blobs(64, 6);
+  const std::string ckpt = scratch("extra.safetensors").string();
+  const Tensor tag = Tensor::from_vector(std::vector<float>{1.0f, 2.0f, 3.0f}, {3});
+  Sequential net = make_net(5);
+  Adam opt(net.parameters());
+  CrossEntropyLoss loss;
+  TrainerOptions o = base_options();
+  o.epochs = 1;
+  o.checkpoint = ckpt;
+  o.checkpoint_extra = [&] { return std::vector<NamedTensor>{{"tag", tag}}; };
+  Trainer t(net, opt, loss, o);
+  t.fit(train);
+  const SafetensorsContents saved = load_safetensors(ckpt);
+  ASSERT_NE(saved.find("tag"), nullptr);
+  EXPECT_EQ(saved.find("tag")->to_vector<float>(), tag.to_vector<float>());
+
+  std::vector<std::string> offered;
+  TrainerOptions r = base_options();
+  r.restore_extra = [&](const std::string& path, const std::vector<NamedTensor>& extra) {
+    EXPECT_EQ(path, ckpt);
+    for (const auto& [name, value] : extra) offered.push_back(name);
+    throw ValueError(path + ": planned refusal");
+  };
+  Trainer refusing(net, opt, loss, r);
+  EXPECT_THROW(refusing.load_checkpoint(ckpt), ValueError);
+  EXPECT_EQ(offered, std::vector<std::string>{"tag"});
+
+  TrainerOptions reserved = o;
+  reserved.checkpoint_extra = [&] { return std::vector<NamedTensor>{{"model.tag", tag}}; };
+  Trainer clash(net, opt, loss, reserved);
+  EXPECT_THROW(clash.save_checkpoint(scratch("clash.safetensors").string()), ValueError);
 }
 
 // Trains the mlp_mnist network briefly on the real data when GPUDL_DATA_DIR is set (CI sets it;

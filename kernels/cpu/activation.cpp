@@ -1,6 +1,8 @@
 // CPU implementations of the activation kernels: one loop per kind, so each vectorises.
 #include "gpudl/kernels/activation.h"
 
+#include <utility>
+
 #include "gpudl/kernels/cpu/parallel.h"
 
 namespace gpudl::kernels::cpu {
@@ -26,13 +28,12 @@ void forward_range(float* y, const float* x, index_t n, Activation kind, float a
     for (index_t i = 0; i < n; ++i) y[i] = activate(kind, y[i], alpha);
     return;
   }
-  switch (kind) {
-    case Activation::kSigmoid: return forward_loop<Activation::kSigmoid>(y, x, n, alpha);
-    case Activation::kTanh: return forward_loop<Activation::kTanh>(y, x, n, alpha);
-    case Activation::kRelu: return forward_loop<Activation::kRelu>(y, x, n, alpha);
-    case Activation::kLeakyRelu: return forward_loop<Activation::kLeakyRelu>(y, x, n, alpha);
-    case Activation::kElu: return forward_loop<Activation::kElu>(y, x, n, alpha);
-  }
+  // One instantiation per kind, found from kActivationCount: a new kind needs no edit here.
+  [&]<int... kKinds>(std::integer_sequence<int, kKinds...>) {
+    (void)((kind == static_cast<Activation>(kKinds) &&
+            (forward_loop<static_cast<Activation>(kKinds)>(y, x, n, alpha), true)) ||
+           ...);
+  }(std::make_integer_sequence<int, kActivationCount>{});
 }
 
 void backward_range(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
@@ -41,13 +42,11 @@ void backward_range(float* dx, const float* dy, const float* x, const float* y, 
     for (index_t i = 0; i < n; ++i) dx[i] = activate_grad(kind, dy[i], x[i], y[i], alpha);
     return;
   }
-  switch (kind) {
-    case Activation::kSigmoid: return backward_loop<Activation::kSigmoid>(dx, dy, x, y, n, alpha);
-    case Activation::kTanh: return backward_loop<Activation::kTanh>(dx, dy, x, y, n, alpha);
-    case Activation::kRelu: return backward_loop<Activation::kRelu>(dx, dy, x, y, n, alpha);
-    case Activation::kLeakyRelu: return backward_loop<Activation::kLeakyRelu>(dx, dy, x, y, n, alpha);
-    case Activation::kElu: return backward_loop<Activation::kElu>(dx, dy, x, y, n, alpha);
-  }
+  [&]<int... kKinds>(std::integer_sequence<int, kKinds...>) {
+    (void)((kind == static_cast<Activation>(kKinds) &&
+            (backward_loop<static_cast<Activation>(kKinds)>(dx, dy, x, y, n, alpha), true)) ||
+           ...);
+  }(std::make_integer_sequence<int, kActivationCount>{});
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -62,9 +64,6 @@ __global__ void sum_partials_kernel(float* out, const float* partial, index_t pa
 constexpr std::size_t kWorkspaceCap = std::size_t{256} << 20;
 // Per-image partial weight gradients of 1×1 convolutions are summed in chunks of at most this.
 constexpr std::size_t kPartialCap = std::size_t{32} << 20;
-// Strided batches go to cuBLAS in slices of at most 65535 GEMMs (a CUDA grid's y and z limit),
-// a count every cuBLAS release accepts.
-constexpr index_t kMaxBatch = 65535;
 
 bool is_out_of_memory(cudnnStatus_t s) {
   return s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
@@ -131,8 +130,8 @@ void gemm_batched(cublasHandle_t handle, const ConvGeometry& g, const ConvOption
   const cublasOperation_t op_a = ta == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = tb == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasComputeType_t compute = o.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  for (index_t first = 0; first < batch; first += kMaxBatch) {
-    const index_t count = std::min(kMaxBatch, batch - first);
+  for (index_t first = 0; first < batch; first += kMaxGemmBatch) {
+    const index_t count = std::min(kMaxGemmBatch, batch - first);
     GPUDL_CHECK_CONV(cublasGemmStridedBatchedEx(
                          handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
                          b + first * stride_b, CUDA_R_32F, static_cast<int>(ldb), stride_b, a + first * stride_a,
@@ -245,15 +244,13 @@ void make_convolution(cudnnConvolutionDescriptor_t* desc, const ConvGeometry& g,
   GPUDL_CHECK_CONV(cudnnSetConvolutionMathType(*desc, requested_math(o)), g);
 }
 
-// Picks the first of cuDNN's ranked candidates that succeeded, is deterministic when that was
-// asked for, keeps FP32 math unless TF32 is allowed, and needs at most kWorkspaceCap bytes.
+// The first of cuDNN's ranked candidates that succeeded, is deterministic when that was asked
+// for, keeps FP32 math unless TF32 is allowed, and needs at most `limit` bytes of workspace.
 // query(algo, &bytes) returns the candidate's workspace size with `conv` set to its math type.
-// Throws OutOfMemoryError when candidates failed only for their workspace, CudaError when none
-// was admissible.
+// False when none qualifies; *too_big then says whether some failed only for their workspace.
 template <class Perf, class Algo, class Query>
-void choose(const std::vector<Perf>& candidates, int returned, cudnnConvolutionDescriptor_t conv, const ConvGeometry& g,
-            const ConvOptions& o, const char* direction, Algo* algo, std::size_t* bytes, Query query) {
-  bool too_big = false;
+bool pick(const std::vector<Perf>& candidates, int returned, cudnnConvolutionDescriptor_t conv, const ConvGeometry& g,
+          const ConvOptions& o, std::size_t limit, Algo* algo, std::size_t* bytes, bool* too_big, Query query) {
   for (int i = 0; i < returned; ++i) {
     const Perf& p = candidates[static_cast<std::size_t>(i)];
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
@@ -265,26 +262,20 @@ void choose(const std::vector<Perf>& candidates, int returned, cudnnConvolutionD
     GPUDL_CHECK_CONV(cudnnSetConvolutionMathType(conv, math), g);
     std::size_t need = 0;
     if (query(p.algo, &need) != CUDNN_STATUS_SUCCESS) continue;  // not supported with this math type
-    if (need > kWorkspaceCap) {
-      too_big = true;
+    if (need > limit) {
+      *too_big = true;
       continue;
     }
     *algo = p.algo;
     *bytes = need;
-    return;
+    return true;
   }
-  const std::string what = std::string("cuDNN has no ") + direction + " algorithm" +
-                           (o.deterministic ? " (deterministic)" : "") + (o.allow_tf32 ? "" : " (FP32 math)");
-  if (too_big) {
-    throw OutOfMemoryError(what + " within the " + std::to_string(kWorkspaceCap >> 20) +
-                           " MiB workspace cap for conv2d " + describe(g));
-  }
-  throw CudaError(what + " for conv2d " + describe(g));
+  return false;
 }
 
 // Whether candidates are ranked by timing them (cudnnFind*) rather than by cuDNN's heuristics.
-// GPUDL_CONV_ALGO=heuristic turns timing off: Find runs every candidate on buffers cuDNN
-// allocates and never initialises, which compute-sanitizer's initcheck reports as errors.
+// GPUDL_CONV_ALGO=heuristic turns timing off, for compute-sanitizer's initcheck: timing the
+// candidates was reported as uninitialised reads inside cuDNN's kernels.
 bool timed_ranking(const ConvOptions& o) {
   static const bool heuristic = [] {
     const char* v = std::getenv("GPUDL_CONV_ALGO");
@@ -297,7 +288,169 @@ bool timed_ranking(const ConvOptions& o) {
   return !o.deterministic && !heuristic;
 }
 
-std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& o) {
+// What conv_plan_stats() reports; plan counts are read from the cache itself.
+struct SearchCounters {
+  std::atomic<std::uint64_t> searches{0}, memory_limited{0}, retries{0}, scratch_allocations{0};
+};
+
+SearchCounters& search_counters() {
+  static auto* counters = new SearchCounters;
+  return *counters;
+}
+
+// Device memory from Exec::scratch for the length of one search.
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer() { reset(); }
+
+  // Takes `bytes` (nothing for 0), asking the allocator to release its cache and trying once
+  // more when the first request fails. False when the device has no room even then.
+  bool acquire(ScratchAllocator* allocator, std::size_t bytes, cudaStream_t stream) {
+    reset();
+    if (bytes == 0) return true;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      try {
+        ptr_ = allocator->allocate(bytes, stream);
+        allocator_ = allocator;
+        bytes_ = bytes;
+        search_counters().scratch_allocations.fetch_add(1);
+        return true;
+      } catch (const OutOfMemoryError&) {
+        allocator->release_cached();
+      }
+    }
+    return false;
+  }
+  void reset() {
+    if (ptr_ != nullptr) allocator_->deallocate(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  ScratchAllocator* allocator_ = nullptr;
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// One plan's search: cuDNN's handle, and, when candidates are to be timed, scratch tensors in
+// the geometry's shapes (zeroed, so that timing never meets NaNs or denormals) from the pool
+// that Exec::scratch lends. Tensor contents do not change which algorithm is fastest.
+struct Search {
+  Search(const ConvGeometry& geometry, const ConvOptions& options, cudaStream_t s)
+      : g(geometry), o(options), stream(s) {}
+
+  const ConvGeometry& g;
+  const ConvOptions& o;
+  cudaStream_t stream;
+  ScratchAllocator* allocator = nullptr;  // null: rank by heuristics
+  ScratchBuffer x, w, y;
+  // A candidate failed or was passed over for lack of memory even after the retry, so the
+  // choice may be slower than the best and must not be kept.
+  bool memory_limited = false;
+};
+
+bool prepare_scratch_tensors(Search& s) {
+  const ConvGeometry& g = s.g;
+  auto floats = [](index_t n) { return static_cast<std::size_t>(n) * sizeof(float); };
+  const bool got = s.x.acquire(s.allocator, floats(g.n * g.c * g.h * g.w), s.stream) &&
+                   s.w.acquire(s.allocator, floats(g.k * (g.c / g.groups) * g.r * g.s), s.stream) &&
+                   s.y.acquire(s.allocator, floats(g.n * g.k * g.out_h() * g.out_w()), s.stream);
+  if (!got) {
+    s.x.reset();
+    s.w.reset();
+    s.y.reset();
+    return false;
+  }
+  for (const ScratchBuffer* b : {&s.x, &s.w, &s.y}) {
+    GPUDL_CHECK_CONV(cudaMemsetAsync(b->get(), 0, b->bytes(), s.stream), g);
+  }
+  return true;
+}
+
+// Fills *algo and *bytes for one direction. Timed (when the search has scratch tensors): the
+// workspace offered is what the largest admissible candidate needs, from the pool; candidates
+// that fail for memory (cuDNN's own allocations, or a workspace the pool could not give) send
+// the search round again once after the allocator released its cache; if they still fail, the
+// search is memory-limited and picks among the rest, or by heuristics when none is left.
+// Heuristic ranking otherwise. heuristic(count, &returned, perf) and find(count, &returned,
+// perf, workspace, bytes) are cuDNN's two ranking calls for this direction.
+template <class Perf, class Algo, class Heuristic, class Find, class Query>
+void rank_and_choose(Search& s, int count, cudnnConvolutionDescriptor_t conv, const char* direction, Algo* algo,
+                     std::size_t* bytes, Heuristic heuristic, Find find, Query query) {
+  const ConvGeometry& g = s.g;
+  const ConvOptions& o = s.o;
+  std::vector<Perf> ranked(static_cast<std::size_t>(std::max(count, 1)));
+  int returned = 0;
+  // Heuristic ranking runs nothing, so it needs no memory; its sizes bound the workspace to offer.
+  GPUDL_CHECK_CONV(heuristic(static_cast<int>(ranked.size()), &returned, ranked.data()), g);
+  bool too_big = false;
+  if (s.x.get() != nullptr) {
+    std::size_t want = 0;
+    for (int i = 0; i < returned; ++i) {
+      const Perf& p = ranked[static_cast<std::size_t>(i)];
+      if (p.status == CUDNN_STATUS_SUCCESS && p.memory <= kWorkspaceCap) want = std::max(want, p.memory);
+    }
+    std::vector<Perf> timed(ranked.size());
+    int timed_count = 0;
+    std::size_t offered = 0;
+    bool clean = false;
+    for (int attempt = 0; attempt < 2 && !clean; ++attempt) {
+      if (attempt > 0) {
+        s.allocator->release_cached();
+        search_counters().retries.fetch_add(1);
+      }
+      ScratchBuffer workspace;
+      // What the pool cannot give in one piece, half of it may still time most candidates.
+      for (std::size_t ask = want; !workspace.acquire(s.allocator, ask, s.stream); ask /= 2) {
+        if (ask < (std::size_t{1} << 20)) break;
+      }
+      offered = workspace.bytes();
+      const cudnnStatus_t status =
+          find(static_cast<int>(timed.size()), &timed_count, timed.data(), workspace.get(), workspace.bytes());
+      if (is_out_of_memory(status)) {
+        timed_count = 0;
+        continue;
+      }
+      GPUDL_CHECK_CONV(status, g);
+      clean = offered >= want;
+      for (int i = 0; i < timed_count && clean; ++i) {
+        const Perf& p = timed[static_cast<std::size_t>(i)];
+        if (p.status == CUDNN_STATUS_SUCCESS) continue;
+        // Candidates beyond the cap fail here on purpose, every time; they are not a shortage.
+        if (is_out_of_memory(p.status) || (p.memory > offered && p.memory <= kWorkspaceCap)) {
+          clean = false;
+          want = std::max(want, std::min(p.memory, kWorkspaceCap));
+        }
+      }
+    }
+    if (!clean) s.memory_limited = true;
+    if (pick(timed, timed_count, conv, g, o, clean ? kWorkspaceCap : offered, algo, bytes, &too_big, query)) return;
+  }
+  if (pick(ranked, returned, conv, g, o, kWorkspaceCap, algo, bytes, &too_big, query)) return;
+  const std::string what = std::string("cuDNN has no ") + direction + " algorithm" +
+                           (o.deterministic ? " (deterministic)" : "") + (o.allow_tf32 ? "" : " (FP32 math)");
+  if (too_big) {
+    throw OutOfMemoryError(what + " within the " + std::to_string(kWorkspaceCap >> 20) +
+                           " MiB workspace cap for conv2d " + describe(g));
+  }
+  throw CudaError(what + " for conv2d " + describe(g));
+}
+
+// Descriptors and an algorithm per direction for one geometry. Candidates are ranked by timing
+// each on this GPU (cudnnFind*Ex, on memory from Exec::scratch), as PyTorch's cudnn.benchmark
+// does: the heuristics' first picks were up to 5x slower (the resnet's 3x3 backward-filter chose
+// wgrad_alg0). Deterministic plans, and calls without Exec::scratch, keep the heuristic ranking,
+// since timings vary from run to run and so would the algorithm and its rounding.
+// *memory_limited tells whether a candidate went untimed for lack of memory.
+std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& o, const Exec& exec,
+                                bool* memory_limited) {
+  search_counters().searches.fetch_add(1);
   auto plan = std::make_unique<Plan>();
   auto dim = [](index_t v) { return static_cast<int>(v); };
   const index_t oh = g.out_h(), ow = g.out_w();
@@ -326,63 +479,76 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
                     std::to_string(dh) + ", " + std::to_string(dw) + "] for conv2d " + describe(g));
   }
 
-  // Candidates ranked by timing each on this GPU (cudnnFind*, once per plan: a few ms), as
-  // PyTorch's cudnn.benchmark does; the heuristics' first picks were up to 5x slower (the
-  // resnet's 3x3 backward-filter chose wgrad_alg0). Deterministic plans keep the heuristic
-  // ranking, since timings vary from run to run and so would the algorithm and its rounding.
-  int count = 0, returned = 0;
+  Search s(g, o, detail::stream_of(exec));
+  if (timed_ranking(o) && exec.scratch != nullptr) {
+    s.allocator = exec.scratch;
+    // Without room for the scratch tensors nothing can be timed: heuristics, and not kept.
+    if (!prepare_scratch_tensors(s)) s.memory_limited = true;
+  }
+
+  int count = 0;
   GPUDL_CHECK_CONV(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count), g);
-  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(static_cast<std::size_t>(std::max(count, 1)));
-  GPUDL_CHECK_CONV(!timed_ranking(o) ? cudnnGetConvolutionForwardAlgorithm_v7(handle, plan->x, plan->w, plan->fwd, plan->y,
-                                                                             static_cast<int>(fwd.size()), &returned,
-                                                                             fwd.data())
-                                   : cudnnFindConvolutionForwardAlgorithm(handle, plan->x, plan->w, plan->fwd, plan->y,
-                                                                          static_cast<int>(fwd.size()), &returned,
-                                                                          fwd.data()),
-                   g);
-  choose(fwd, returned, plan->fwd, g, o, "forward", &plan->fwd_algo, &plan->fwd_bytes,
-         [&](cudnnConvolutionFwdAlgo_t a, std::size_t* b) {
-           return cudnnGetConvolutionForwardWorkspaceSize(handle, plan->x, plan->w, plan->fwd, plan->y, a, b);
-         });
+  rank_and_choose<cudnnConvolutionFwdAlgoPerf_t>(
+      s, count, plan->fwd, "forward", &plan->fwd_algo, &plan->fwd_bytes,
+      [&](int n, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf) {
+        return cudnnGetConvolutionForwardAlgorithm_v7(handle, plan->x, plan->w, plan->fwd, plan->y, n, returned, perf);
+      },
+      [&](int n, int* returned, cudnnConvolutionFwdAlgoPerf_t* perf, void* ws, std::size_t ws_bytes) {
+        return cudnnFindConvolutionForwardAlgorithmEx(handle, plan->x, s.x.get(), plan->w, s.w.get(), plan->fwd,
+                                                      plan->y, s.y.get(), n, returned, perf, ws, ws_bytes);
+      },
+      [&](cudnnConvolutionFwdAlgo_t a, std::size_t* b) {
+        return cudnnGetConvolutionForwardWorkspaceSize(handle, plan->x, plan->w, plan->fwd, plan->y, a, b);
+      });
 
   GPUDL_CHECK_CONV(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count), g);
-  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(static_cast<std::size_t>(std::max(count, 1)));
-  GPUDL_CHECK_CONV(
-      !timed_ranking(o)
-          ? cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan->w, plan->y, plan->bwd_data, plan->x,
-                                                        static_cast<int>(bwd_data.size()), &returned, bwd_data.data())
-          : cudnnFindConvolutionBackwardDataAlgorithm(handle, plan->w, plan->y, plan->bwd_data, plan->x,
-                                                      static_cast<int>(bwd_data.size()), &returned, bwd_data.data()),
-      g);
-  choose(bwd_data, returned, plan->bwd_data, g, o, "backward-data", &plan->bwd_data_algo, &plan->bwd_data_bytes,
-         [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t* b) {
-           return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan->w, plan->y, plan->bwd_data, plan->x, a, b);
-         });
+  rank_and_choose<cudnnConvolutionBwdDataAlgoPerf_t>(
+      s, count, plan->bwd_data, "backward-data", &plan->bwd_data_algo, &plan->bwd_data_bytes,
+      [&](int n, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+        return cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, plan->w, plan->y, plan->bwd_data, plan->x, n,
+                                                           returned, perf);
+      },
+      [&](int n, int* returned, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, std::size_t ws_bytes) {
+        return cudnnFindConvolutionBackwardDataAlgorithmEx(handle, plan->w, s.w.get(), plan->y, s.y.get(),
+                                                           plan->bwd_data, plan->x, s.x.get(), n, returned, perf, ws,
+                                                           ws_bytes);
+      },
+      [&](cudnnConvolutionBwdDataAlgo_t a, std::size_t* b) {
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(handle, plan->w, plan->y, plan->bwd_data, plan->x, a, b);
+      });
 
   GPUDL_CHECK_CONV(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count), g);
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(static_cast<std::size_t>(std::max(count, 1)));
-  GPUDL_CHECK_CONV(
-      !timed_ranking(o)
-          ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan->x, plan->y, plan->bwd_filter, plan->w,
-                                                          static_cast<int>(bwd_filter.size()), &returned,
-                                                          bwd_filter.data())
-          : cudnnFindConvolutionBackwardFilterAlgorithm(handle, plan->x, plan->y, plan->bwd_filter, plan->w,
-                                                        static_cast<int>(bwd_filter.size()), &returned,
-                                                        bwd_filter.data()),
-      g);
-  choose(bwd_filter, returned, plan->bwd_filter, g, o, "backward-filter", &plan->bwd_filter_algo,
-         &plan->bwd_filter_bytes, [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t* b) {
-           return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan->x, plan->y, plan->bwd_filter, plan->w, a,
-                                                                 b);
-         });
+  rank_and_choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
+      s, count, plan->bwd_filter, "backward-filter", &plan->bwd_filter_algo, &plan->bwd_filter_bytes,
+      [&](int n, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+        return cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, plan->x, plan->y, plan->bwd_filter, plan->w, n,
+                                                             returned, perf);
+      },
+      [&](int n, int* returned, cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* ws, std::size_t ws_bytes) {
+        return cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, plan->x, s.x.get(), plan->y, s.y.get(),
+                                                             plan->bwd_filter, plan->w, s.w.get(), n, returned, perf,
+                                                             ws, ws_bytes);
+      },
+      [&](cudnnConvolutionBwdFilterAlgo_t a, std::size_t* b) {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, plan->x, plan->y, plan->bwd_filter, plan->w, a,
+                                                              b);
+      });
+  if (s.memory_limited) search_counters().memory_limited.fetch_add(1);
+  *memory_limited = s.memory_limited;
   return plan;
 }
 
 using PlanKey = std::array<index_t, 17>;
+using PlanPtr = std::shared_ptr<const Plan>;
 
+// Plans kept for good, and plans made under a memory shortage, which serve the calls that
+// follow their search (the caller sized its workspace by them) until the next search of their
+// key. The mutex guards the maps only: searches run outside it, so one thread's search never
+// holds up another thread's convolutions.
 struct PlanCache {
   std::mutex mutex;
-  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+  std::map<PlanKey, PlanPtr> plans;
+  std::map<PlanKey, PlanPtr> provisional;
 };
 
 // Never destroyed, so no cuDNN call runs while the process exits (after cuDNN may be gone).
@@ -391,11 +557,16 @@ PlanCache& plan_cache() {
   return *cache;
 }
 
-// The plan for this geometry and the layer's options on the current device, made on first use;
-// deterministic also when the process is in deterministic mode (exec). Plans are never removed,
-// so the reference stays valid.
-const Plan& plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& layer_options,
-                     const Exec& exec) {
+enum class Lookup : std::uint8_t {
+  kSearchUnlessKept,   // conv2d_workspace_bytes: a provisional plan gets a fresh search
+  kUseProvisional,     // the runs: keep to the plan the workspace was sized for
+};
+
+// The plan for this geometry and the layer's options on the current device; deterministic also
+// when the process is in deterministic mode (exec). A plan is kept for good only when its search
+// lacked no memory; two threads may search the same key at once, and the first kept plan wins.
+PlanPtr plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions& layer_options, const Exec& exec,
+                 Lookup lookup) {
   ConvOptions o = layer_options;
   o.deterministic = o.deterministic || exec.deterministic;
   int device = 0;
@@ -404,10 +575,22 @@ const Plan& plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOpti
                     g.stride_h,  g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups, o.deterministic,
                     o.allow_tf32};
   PlanCache& cache = plan_cache();
+  {
+    std::lock_guard lock(cache.mutex);
+    if (auto it = cache.plans.find(key); it != cache.plans.end()) return it->second;
+    if (lookup == Lookup::kUseProvisional) {
+      if (auto it = cache.provisional.find(key); it != cache.provisional.end()) return it->second;
+    }
+  }
+  bool memory_limited = false;
+  PlanPtr plan = make_plan(handle, g, o, exec, &memory_limited);
   std::lock_guard lock(cache.mutex);
-  auto it = cache.plans.find(key);
-  if (it == cache.plans.end()) it = cache.plans.emplace(key, make_plan(handle, g, o)).first;
-  return *it->second;
+  if (memory_limited) {
+    cache.provisional[key] = plan;
+    return plan;
+  }
+  cache.provisional.erase(key);
+  return cache.plans.emplace(key, plan).first->second;
 }
 
 void add_bias(float* y, const float* bias, const ConvGeometry& g, const Exec& exec) {
@@ -427,7 +610,7 @@ std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions& o, 
   if (g.n == 0) return 0;
   check_int_range(g, "conv2d_workspace_bytes");
   if (g.is_pointwise()) return pointwise_workspace_bytes(g);
-  return plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, o, exec).workspace_bytes();
+  return plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, o, exec, Lookup::kSearchUnlessKept)->workspace_bytes();
 }
 
 void conv2d_forward(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
@@ -439,7 +622,8 @@ void conv2d_forward(float* y, const float* x, const float* weight, const float* 
     pointwise_forward(y, x, weight, g, o, blas_of(exec, g, "conv2d_forward"));
   } else {
     cudnnHandle_t handle = dnn_of(exec, g, "conv2d_forward");
-    const Plan& plan = plan_for(handle, g, o, exec);
+    const PlanPtr plan_ptr = plan_for(handle, g, o, exec, Lookup::kUseProvisional);
+    const Plan& plan = *plan_ptr;
     check_workspace(g, workspace, workspace_bytes, plan.fwd_bytes, "conv2d_forward");
     const float one = 1.0f, zero = 0.0f;
     GPUDL_CHECK_CONV(cudnnConvolutionForward(handle, &one, plan.x, x, plan.w, weight, plan.fwd, plan.fwd_algo,
@@ -459,7 +643,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* weight, const
     return;
   }
   cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_data");
-  const Plan& plan = plan_for(handle, g, o, exec);
+  const PlanPtr plan_ptr = plan_for(handle, g, o, exec, Lookup::kUseProvisional);
+  const Plan& plan = *plan_ptr;
   check_workspace(g, workspace, workspace_bytes, plan.bwd_data_bytes, "conv2d_backward_data");
   const float one = 1.0f, zero = 0.0f;
   GPUDL_CHECK_CONV(cudnnConvolutionBackwardData(handle, &one, plan.w, weight, plan.y, dy, plan.bwd_data,
@@ -478,7 +663,8 @@ void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const
                               blas_of(exec, g, "conv2d_backward_filter"));
   } else {
     cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_filter");
-    const Plan& plan = plan_for(handle, g, o, exec);
+    const PlanPtr plan_ptr = plan_for(handle, g, o, exec, Lookup::kUseProvisional);
+    const Plan& plan = *plan_ptr;
     check_workspace(g, workspace, workspace_bytes, plan.bwd_filter_bytes, "conv2d_backward_filter");
     // beta = 1: parameter gradients accumulate, as everywhere in this library.
     const float one = 1.0f;
@@ -491,6 +677,20 @@ void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const
   channel_sum_add_kernel<<<static_cast<unsigned>(g.k), detail::kBlock, 0, detail::stream_of(exec)>>>(
       dbias, dy, g.n, g.k, g.out_h() * g.out_w());
   GPUDL_CHECK_CONV(cudaGetLastError(), g);
+}
+
+ConvPlanStats conv_plan_stats() {
+  ConvPlanStats stats;
+  SearchCounters& counters = search_counters();
+  stats.searches = counters.searches.load();
+  stats.memory_limited_searches = counters.memory_limited.load();
+  stats.memory_retries = counters.retries.load();
+  stats.scratch_allocations = counters.scratch_allocations.load();
+  PlanCache& cache = plan_cache();
+  std::lock_guard lock(cache.mutex);
+  stats.kept_plans = cache.plans.size();
+  stats.provisional_plans = cache.provisional.size();
+  return stats;
 }
 
 }  // namespace gpudl::kernels::cuda

@@ -1,6 +1,7 @@
 // CUDA GEMM through cuBLAS (row-major on top of column-major); twin of kernels/cpu/gemm.cpp.
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -45,11 +46,18 @@ void gemm_strided_batched(Transpose trans_a, Transpose trans_b, index_t m, index
                           index_t stride_b, float beta, float* c, index_t ldc, index_t stride_c, index_t batch,
                           const Exec& exec) {
   if (m == 0 || n == 0 || batch == 0) return;
+  if (batch < 0) throw ValueError("gemm: batch = " + std::to_string(batch) + " is negative");
   cublasHandle_t handle = handle_for(exec);
-  GPUDL_CHECK_CUDA(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), to_int(n, "n"),
-                                             to_int(m, "m"), to_int(k, "k"), &alpha, b, to_int(ldb, "ldb"),
-                                             stride_b, a, to_int(lda, "lda"), stride_a, &beta, c,
-                                             to_int(ldc, "ldc"), stride_c, to_int(batch, "batch")));
+  // cuBLAS takes at most kMaxGemmBatch products per call (kernels/common.h); the slices are
+  // independent, so splitting changes no result.
+  for (index_t first = 0; first < batch; first += kMaxGemmBatch) {
+    const index_t count = std::min(kMaxGemmBatch, batch - first);
+    GPUDL_CHECK_CUDA(cublasSgemmStridedBatched(handle, to_cublas(trans_b), to_cublas(trans_a), to_int(n, "n"),
+                                               to_int(m, "m"), to_int(k, "k"), &alpha, b + first * stride_b,
+                                               to_int(ldb, "ldb"), stride_b, a + first * stride_a, to_int(lda, "lda"),
+                                               stride_a, &beta, c + first * stride_c, to_int(ldc, "ldc"), stride_c,
+                                               to_int(count, "batch")));
+  }
 }
 
 }  // namespace gpudl::kernels::cuda

@@ -1,4 +1,5 @@
 // CUDA batch normalisation, each channel split over several blocks; twins of kernels/cpu/norm.cpp.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -28,23 +29,28 @@ __device__ inline void part_range(I m, I parts, I part, I* begin, I* end) {
 
 // Per part: its mean and sum of squared deviations from that mean (two passes over the slice,
 // which stays in L2), so no E[x²] - E[x]² cancellation.
+// Grid y covers at most kMaxGridY channels; a block walks channels ch, ch + gridDim.y, ... so
+// that more channels than a grid's y extent allows (65535) still run (the loop is uniform
+// across the block, as block_sum requires).
 template <class I>
 __global__ void bn_part_stats_kernel(float* partial, const float* x, I c, I inner, I m, I parts) {
-  const I part = blockIdx.x, ch = blockIdx.y;
+  const I part = blockIdx.x;
   I begin, end;
   part_range(m, parts, part, &begin, &end);
-  float sum = 0.0f;
-  for (I k = begin + threadIdx.x; k < end; k += blockDim.x) sum += x[channel_index(k, c, inner, ch)];
-  const float mean = detail::block_sum(sum) / static_cast<float>(end - begin);
-  float sq = 0.0f;
-  for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
-    const float d = x[channel_index(k, c, inner, ch)] - mean;
-    sq += d * d;
-  }
-  sq = detail::block_sum(sq);
-  if (threadIdx.x == 0) {
-    partial[2 * (static_cast<index_t>(ch) * parts + part)] = mean;
-    partial[2 * (static_cast<index_t>(ch) * parts + part) + 1] = sq;
+  for (I ch = blockIdx.y; ch < c; ch += gridDim.y) {
+    float sum = 0.0f;
+    for (I k = begin + threadIdx.x; k < end; k += blockDim.x) sum += x[channel_index(k, c, inner, ch)];
+    const float mean = detail::block_sum(sum) / static_cast<float>(end - begin);
+    float sq = 0.0f;
+    for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
+      const float d = x[channel_index(k, c, inner, ch)] - mean;
+      sq += d * d;
+    }
+    sq = detail::block_sum(sq);
+    if (threadIdx.x == 0) {
+      partial[2 * (static_cast<index_t>(ch) * parts + part)] = mean;
+      partial[2 * (static_cast<index_t>(ch) * parts + part) + 1] = sq;
+    }
   }
 }
 
@@ -85,24 +91,27 @@ __global__ void bn_normalize_kernel(float* y, const float* x, const float* mean,
 }
 
 // Per part: Σ dy and Σ dy x̂ over its slice.
+// Channels loop over grid y as in bn_part_stats_kernel.
 template <class I>
 __global__ void bn_part_grads_kernel(float* partial, const float* dy, const float* x, const float* save_mean,
                                      const float* save_invstd, I c, I inner, I m, I parts) {
-  const I part = blockIdx.x, ch = blockIdx.y;
+  const I part = blockIdx.x;
   I begin, end;
   part_range(m, parts, part, &begin, &end);
-  const float mean = save_mean[ch], invstd = save_invstd[ch];
-  float sdy = 0.0f, sdx = 0.0f;
-  for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
-    const I i = channel_index(k, c, inner, ch);
-    sdy += dy[i];
-    sdx += dy[i] * (x[i] - mean) * invstd;
-  }
-  sdy = detail::block_sum(sdy);
-  sdx = detail::block_sum(sdx);
-  if (threadIdx.x == 0) {
-    partial[2 * (static_cast<index_t>(ch) * parts + part)] = sdy;
-    partial[2 * (static_cast<index_t>(ch) * parts + part) + 1] = sdx;
+  for (I ch = blockIdx.y; ch < c; ch += gridDim.y) {
+    const float mean = save_mean[ch], invstd = save_invstd[ch];
+    float sdy = 0.0f, sdx = 0.0f;
+    for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
+      const I i = channel_index(k, c, inner, ch);
+      sdy += dy[i];
+      sdx += dy[i] * (x[i] - mean) * invstd;
+    }
+    sdy = detail::block_sum(sdy);
+    sdx = detail::block_sum(sdx);
+    if (threadIdx.x == 0) {
+      partial[2 * (static_cast<index_t>(ch) * parts + part)] = sdy;
+      partial[2 * (static_cast<index_t>(ch) * parts + part) + 1] = sdx;
+    }
   }
 }
 
@@ -141,12 +150,20 @@ bool fits_32(index_t n, index_t c, index_t inner) {
 
 unsigned channel_blocks(index_t c) { return static_cast<unsigned>((c + detail::kBlock - 1) / detail::kBlock); }
 
+// A CUDA grid's y extent stops at 65535; the per-part kernels loop over the channels beyond it.
+constexpr index_t kMaxGridY = 65535;
+
+// Grid of the per-part kernels: x = the parts of a channel, y = channels (looped past kMaxGridY).
+dim3 part_grid(index_t parts, index_t c) {
+  return dim3(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(c, kMaxGridY)));
+}
+
 template <class I>
 void forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
                    const float* x, const float* gamma, const float* beta, index_t n, index_t c, index_t inner,
                    float eps, float momentum, float* scratch, cudaStream_t stream) {
   const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
-  bn_part_stats_kernel<I><<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(c)), detail::kBlock, 0, stream>>>(
+  bn_part_stats_kernel<I><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
       scratch, x, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m), static_cast<I>(parts));
   GPUDL_CHECK_LAUNCH();
   bn_merge_stats_kernel<<<channel_blocks(c), detail::kBlock, 0, stream>>>(save_mean, save_invstd, running_mean,
@@ -165,7 +182,7 @@ void backward(float* dx, float* dgamma, float* dbeta, const float* dy, const flo
               cudaStream_t stream) {
   const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
   float* totals = scratch + 2 * c * parts;
-  bn_part_grads_kernel<I><<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(c)), detail::kBlock, 0, stream>>>(
+  bn_part_grads_kernel<I><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
       scratch, dy, x, save_mean, save_invstd, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m),
       static_cast<I>(parts));
   GPUDL_CHECK_LAUNCH();

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "gpudl/core/cifar.h"
+#include "gpudl/core/data/cifar.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "gpudl/core/mnist.h"
+#include "gpudl/core/data/mnist.h"
 
 namespace {
 

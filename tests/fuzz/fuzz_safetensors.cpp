@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "gpudl/core/safetensors.h"
+#include "gpudl/core/io/safetensors.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "gpudl/core/text.h"
+#include "gpudl/core/data/text.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // A training step of the cnn_cifar10 resnet model on the GPU against the CPU.
 #include <gtest/gtest.h>
 
-#include "cifar_models.h"
+#include "gpudl/layers/models/cifar.h"
 #include "gpudl/gpudl.h"
 #include "test_util.h"
 
@@ -22,7 +22,7 @@ TEST_F(GpuCnnTraining, ResnetStepsMatchTheCpu) {
   for (int d = 0; d < 2; ++d) {
     const Device device = d == 0 ? Device::cpu() : Device::cuda(0);
     manual_seed(9);
-    Sequential net = examples::resnet();
+    Sequential net = models::resnet();
     net.to(device);
     SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9});
     CrossEntropyLoss loss;

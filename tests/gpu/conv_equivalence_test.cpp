@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "gpu/equivalence.h"
-#include "gpudl/core/context.h"
+#include "gpudl/core/runtime/context.h"
 #include "gpudl/kernels/conv.h"
 #include "gpudl/layers/conv.h"
 
@@ -31,7 +31,7 @@ ConvGeometry geo(index_t n, index_t c, index_t h, index_t w, index_t k, index_t 
   return {n, c, h, w, k, r, s, stride, stride, pad, pad, dilation, dilation, groups};
 }
 
-// The convolution functions of one device (GPUDL_DISPATCH's Exec carries no cuDNN handle).
+// The convolution functions of one device, called directly with a launch context holding both handles.
 struct Backend {
   decltype(&kernels::cpu::conv2d_workspace_bytes) workspace_bytes;
   decltype(&kernels::cpu::conv2d_forward) forward;

@@ -2,7 +2,7 @@
 // element-wise losses, dropout, batch norm, bias broadcast and column sums.
 #include "gpu/equivalence.h"
 
-#include "gpudl/core/dispatch.h"
+#include "gpudl/core/detail/backend.h"
 #include "gpudl/kernels/activation.h"
 #include "gpudl/kernels/dropout.h"
 #include "gpudl/kernels/elementwise.h"
@@ -39,17 +39,17 @@ std::vector<KernelCase> activation_cases() {
       cases.push_back({std::string(name) + "_" + std::to_string(n), kTranscendentalTolerance, [n, kind](Device d) {
                          Tensor x = input({n}, d, 60, -4.0f, 4.0f), dy = input({n}, d, 61);
                          Guarded y = guarded({n}, DType::kF32, d), dx = guarded({n}, DType::kF32, d);
-                         GPUDL_DISPATCH(d, false, activation_forward, y.view.data<float>(), x.data<float>(), n, kind,
+                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(d, {}, y.view.data<float>(), x.data<float>(), n, kind,
                                         0.2f);
                          // Both backwards read the CPU forward's y: tanh' = 1 - y^2 cancels for |x| near 4,
                          // turning a 1-ulp difference between the two forwards into ~1e-5 in dx, which
                          // says nothing about the backward kernels being compared.
                          Tensor y_cpu = Tensor::empty({n});
                          Tensor x_cpu = x.to(Device::cpu());
-                         GPUDL_DISPATCH(Device::cpu(), false, activation_forward, y_cpu.data<float>(), x_cpu.data<float>(),
+                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(Device::cpu(), {}, y_cpu.data<float>(), x_cpu.data<float>(),
                                         n, kind, 0.2f);
                          Tensor y_in = y_cpu.to(d);
-                         GPUDL_DISPATCH(d, false, activation_backward, dx.view.data<float>(), dy.data<float>(),
+                         detail::twin<&kernels::cpu::activation_backward, &kernels::cuda::activation_backward>(d, {}, dx.view.data<float>(), dy.data<float>(),
                                         x.data<float>(), y_in.data<float>(), n, kind, 0.2f);
                          return Outputs{collect(y), collect(dx)};
                        }});
@@ -70,9 +70,9 @@ std::vector<KernelCase> softmax_cases() {
                          Tensor x = input({s.rows, s.cols}, d, 62, -8.0f, 8.0f), dy = input({s.rows, s.cols}, d, 63);
                          Guarded y = guarded({s.rows, s.cols}, DType::kF32, d);
                          Guarded dx = guarded({s.rows, s.cols}, DType::kF32, d);
-                         GPUDL_DISPATCH(d, false, softmax_forward, y.view.data<float>(), x.data<float>(), s.rows,
+                         detail::twin<&kernels::cpu::softmax_forward, &kernels::cuda::softmax_forward>(d, {}, y.view.data<float>(), x.data<float>(), s.rows,
                                         s.cols, log);
-                         GPUDL_DISPATCH(d, false, softmax_backward, dx.view.data<float>(), dy.data<float>(),
+                         detail::twin<&kernels::cpu::softmax_backward, &kernels::cuda::softmax_backward>(d, {}, dx.view.data<float>(), dy.data<float>(),
                                         y.view.data<float>(), s.rows, s.cols, log);
                          return Outputs{collect(y), collect(dx)};
                        }});
@@ -85,7 +85,7 @@ std::vector<KernelCase> softmax_cases() {
                          Tensor loss = Tensor::zeros({1}, DType::kF32, d), correct = Tensor::zeros({1}, DType::kF32, d);
                          Guarded grad = guarded({s.rows, s.cols}, DType::kF32, d);
                          const float scale = 1.0f / static_cast<float>(s.rows);
-                         GPUDL_DISPATCH(d, false, cross_entropy_forward_backward, loss.data<float>(),
+                         detail::twin<&kernels::cpu::cross_entropy_forward_backward, &kernels::cuda::cross_entropy_forward_backward>(d, {}, loss.data<float>(),
                                         correct.data<float>(), grad.view.data<float>(), x.data<float>(),
                                         labels.data<std::int64_t>(), s.rows, s.cols, smoothing, scale, scale);
                          return Outputs{loss.to_vector<float>(), correct.to_vector<float>(), collect(grad)};
@@ -116,7 +116,7 @@ std::vector<KernelCase> loss_cases() {
                          Tensor loss = Tensor::zeros({1}, DType::kF32, d), hits = Tensor::zeros({1}, DType::kF32, d);
                          Guarded grad = guarded({n}, DType::kF32, d);
                          const float scale = 1.0f / static_cast<float>(n);
-                         GPUDL_DISPATCH(d, false, element_loss_forward_backward, loss.data<float>(), hits.data<float>(),
+                         detail::twin<&kernels::cpu::element_loss_forward_backward, &kernels::cuda::element_loss_forward_backward>(d, {}, loss.data<float>(), hits.data<float>(),
                                         grad.view.data<float>(), x.data<float>(), t.data<float>(), n, kind, 0.5f,
                                         scale, scale);
                          return Outputs{loss.to_vector<float>(), hits.to_vector<float>(), collect(grad)};
@@ -125,7 +125,7 @@ std::vector<KernelCase> loss_cases() {
     cases.push_back({"dropout_" + std::to_string(n), kExact, [n](Device d) {
                        Tensor x = input({n}, d, 68);
                        Guarded y = guarded({n}, DType::kF32, d), mask = guarded({n}, DType::kF32, d);
-                       GPUDL_DISPATCH(d, false, dropout_forward, y.view.data<float>(), mask.view.data<float>(),
+                       detail::twin<&kernels::cpu::dropout_forward, &kernels::cuda::dropout_forward>(d, {}, y.view.data<float>(), mask.view.data<float>(),
                                       x.data<float>(), n, 0.3f, test_seed(), 5);
                        return Outputs{collect(y), collect(mask)};
                      }});
@@ -156,13 +156,13 @@ std::vector<KernelCase> norm_cases() {
                                                                     DType::kF32, d)
                                                     : Tensor();
                        float* sp = d.is_cuda() ? scratch.data<float>() : nullptr;
-                       GPUDL_DISPATCH(d, false, batchnorm_forward_train, y.view.data<float>(), mean.data<float>(),
+                       detail::twin<&kernels::cpu::batchnorm_forward_train, &kernels::cuda::batchnorm_forward_train>(d, {}, y.view.data<float>(), mean.data<float>(),
                                       invstd.data<float>(), rm.data<float>(), rv.data<float>(), x.data<float>(),
                                       gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, 1e-5f, 0.1f, sp);
-                       GPUDL_DISPATCH(d, false, batchnorm_forward_eval, ye.view.data<float>(), x.data<float>(),
+                       detail::twin<&kernels::cpu::batchnorm_forward_eval, &kernels::cuda::batchnorm_forward_eval>(d, {}, ye.view.data<float>(), x.data<float>(),
                                       rm.data<float>(), rv.data<float>(), gamma.data<float>(), beta.data<float>(), s.n,
                                       s.c, s.inner, 1e-5f);
-                       GPUDL_DISPATCH(d, false, batchnorm_backward, dx.view.data<float>(), dgamma.data<float>(),
+                       detail::twin<&kernels::cpu::batchnorm_backward, &kernels::cuda::batchnorm_backward>(d, {}, dx.view.data<float>(), dgamma.data<float>(),
                                       dbeta.data<float>(), dy.data<float>(), x.data<float>(), mean.data<float>(),
                                       invstd.data<float>(), gamma.data<float>(), s.n, s.c, s.inner, sp);
                        return Outputs{collect(y),           mean.to_vector<float>(),   invstd.to_vector<float>(),
@@ -178,14 +178,14 @@ std::vector<KernelCase> norm_cases() {
     cases.push_back({"add_row_vector_" + sz, kExact, [m](Device d) {
                        Guarded y = guarded({m.rows, m.cols}, DType::kF32, d);
                        ops::copy(y.view, input({m.rows, m.cols}, d, 78));
-                       GPUDL_DISPATCH(d, false, add_row_vector, y.view.data<float>(), input({m.cols}, d, 79).data<float>(),
+                       detail::twin<&kernels::cpu::add_row_vector, &kernels::cuda::add_row_vector>(d, {}, y.view.data<float>(), input({m.cols}, d, 79).data<float>(),
                                       m.rows, m.cols);
                        return Outputs{collect(y)};
                      }});
     cases.push_back({"column_sum_add_" + sz, kReductionTolerance, [m](Device d) {
                        Guarded out = guarded({m.cols}, DType::kF32, d);
                        ops::copy(out.view, input({m.cols}, d, 80));
-                       GPUDL_DISPATCH(d, false, column_sum_add, out.view.data<float>(),
+                       detail::twin<&kernels::cpu::column_sum_add, &kernels::cuda::column_sum_add>(d, {}, out.view.data<float>(),
                                       input({m.rows, m.cols}, d, 81).data<float>(), m.rows, m.cols);
                        return Outputs{collect(out)};
                      }});

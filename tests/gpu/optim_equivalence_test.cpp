@@ -2,8 +2,8 @@
 // per case so the state buffers carry any difference forward, plus the Optimizer facade on a GPU.
 #include "gpu/equivalence.h"
 
-#include "gpudl/core/module.h"
-#include "gpudl/core/optim.h"
+#include "gpudl/core/runtime/module.h"
+#include "gpudl/core/training/optim.h"
 #include "gpudl/kernels/optim.h"
 
 namespace gpudl::testing {

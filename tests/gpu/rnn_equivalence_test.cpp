@@ -8,7 +8,7 @@
 
 #include "gpu/equivalence.h"
 
-#include "gpudl/core/dispatch.h"
+#include "gpudl/core/detail/backend.h"
 #include "gpudl/kernels/rnn.h"
 
 namespace gpudl::testing {
@@ -38,10 +38,10 @@ std::vector<KernelCase> rnn_cases() {
                                     dc = input({b, h}, d, 205);
                        Guarded hh = guarded({b, h}, DType::kF32, d), cc = guarded({b, h}, DType::kF32, d);
                        Guarded dpre = guarded({b, 4 * h}, DType::kF32, d), dcp = guarded({b, h}, DType::kF32, d);
-                       GPUDL_DISPATCH(d, false, lstm_cell_forward, gates.data<float>(), hh.view.data<float>(),
+                       detail::twin<&kernels::cpu::lstm_cell_forward, &kernels::cuda::lstm_cell_forward>(d, {}, gates.data<float>(), hh.view.data<float>(),
                                       cc.view.data<float>(), c_prev.data<float>(), bi.data<float>(), bh.data<float>(),
                                       b, h);
-                       GPUDL_DISPATCH(d, false, lstm_cell_backward, dpre.view.data<float>(), dcp.view.data<float>(),
+                       detail::twin<&kernels::cpu::lstm_cell_backward, &kernels::cuda::lstm_cell_backward>(d, {}, dpre.view.data<float>(), dcp.view.data<float>(),
                                       dh.data<float>(), dc.data<float>(), gates.data<float>(), c_prev.data<float>(),
                                       cc.view.data<float>(), b, h);
                        return Outputs{gates.to(Device::cpu()).to_vector<float>(), collect(hh), collect(cc),
@@ -54,10 +54,10 @@ std::vector<KernelCase> rnn_cases() {
                        Guarded save = guarded({b, 4 * h}, DType::kF32, d), hn = guarded({b, h}, DType::kF32, d);
                        Guarded dxg = guarded({b, 3 * h}, DType::kF32, d), dhg = guarded({b, 3 * h}, DType::kF32, d),
                                dhp = guarded({b, h}, DType::kF32, d);
-                       GPUDL_DISPATCH(d, false, gru_cell_forward, save.view.data<float>(), hn.view.data<float>(),
+                       detail::twin<&kernels::cpu::gru_cell_forward, &kernels::cuda::gru_cell_forward>(d, {}, save.view.data<float>(), hn.view.data<float>(),
                                       xg.data<float>(), hg.data<float>(), h_prev.data<float>(), bi.data<float>(),
                                       bh.data<float>(), b, h);
-                       GPUDL_DISPATCH(d, false, gru_cell_backward, dxg.view.data<float>(), dhg.view.data<float>(),
+                       detail::twin<&kernels::cpu::gru_cell_backward, &kernels::cuda::gru_cell_backward>(d, {}, dxg.view.data<float>(), dhg.view.data<float>(),
                                       dhp.view.data<float>(), dh.data<float>(), save.view.data<float>(),
                                       h_prev.data<float>(), b, h);
                        return Outputs{collect(save), collect(hn), collect(dxg), collect(dhg), collect(dhp)};
@@ -68,9 +68,9 @@ std::vector<KernelCase> rnn_cases() {
                          const Tensor pre = input({b, h}, d, 220, -2.0f, 2.0f), bi = input({h}, d, 221),
                                       bh = input({h}, d, 222), dh = input({b, h}, d, 223);
                          Guarded hh = guarded({b, h}, DType::kF32, d), dpre = guarded({b, h}, DType::kF32, d);
-                         GPUDL_DISPATCH(d, false, rnn_cell_forward, hh.view.data<float>(), pre.data<float>(),
+                         detail::twin<&kernels::cpu::rnn_cell_forward, &kernels::cuda::rnn_cell_forward>(d, {}, hh.view.data<float>(), pre.data<float>(),
                                         bi.data<float>(), bh.data<float>(), b, h, relu);
-                         GPUDL_DISPATCH(d, false, rnn_cell_backward, dpre.view.data<float>(), dh.data<float>(),
+                         detail::twin<&kernels::cpu::rnn_cell_backward, &kernels::cuda::rnn_cell_backward>(d, {}, dpre.view.data<float>(), dh.data<float>(),
                                         hh.view.data<float>(), b, h, relu);
                          return Outputs{collect(hh), collect(dpre)};
                        }});
@@ -87,9 +87,9 @@ std::vector<KernelCase> rnn_cases() {
                                     dy = input({n, dim}, d, 231);
                        Guarded y = guarded({n, dim}, DType::kF32, d);
                        Tensor dtable = Tensor::zeros({vocab, dim}, DType::kF32, d);
-                       GPUDL_DISPATCH(d, false, embedding_forward, y.view.data<float>(), id.data<std::int32_t>(),
+                       detail::twin<&kernels::cpu::embedding_forward, &kernels::cuda::embedding_forward>(d, {}, y.view.data<float>(), id.data<std::int32_t>(),
                                       table.data<float>(), n, dim, vocab);
-                       GPUDL_DISPATCH(d, false, embedding_backward, dtable.data<float>(), id.data<std::int32_t>(),
+                       detail::twin<&kernels::cpu::embedding_backward, &kernels::cuda::embedding_backward>(d, {}, dtable.data<float>(), id.data<std::int32_t>(),
                                       dy.data<float>(), n, dim, vocab);
                        return Outputs{collect(y), dtable.to(Device::cpu()).to_vector<float>()};
                      }});
@@ -97,7 +97,7 @@ std::vector<KernelCase> rnn_cases() {
   cases.push_back({"reverse_steps_128x2048", kExact, [](Device d) {
                      const Tensor x = input({128, 2048}, d, 240);
                      Guarded y = guarded({128, 2048}, DType::kF32, d);
-                     GPUDL_DISPATCH(d, false, reverse_steps, y.view.data<float>(), x.data<float>(), 128, 2048);
+                     detail::twin<&kernels::cpu::reverse_steps, &kernels::cuda::reverse_steps>(d, {}, y.view.data<float>(), x.data<float>(), 128, 2048);
                      return Outputs{collect(y)};
                    }});
   // Whole layers: forward and backward over a sequence batch, stacked and bidirectional, with

@@ -2,7 +2,7 @@
 // pinned pools with real events, out-of-memory recovery, library handles.
 #include <gtest/gtest.h>
 
-#include "gpudl/core/cuda_api.h"
+#include "gpudl/core/detail/cuda_api.h"
 #include "test_util.h"
 
 namespace gpudl {

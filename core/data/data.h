@@ -1,0 +1,148 @@
+// Data sets held in host memory and the DataLoader that cuts them into reproducible batches.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpudl/core/runtime/error.h"
+#include "gpudl/core/runtime/tensor.h"
+
+namespace gpudl::data {
+
+enum class Split { kTrain, kTest };
+
+// An in-memory labelled data set on the CPU: inputs (N, ...) f32, labels (N) i64. Copies share
+// the tensors' memory, like Tensor itself.
+class TensorDataset {
+ public:
+  // An empty data set (size() 0, undefined tensors).
+  TensorDataset() = default;
+  // Throws ValueError for an undefined or non-CPU tensor or a wrong dtype (inputs must be f32,
+  // labels i64); ShapeError when labels is not 1-D, inputs has no first axis, or
+  // inputs.dim(0) != labels.numel().
+  TensorDataset(Tensor inputs, Tensor labels);
+
+  std::int64_t size() const { return labels_.defined() ? labels_.dim(0) : 0; }
+  const Tensor& inputs() const { return inputs_; }
+  const Tensor& labels() const { return labels_; }
+  // The inputs' shape without the first axis: [1, 28, 28] for MNIST. [] when empty.
+  Shape sample_shape() const;
+
+  // x <- (x - mean) / stddev over every input, in place, so other data sets sharing the
+  // memory (take() views, copies) see it too. Throws ValueError unless stddev > 0.
+  void normalize(float mean, float stddev);
+
+  // The first `n` samples, sharing memory with this data set. Throws ValueError when n < 0
+  // or n > size().
+  TensorDataset take(std::int64_t n) const;
+
+ private:
+  Tensor inputs_;
+  Tensor labels_;
+};
+
+// One step's data. From a DataLoader: inputs (B, ...) f32, labels (B) i64; other sources say
+// what theirs hold (StreamBatches: (steps, B) i32 ids and their (steps, B) i64 next tokens).
+struct Batch {
+  Tensor inputs;
+  Tensor labels;
+};
+
+// The settings that fix which batch comes when, by name and value ({"batch", "32"},
+// {"shuffle", "1"}): a checkpoint records them, and a resume with any of them changed is
+// refused by name, since it would train on another order of the data.
+using OrderSettings = std::vector<std::pair<std::string, std::string>>;
+
+// What the Trainer reads batches from: a fixed number of batches per epoch, batch k of epoch e
+// always the same, so a run resumed at (epoch, k) sees what an uninterrupted one would. The
+// DataLoader (labelled samples, shuffled or not) and StreamBatches (the parallel text streams
+// of truncated BPTT, in stream order every epoch) implement it.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  BatchSource() = default;
+  BatchSource(const BatchSource&) = default;
+  BatchSource& operator=(const BatchSource&) = default;
+
+  virtual std::int64_t batches_per_epoch() const = 0;
+  // Fills `out` with batch `index` of epoch `epoch`, overwriting out's tensors in place when
+  // they fit (so the caller must be done with them, asynchronous copies included) and
+  // replacing them otherwise. Throws ValueError for a negative epoch or an index outside
+  // [0, batches_per_epoch()).
+  virtual void fill(std::int64_t epoch, std::int64_t index, Batch& out) = 0;
+  // Whether epochs come in different orders.
+  virtual bool shuffled() const = 0;
+  virtual OrderSettings order_settings() const = 0;
+  // Batch buffers in pinned host memory, for asynchronous copies to a GPU (the Trainer asks
+  // for it when it trains on one). Sources that cannot pin ignore it.
+  virtual void set_pinned(bool pinned) { (void)pinned; }
+};
+
+struct LoaderOptions {
+  std::int64_t batch = 64;
+  bool shuffle = true;
+  bool drop_last = false;
+  std::uint64_t seed = 0;
+  bool pinned = false;  // allocate batch buffers with Tensor::empty_pinned (for async GPU copies)
+};
+
+// Batches over a TensorDataset. The order of epoch e is a pure function of (seed, e): a
+// Fisher-Yates shuffle driven by kernels::philox_block(seed, /*offset=*/e, block) words (the
+// swap partner of i, for i from n-1 down to 1, is (uint64_t(word) * (i + 1)) >> 32, word k of
+// the draw sequence being word k % 4 of block k / 4). So a run resumed with seek(epoch,
+// position) sees exactly the batches an uninterrupted run would, and no state beyond those two
+// numbers needs checkpointing. Not thread-safe.
+class DataLoader : public BatchSource {
+ public:
+  // Keeps a copy of `dataset` (sharing its memory) and starts epoch 0. Throws ValueError when
+  // options.batch < 1 (or, as start_epoch, for a data set too large to shuffle).
+  DataLoader(const TensorDataset& dataset, LoaderOptions options);
+
+  // Full batches plus, unless drop_last, one smaller trailing batch.
+  std::int64_t batches_per_epoch() const override;
+  // seek(epoch, index), then next(out); throws ValueError as seek does, and for
+  // index == batches_per_epoch().
+  void fill(std::int64_t epoch, std::int64_t index, Batch& out) override;
+  bool shuffled() const override { return options_.shuffle; }
+  // batch, shuffle, drop_last, the sample count and (when shuffling) the seed.
+  OrderSettings order_settings() const override;
+  void set_pinned(bool pinned) override { options_.pinned = pinned; }
+  // Computes the order of `epoch` and rewinds to its first batch. Throws ValueError for a
+  // negative epoch, or when shuffling more than 2^32 samples.
+  void start_epoch(std::int64_t epoch);
+  // Fills `out` with the next batch and returns true, or returns false (leaving `out` alone)
+  // at the end of the epoch. out's tensors are overwritten in place when their shape and dtype
+  // already match (and, with options.pinned, they are pinned), so the caller must be done with
+  // the previous batch, asynchronous copies out of it included; otherwise they are replaced by
+  // fresh ones. Throws DeviceError when options.pinned is set in a build without CUDA,
+  // OutOfMemoryError when the buffers cannot be had.
+  bool next(Batch& out);
+
+  std::int64_t epoch() const { return epoch_; }
+  // Batches delivered so far in this epoch.
+  std::int64_t position() const { return position_; }
+  // Resumes at batch `position` of `epoch`, as if start_epoch(epoch) and `position` calls to
+  // next() had happened. Throws ValueError when epoch < 0 or position is outside
+  // [0, batches_per_epoch()].
+  void seek(std::int64_t epoch, std::int64_t position);
+
+  // Sample indices of the current epoch, in delivery order.
+  const std::vector<std::int64_t>& order() const { return order_; }
+  const LoaderOptions& options() const { return options_; }
+  const TensorDataset& dataset() const { return dataset_; }
+
+ private:
+  TensorDataset dataset_;
+  LoaderOptions options_;
+  std::int64_t epoch_ = 0;
+  std::int64_t position_ = 0;
+  std::vector<std::int64_t> order_;
+};
+
+// The order a shuffling DataLoader with `seed` gives epoch `epoch` of an n-sample data set.
+// Throws ValueError for n < 0 or n > 2^32.
+std::vector<std::int64_t> shuffled_order(std::int64_t n, std::uint64_t seed, std::uint64_t epoch);
+
+}  // namespace gpudl::data

@@ -1,0 +1,64 @@
+// Thin, checked wrappers over the CUDA runtime, cuBLAS and cuDNN for the rest of core/.
+//
+// Only cuda_api.cpp includes CUDA headers. In a CPU-only build every function that needs a
+// GPU throws DeviceError, and device_count() is 0, so callers need no #ifdef.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace gpudl::cuda_api {
+
+// Whether the CUDA backend was compiled in.
+bool built_with_cuda();
+
+// Usable devices; 0 (never an exception) without a driver or GPU. `reason` gets why not.
+int device_count(std::string* reason = nullptr);
+std::string device_name(int device);
+// Compute capability as major * 10 + minor, total memory in bytes.
+int compute_capability(int device);
+std::size_t total_memory(int device);
+
+void set_device(int device);
+int current_device();
+
+// nullptr when the device is out of memory; CudaError on any other failure.
+void* malloc_device(std::size_t bytes);
+void free_device(void* ptr) noexcept;
+void* malloc_pinned(std::size_t bytes);
+void free_pinned(void* ptr) noexcept;
+
+using StreamHandle = void*;  // cudaStream_t
+using EventHandle = void*;   // cudaEvent_t
+
+StreamHandle stream_create();  // non-blocking with respect to the legacy default stream
+void stream_destroy(StreamHandle s) noexcept;
+void stream_synchronize(StreamHandle s);
+void stream_wait_event(StreamHandle s, EventHandle e);
+// Later work on `waiter` waits for the work enqueued so far on `producer`, through an event
+// recorded on the producer's device. Nothing when the two are the same or either is null.
+void stream_wait_stream(StreamHandle waiter, StreamHandle producer);
+
+EventHandle event_create(bool timing);
+// A new event (no timing) on the device of `s`, already recorded on `s`; whoever gets it
+// destroys it with event_destroy.
+EventHandle event_record_on(StreamHandle s);
+void event_destroy(EventHandle e) noexcept;
+void event_record(EventHandle e, StreamHandle s);
+bool event_query(EventHandle e);  // true once the work before the record is done
+void event_synchronize(EventHandle e);
+float event_elapsed_ms(EventHandle start, EventHandle stop);
+
+enum class CopyKind { kHostToDevice, kDeviceToHost, kDeviceToDevice, kHostToHost };
+void memcpy_async(void* dst, const void* src, std::size_t bytes, CopyKind kind, StreamHandle s);
+void device_synchronize();
+
+void* cublas_create(StreamHandle s);  // cublasHandle_t bound to s
+void cublas_destroy(void* handle) noexcept;
+void* cudnn_create(StreamHandle s);   // cudnnHandle_t bound to s
+void cudnn_destroy(void* handle) noexcept;
+
+// "CUDA runtime 13.0, driver 13.0, cuBLAS 13.0.0, cuDNN 9.13.0" (what this process loaded).
+std::string versions();
+
+}  // namespace gpudl::cuda_api

@@ -1,0 +1,82 @@
+// The nn facade for 2-D convolution of NCHW images (weight (k, c / groups, r, s)): checks, then the CPU or CUDA twin.
+#include "gpudl/core/nn/conv.h"
+
+#include "gpudl/core/detail/backend.h"
+#include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/core/runtime/context.h"
+#include "gpudl/kernels/conv.h"
+
+namespace gpudl::nn {
+
+using namespace checks;
+using detail::twin;
+namespace cpu = kernels::cpu;
+namespace cuda = kernels::cuda;
+
+namespace {
+void check_conv(const char* op, const Tensor& x, const Tensor& weight, const Tensor& y, const ConvGeometry& g) {
+  kernels::validate(g);
+  // By element counts: TimeDelay runs (N, C, T) tensors as images of height 1.
+  if (x.numel() != g.n * g.c * g.h * g.w || weight.numel() != g.k * (g.c / g.groups) * g.r * g.s ||
+      y.numel() != g.n * g.k * g.out_h() * g.out_w()) {
+    throw ShapeError(std::string(op) + ": x " + x.shape().str() + ", weight " + weight.shape().str() + ", y " +
+                     y.shape().str() + " do not fit " + kernels::describe(g));
+  }
+}
+
+// The workspace the convolution kernels of `device` ask for, from its context.
+struct ConvWorkspace {
+  void* data;
+  std::size_t bytes;
+};
+ConvWorkspace conv_workspace(Device device, const ConvGeometry& g, const ConvOptions& o) {
+  const std::size_t bytes =
+      detail::twin_value<&cpu::conv2d_workspace_bytes, &cuda::conv2d_workspace_bytes>(device, {.dnn = true}, g, o);
+  return {Context::get(device).workspace(bytes), bytes};
+}
+}  // namespace
+
+void conv2d_forward(const std::string& who, const Tensor& y, const Tensor& x, const Tensor& weight,
+                    const Tensor& bias, const ConvGeometry& g, const ConvOptions& o) {
+  named(who, [&] {
+    const Device d = check_f32("conv2d_forward", {&y, &x, &weight});
+    check_conv("conv2d_forward", x, weight, y, g);
+    if (bias.defined()) {
+      check_f32("conv2d_forward", {&x, &bias});
+      numel_is("conv2d_forward", bias, g.k, "the bias");
+    }
+    const ConvWorkspace ws = conv_workspace(d, g, o);
+    twin<&cpu::conv2d_forward, &cuda::conv2d_forward>(d, {.blas = true, .dnn = true}, y.data<float>(),
+                                                       x.data<float>(), weight.data<float>(), data_or_null(bias),
+                                                       g, o, ws.data, ws.bytes);
+  });
+}
+
+void conv2d_backward(const std::string& who, const Tensor& dx, const Tensor& weight_grad, const Tensor& bias_grad,
+                     const Tensor& dy, const Tensor& x, const Tensor& weight, const ConvGeometry& g,
+                     const ConvOptions& o) {
+  named(who, [&] {
+    const Device d = check_f32("conv2d_backward", {&dy, &x, &weight, &weight_grad});
+    check_conv("conv2d_backward", x, weight, dy, g);
+    same_shape("conv2d_backward", weight_grad, weight);
+    if (dx.defined()) {
+      check_f32("conv2d_backward", {&x, &dx});
+      same_shape("conv2d_backward", dx, x);
+    }
+    if (bias_grad.defined()) {
+      check_f32("conv2d_backward", {&x, &bias_grad});
+      numel_is("conv2d_backward", bias_grad, g.k, "the bias gradient");
+    }
+    const ConvWorkspace ws = conv_workspace(d, g, o);
+    const detail::Handles handles{.blas = true, .dnn = true};
+    if (dx.defined()) {
+      twin<&cpu::conv2d_backward_data, &cuda::conv2d_backward_data>(d, handles, dx.data<float>(), dy.data<float>(),
+                                                                     weight.data<float>(), g, o, ws.data, ws.bytes);
+    }
+    twin<&cpu::conv2d_backward_filter, &cuda::conv2d_backward_filter>(
+        d, handles, weight_grad.data<float>(), data_or_null(bias_grad), dy.data<float>(), x.data<float>(), g, o,
+        ws.data, ws.bytes);
+  });
+}
+
+}  // namespace gpudl::nn

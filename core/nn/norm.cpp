@@ -1,0 +1,88 @@
+// The nn facade for batch normalisation over (N, C, ...): checks, then the CPU or CUDA twin.
+#include "gpudl/core/nn/norm.h"
+
+#include "gpudl/core/detail/backend.h"
+#include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/kernels/norm.h"
+
+namespace gpudl::nn {
+
+using namespace checks;
+using detail::twin;
+namespace cpu = kernels::cpu;
+namespace cuda = kernels::cuda;
+
+namespace {
+struct Nci {
+  std::int64_t n, c, inner;
+};
+Nci nci_of(const char* op, const Tensor& x, const Tensor& per_channel) {
+  if (x.ndim() < 2) throw ShapeError(std::string(op) + ": expected (N, C, ...), got " + x.shape().str());
+  const std::int64_t n = x.dim(0), c = x.dim(1);
+  numel_is(op, per_channel, c, "a per-channel tensor");
+  return {n, c, n * c == 0 ? 0 : x.numel() / (n * c)};
+}
+}  // namespace
+
+std::int64_t batchnorm_scratch_floats(Device device, std::int64_t n, std::int64_t c, std::int64_t inner) {
+  return device.is_cuda() ? kernels::batchnorm_scratch_floats(n, c, inner) : 0;
+}
+
+void batchnorm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
+                             const Tensor& running_mean, const Tensor& running_var, const Tensor& x,
+                             const Tensor& gamma, const Tensor& beta, float eps, float momentum,
+                             const Tensor& scratch) {
+  const Device d = check_f32("batchnorm_forward_train",
+                             {&y, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta});
+  same_shape("batchnorm_forward_train", y, x);
+  const Nci s = nci_of("batchnorm_forward_train", x, gamma);
+  for (const Tensor* t : {&beta, &save_mean, &save_invstd, &running_mean, &running_var}) {
+    numel_is("batchnorm_forward_train", *t, s.c, "a per-channel tensor");
+  }
+  if (scratch.defined()) same_device("batchnorm_forward_train", scratch, x);
+  if (scratch.defined() ? scratch.numel() < batchnorm_scratch_floats(d, s.n, s.c, s.inner)
+                        : batchnorm_scratch_floats(d, s.n, s.c, s.inner) > 0) {
+    throw ShapeError("batchnorm_forward_train: scratch too small for " + x.shape().str());
+  }
+  twin<&cpu::batchnorm_forward_train, &cuda::batchnorm_forward_train>(
+      d, {}, y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), running_mean.data<float>(),
+      running_var.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, eps,
+      momentum, data_or_null(scratch));
+}
+
+void batchnorm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& gamma, const Tensor& beta, float eps) {
+  const Device d = check_f32("batchnorm_forward_eval", {&y, &x, &running_mean, &running_var, &gamma, &beta});
+  same_shape("batchnorm_forward_eval", y, x);
+  const Nci s = nci_of("batchnorm_forward_eval", x, gamma);
+  for (const Tensor* t : {&beta, &running_mean, &running_var}) {
+    numel_is("batchnorm_forward_eval", *t, s.c, "a per-channel tensor");
+  }
+  twin<&cpu::batchnorm_forward_eval, &cuda::batchnorm_forward_eval>(
+      d, {}, y.data<float>(), x.data<float>(), running_mean.data<float>(), running_var.data<float>(),
+      gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, eps);
+}
+
+void batchnorm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
+                        const Tensor& x, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& gamma,
+                        const Tensor& scratch) {
+  const Device d =
+      check_f32("batchnorm_backward", {&dx, &dgamma, &dbeta, &dy, &x, &save_mean, &save_invstd, &gamma});
+  same_shape("batchnorm_backward", dx, x);
+  same_shape("batchnorm_backward", dy, x);
+  const Nci s = nci_of("batchnorm_backward", x, gamma);
+  for (const Tensor* t : {&dgamma, &dbeta, &save_mean, &save_invstd}) {
+    numel_is("batchnorm_backward", *t, s.c, "a per-channel tensor");
+  }
+  if (scratch.defined()) same_device("batchnorm_backward", scratch, x);
+  if (scratch.defined() ? scratch.numel() < batchnorm_scratch_floats(d, s.n, s.c, s.inner)
+                        : batchnorm_scratch_floats(d, s.n, s.c, s.inner) > 0) {
+    throw ShapeError("batchnorm_backward: scratch too small for " + x.shape().str());
+  }
+  twin<&cpu::batchnorm_backward, &cuda::batchnorm_backward>(
+      d, {}, dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(), x.data<float>(),
+      save_mean.data<float>(), save_invstd.data<float>(), gamma.data<float>(), s.n, s.c, s.inner,
+      data_or_null(scratch));
+}
+
+}  // namespace gpudl::nn

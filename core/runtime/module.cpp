@@ -1,0 +1,98 @@
+// Module's shared behaviour: state for checkpoints, moving between devices, zeroing gradients.
+#include "gpudl/core/runtime/module.h"
+
+#include <map>
+
+#include "gpudl/core/detail/env_flag.h"
+#include "gpudl/core/runtime/ops.h"
+
+namespace gpudl {
+
+namespace {
+detail::EnvFlag& check_finite_flag() {
+  static detail::EnvFlag flag("GPUDL_CHECK_FINITE");
+  return flag;
+}
+}  // namespace
+
+void set_check_finite(bool on) { check_finite_flag().set(on); }
+bool check_finite() { return check_finite_flag().get(); }
+
+std::vector<std::pair<std::string, Parameter*>> Module::named_parameters() {
+  std::vector<std::pair<std::string, Parameter*>> out;
+  for (Parameter* p : parameters()) out.emplace_back(p->own_name.empty() ? p->name : p->own_name, p);
+  return out;
+}
+
+Parameter* Module::parameter(const std::string& name) {
+  const std::vector<std::pair<std::string, Parameter*>> named = named_parameters();
+  for (const auto& [n, p] : named) {
+    if (n == name) return p;
+  }
+  // A few names are enough to show the spelling (an index prefix missing, a layer suffix).
+  constexpr std::size_t kShown = 6;
+  std::string have;
+  for (std::size_t i = 0; i < named.size() && i < kShown; ++i) have += (i ? ", " : "") + named[i].first;
+  if (named.size() > kShown) have += ", ... (" + std::to_string(named.size()) + " in all)";
+  throw ValueError(describe() + ": no parameter named '" + name + "'" +
+                   (named.empty() ? std::string("; it has no parameters") : "; it has " + have));
+}
+
+std::vector<NamedTensor> Module::state() {
+  std::vector<NamedTensor> out;
+  for (auto& [name, p] : named_parameters()) out.emplace_back(name, p->value);
+  for (auto& [name, t] : buffers()) out.emplace_back(name, *t);
+  return out;
+}
+
+void Module::load_state(const std::vector<NamedTensor>& state) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : state) by_name[name] = &t;
+  auto restore = [&](const std::string& name, Tensor& dst) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) throw ValueError("load_state: " + describe() + " has no saved tensor '" + name + "'");
+    const Tensor& src = *it->second;
+    if (src.shape() != dst.shape()) {
+      throw ShapeError("load_state: '" + name + "' is " + dst.shape().str() + " in " + describe() + " but " +
+                       src.shape().str() + " in the saved state");
+    }
+    dst.copy_from(src.dtype() == dst.dtype() ? src : src.cast(dst.dtype()));
+  };
+  for (auto& [name, p] : named_parameters()) restore(name, p->value);
+  for (auto& [name, t] : buffers()) restore(name, *t);
+}
+
+void Module::to(Device device) {
+  for (Parameter* p : parameters()) {
+    p->value = p->value.to(device);
+    p->grad = p->grad.to(device);
+  }
+  for (auto& [name, t] : buffers()) *t = t->to(device);
+  device_ = device;
+}
+
+void Module::zero_grad() {
+  for (Parameter* p : parameters()) ops::fill(p->grad, 0.0);
+}
+
+void Module::require_forward(bool kept) const {
+  if (!kept) {
+    throw Error(describe() + ": backward called without a train-mode forward before it (forward in eval mode " +
+                "keeps nothing for backward)");
+  }
+}
+
+void Module::require_grad_shape(const Tensor& grad_output, const Shape& expected, const char* what) const {
+  if (grad_output.shape() != expected) {
+    throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match " + what + " " +
+                     expected.str());
+  }
+}
+
+Parameter Module::make_parameter(std::string name, const Shape& shape, Device device) {
+  Parameter p{std::move(name), Tensor::empty(shape, DType::kF32, device), Tensor::zeros(shape, DType::kF32, device)};
+  p.own_name = p.name;
+  return p;
+}
+
+}  // namespace gpudl

@@ -1,0 +1,433 @@
+// The optimizers: option checks, lazily allocated state buffers, checkpoint state, and one fused
+// kernel launch per parameter tensor; global gradient-norm clipping; make_optimizer.
+#include "gpudl/core/training/optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "gpudl/core/detail/backend.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/runtime/ops.h"
+#include "gpudl/kernels/optim.h"
+
+namespace gpudl {
+namespace {
+
+std::string number(double v) { return format_number(v, 10); }
+
+bool non_negative(double v) { return std::isfinite(v) && v >= 0.0; }
+bool in_unit_open(double v) { return v >= 0.0 && v < 1.0; }     // [0, 1)
+bool in_unit_closed(double v) { return v >= 0.0 && v <= 1.0; }  // [0, 1]
+
+// Throws ValueError "<kind>: <option> must be <rule>, got <value>" unless ok.
+void require(bool ok, const std::string& kind, const char* option, double value, const char* rule) {
+  if (!ok) throw ValueError(kind + ": " + option + " must be " + rule + ", got " + number(value));
+}
+
+void require_lr(const std::string& kind, double lr) { require(non_negative(lr), kind, "lr", lr, "finite and >= 0"); }
+void require_eps(const std::string& kind, double eps) {
+  require(non_negative(eps), kind, "eps", eps, "finite and >= 0");
+}
+void require_weight_decay(const std::string& kind, double wd) {
+  require(non_negative(wd), kind, "weight_decay", wd, "finite and >= 0");
+}
+
+float f32(double v) { return static_cast<float>(v); }
+
+// Two parameters with one name would share state entries, and a checkpoint could not tell them apart.
+void require_unique_names(const std::vector<Parameter*>& params, const char* what) {
+  std::set<std::string> seen;
+  for (const Parameter* p : params) {
+    if (!seen.insert(p->name).second) {
+      throw ValueError(std::string(what) + ": two parameters are named '" + p->name +
+                       "'; optimizer state is keyed by parameter name");
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer
+
+Optimizer::Optimizer(std::vector<Parameter*> params) : params_(std::move(params)), buffers_(params_.size()) {
+  if (params_.empty()) throw ValueError("optimizer: the parameter list is empty");
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter* p = params_[i];
+    if (p == nullptr) throw ValueError("optimizer: parameter " + std::to_string(i) + " is a null pointer");
+    if (!p->value.defined()) throw ValueError("optimizer: parameter '" + p->name + "' has no value");
+    if (!p->grad.defined()) throw ValueError("optimizer: parameter '" + p->name + "' has no gradient");
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (Parameter* p : params_) ops::fill(p->grad, 0.0);
+}
+
+double Optimizer::lr() const { return lr_; }
+
+void Optimizer::set_lr(double lr) {
+  require_lr("set_lr", lr);
+  lr_ = lr;
+}
+
+std::int64_t Optimizer::steps() const { return steps_; }
+
+const std::vector<Parameter*>& Optimizer::params() const { return params_; }
+
+void Optimizer::check_params() const {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter& p = *params_[i];
+    // Built only on failure: this runs for every parameter at every step.
+    auto what = [&] { return kind() + ": parameter '" + p.name + "'"; };
+    if (!p.value.defined() || !p.grad.defined()) throw ValueError(what() + " has an undefined value or gradient");
+    if (p.value.dtype() != DType::kF32 || p.grad.dtype() != DType::kF32) {
+      throw ValueError(what() + " has dtype " + dtype_name(p.value.dtype()) + " and gradient dtype " +
+                       dtype_name(p.grad.dtype()) + "; optimizers update f32 only");
+    }
+    if (p.grad.shape() != p.value.shape()) {
+      throw ShapeError(what() + " is " + p.value.shape().str() + " but its gradient is " + p.grad.shape().str());
+    }
+    if (p.grad.device() != p.value.device()) {
+      throw DeviceError(what() + " is on " + p.value.device().str() + " but its gradient is on " +
+                        p.grad.device().str());
+    }
+    for (const Tensor& b : buffers_[i]) {
+      if (b.defined() && b.shape() != p.value.shape()) {
+        throw ShapeError(what() + " is " + p.value.shape().str() + " but its optimizer state is " + b.shape().str());
+      }
+    }
+  }
+}
+
+Tensor& Optimizer::buffer(std::size_t param, std::size_t which) {
+  std::vector<Tensor>& row = buffers_.at(param);
+  if (row.size() <= which) row.resize(std::max(which + 1, buffer_names().size()));
+  Tensor& b = row[which];
+  const Tensor& value = params_[param]->value;
+  if (!b.defined()) {
+    b = Tensor::zeros(value.shape(), DType::kF32, value.device());
+  } else if (b.device() != value.device()) {
+    b = b.to(value.device());
+  }
+  return b;
+}
+
+std::vector<NamedTensor> Optimizer::state() const {
+  require_unique_names(params_, "state");
+  const std::vector<std::string> names = buffer_names();
+  std::vector<NamedTensor> out;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter& p = *params_[i];
+    for (std::size_t j = 0; j < names.size(); ++j) {
+      const bool made = j < buffers_[i].size() && buffers_[i][j].defined();
+      // Before the first step the state is zeros; a checkpoint taken then still restores.
+      out.emplace_back(p.name + "." + names[j],
+                       made ? buffers_[i][j] : Tensor::zeros(p.value.shape(), DType::kF32, p.value.device()));
+    }
+  }
+  out.emplace_back("step", Tensor::from_vector(std::vector<std::int64_t>{steps_}, {1}));
+  return out;
+}
+
+void Optimizer::load_state(const std::vector<NamedTensor>& state) {
+  require_unique_names(params_, "load_state");
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : state) by_name[name] = &t;
+  auto find = [&](const std::string& name) -> const Tensor& {
+    auto it = by_name.find(name);
+    if (it == by_name.end() || !it->second->defined()) {
+      throw ValueError("load_state: the saved " + kind() + " state has no tensor '" + name + "'");
+    }
+    return *it->second;
+  };
+
+  const Tensor& step = find("step");
+  if (step.numel() != 1) throw ShapeError("load_state: 'step' is " + step.shape().str() + ", expected one element");
+  const std::int64_t steps = step.to(Device::cpu()).cast(DType::kI64).to_vector<std::int64_t>()[0];
+  if (steps < 0) throw ValueError("load_state: 'step' is " + std::to_string(steps) + ", expected >= 0");
+
+  const std::vector<std::string> names = buffer_names();
+  std::vector<const Tensor*> sources;
+  for (const Parameter* p : params_) {
+    for (const std::string& b : names) {
+      const std::string name = p->name + "." + b;
+      const Tensor& src = find(name);
+      if (src.shape() != p->value.shape()) {
+        throw ShapeError("load_state: '" + name + "' is " + src.shape().str() + " in the saved state but parameter '" +
+                         p->name + "' is " + p->value.shape().str());
+      }
+      sources.push_back(&src);
+    }
+  }
+
+  std::vector<std::vector<Tensor>> loaded(params_.size());
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    for (std::size_t j = 0; j < names.size(); ++j) {
+      const Tensor& src = *sources[next++];
+      Tensor dst = Tensor::empty(src.shape(), DType::kF32, params_[i]->value.device());
+      dst.copy_from(src.dtype() == DType::kF32 ? src : src.cast(DType::kF32));
+      loaded[i].push_back(dst);
+    }
+  }
+  buffers_ = std::move(loaded);
+  steps_ = steps;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+
+SGD::SGD(std::vector<Parameter*> params, SGDOptions options) : Optimizer(std::move(params)), options_(options) {
+  require_lr("sgd", options.lr);
+  require(non_negative(options.momentum), "sgd", "momentum", options.momentum, "finite and >= 0");
+  require(std::isfinite(options.dampening), "sgd", "dampening", options.dampening, "finite");
+  require_weight_decay("sgd", options.weight_decay);
+  if (options.nesterov) {
+    require(options.momentum > 0.0, "sgd", "momentum", options.momentum, "> 0 with nesterov");
+    require(options.dampening == 0.0, "sgd", "dampening", options.dampening, "0 with nesterov");
+  }
+  lr_ = options.lr;
+}
+
+void SGD::step() {
+  check_params();
+  const bool with_buffer = options_.momentum != 0.0;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    float* buf = with_buffer ? buffer(i, 0).data<float>() : nullptr;
+    detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), buf,
+                   p.value.numel(), f32(lr_), f32(options_.momentum), f32(options_.dampening),
+                   f32(options_.weight_decay), options_.nesterov, steps_ == 0);
+  }
+  ++steps_;
+}
+
+std::vector<std::pair<std::string, double>> SGD::hyperparameters() const {
+  return {{"lr", lr_},
+          {"momentum", options_.momentum},
+          {"dampening", options_.dampening},
+          {"weight_decay", options_.weight_decay},
+          {"nesterov", options_.nesterov ? 1.0 : 0.0}};
+}
+
+std::vector<std::string> SGD::buffer_names() const {
+  if (options_.momentum != 0.0) return {"momentum_buffer"};
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adagrad
+
+Adagrad::Adagrad(std::vector<Parameter*> params, AdagradOptions options)
+    : Optimizer(std::move(params)), options_(options) {
+  require_lr("adagrad", options.lr);
+  require_eps("adagrad", options.eps);
+  require_weight_decay("adagrad", options.weight_decay);
+  lr_ = options.lr;
+}
+
+void Adagrad::step() {
+  check_params();
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    float* sum_sq = buffer(i, 0).data<float>();
+    detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), sum_sq,
+                   p.value.numel(), f32(lr_), f32(options_.eps), f32(options_.weight_decay));
+  }
+  ++steps_;
+}
+
+std::vector<std::pair<std::string, double>> Adagrad::hyperparameters() const {
+  return {{"lr", lr_}, {"eps", options_.eps}, {"weight_decay", options_.weight_decay}};
+}
+
+std::vector<std::string> Adagrad::buffer_names() const { return {"sum"}; }
+
+// ---------------------------------------------------------------------------------------------
+// RMSprop
+
+RMSprop::RMSprop(std::vector<Parameter*> params, RMSpropOptions options)
+    : Optimizer(std::move(params)), options_(options) {
+  require_lr("rmsprop", options.lr);
+  require(in_unit_closed(options.alpha), "rmsprop", "alpha", options.alpha, "in [0, 1]");
+  require_eps("rmsprop", options.eps);
+  require_weight_decay("rmsprop", options.weight_decay);
+  require(non_negative(options.momentum), "rmsprop", "momentum", options.momentum, "finite and >= 0");
+  lr_ = options.lr;
+}
+
+void RMSprop::step() {
+  check_params();
+  const bool with_momentum = options_.momentum > 0.0;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    float* square_avg = buffer(i, 0).data<float>();
+    float* momentum_buf = with_momentum ? buffer(i, 1).data<float>() : nullptr;
+    detail::twin<&kernels::cpu::rmsprop_update, &kernels::cuda::rmsprop_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg,
+                   momentum_buf, p.value.numel(), f32(lr_), f32(options_.alpha), f32(options_.eps),
+                   f32(options_.weight_decay), f32(options_.momentum));
+  }
+  ++steps_;
+}
+
+std::vector<std::pair<std::string, double>> RMSprop::hyperparameters() const {
+  return {{"lr", lr_},
+          {"alpha", options_.alpha},
+          {"eps", options_.eps},
+          {"weight_decay", options_.weight_decay},
+          {"momentum", options_.momentum}};
+}
+
+std::vector<std::string> RMSprop::buffer_names() const {
+  if (options_.momentum > 0.0) return {"square_avg", "momentum_buffer"};
+  return {"square_avg"};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adadelta
+
+Adadelta::Adadelta(std::vector<Parameter*> params, AdadeltaOptions options)
+    : Optimizer(std::move(params)), options_(options) {
+  require_lr("adadelta", options.lr);
+  require(in_unit_closed(options.rho), "adadelta", "rho", options.rho, "in [0, 1]");
+  require_eps("adadelta", options.eps);
+  require_weight_decay("adadelta", options.weight_decay);
+  lr_ = options.lr;
+}
+
+void Adadelta::step() {
+  check_params();
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    float* square_avg = buffer(i, 0).data<float>();
+    float* acc_delta = buffer(i, 1).data<float>();
+    detail::twin<&kernels::cpu::adadelta_update, &kernels::cuda::adadelta_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg,
+                   acc_delta, p.value.numel(), f32(lr_), f32(options_.rho), f32(options_.eps),
+                   f32(options_.weight_decay));
+  }
+  ++steps_;
+}
+
+std::vector<std::pair<std::string, double>> Adadelta::hyperparameters() const {
+  return {{"lr", lr_}, {"rho", options_.rho}, {"eps", options_.eps}, {"weight_decay", options_.weight_decay}};
+}
+
+std::vector<std::string> Adadelta::buffer_names() const { return {"square_avg", "acc_delta"}; }
+
+// ---------------------------------------------------------------------------------------------
+// Adam and AdamW
+
+Adam::Adam(std::vector<Parameter*> params, AdamOptions options) : Adam(std::move(params), options, false, "adam") {}
+
+Adam::Adam(std::vector<Parameter*> params, AdamOptions options, bool decoupled, const char* kind)
+    : Optimizer(std::move(params)), options_(options), decoupled_(decoupled) {
+  require_lr(kind, options.lr);
+  require(in_unit_open(options.beta1), kind, "beta1", options.beta1, "in [0, 1)");
+  require(in_unit_open(options.beta2), kind, "beta2", options.beta2, "in [0, 1)");
+  require_eps(kind, options.eps);
+  require_weight_decay(kind, options.weight_decay);
+  lr_ = options.lr;
+}
+
+void Adam::step() {
+  check_params();
+  // The bias corrections come from the host's step count, so the kernels need no device scalar.
+  const double t = static_cast<double>(steps_ + 1);
+  const float bias_correction1 = f32(1.0 - std::pow(options_.beta1, t));
+  const float bias_correction2 = f32(1.0 - std::pow(options_.beta2, t));
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    float* m = buffer(i, 0).data<float>();
+    float* v = buffer(i, 1).data<float>();
+    detail::twin<&kernels::cpu::adam_update, &kernels::cuda::adam_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), m, v,
+                   p.value.numel(), f32(lr_), f32(options_.beta1), f32(options_.beta2), f32(options_.eps),
+                   f32(options_.weight_decay), bias_correction1, bias_correction2, decoupled_);
+  }
+  ++steps_;
+}
+
+std::vector<std::pair<std::string, double>> Adam::hyperparameters() const {
+  return {{"lr", lr_},
+          {"beta1", options_.beta1},
+          {"beta2", options_.beta2},
+          {"eps", options_.eps},
+          {"weight_decay", options_.weight_decay}};
+}
+
+std::vector<std::string> Adam::buffer_names() const { return {"exp_avg", "exp_avg_sq"}; }
+
+AdamW::AdamW(std::vector<Parameter*> params, AdamWOptions options)
+    : Adam(std::move(params), AdamOptions{options.lr, options.beta1, options.beta2, options.eps, options.weight_decay},
+           true, "adamw") {}
+
+// ---------------------------------------------------------------------------------------------
+// Clipping and the factory
+
+Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm) {
+  if (params.empty()) throw ValueError("clip_grad_norm: the parameter list is empty");
+  if (!(max_norm >= 0.0f)) throw ValueError("clip_grad_norm: max_norm must be >= 0, got " + number(max_norm));
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const Parameter* p = params[i];
+    if (p == nullptr) throw ValueError("clip_grad_norm: parameter " + std::to_string(i) + " is a null pointer");
+    if (!p->grad.defined() || p->grad.dtype() != DType::kF32) {
+      throw ValueError("clip_grad_norm: parameter '" + p->name + "' has no f32 gradient");
+    }
+    if (p->grad.device() != params[0]->grad.device()) {
+      throw DeviceError("clip_grad_norm: gradients on " + params[0]->grad.device().str() + " ('" + params[0]->name +
+                        "') and " + p->grad.device().str() + " ('" + p->name + "')");
+    }
+  }
+  const Device device = params[0]->grad.device();
+  // Everything stays on the device: the total feeds the scaling kernels directly.
+  Tensor total = Tensor::zeros({1}, DType::kF32, device);
+  for (const Parameter* p : params) {
+    detail::twin<&kernels::cpu::sum_squares, &kernels::cuda::sum_squares>(device, {}, total.data<float>(), p->grad.data<float>(), p->grad.numel());
+  }
+  Tensor norm = Tensor::empty({1}, DType::kF32, device);
+  detail::twin<&kernels::cpu::norm_from_sum_squares, &kernels::cuda::norm_from_sum_squares>(device, {}, norm.data<float>(), total.data<float>());
+  for (const Parameter* p : params) {
+    detail::twin<&kernels::cpu::clip_by_norm, &kernels::cuda::clip_by_norm>(device, {}, p->grad.data<float>(), p->grad.numel(), total.data<float>(),
+                   max_norm);
+  }
+  return norm;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& kind, std::vector<Parameter*> params, double lr) {
+  if (kind == "sgd") {
+    SGDOptions o;
+    o.lr = lr;
+    return std::make_unique<SGD>(std::move(params), o);
+  }
+  if (kind == "adagrad") {
+    AdagradOptions o;
+    o.lr = lr;
+    return std::make_unique<Adagrad>(std::move(params), o);
+  }
+  if (kind == "rmsprop") {
+    RMSpropOptions o;
+    o.lr = lr;
+    return std::make_unique<RMSprop>(std::move(params), o);
+  }
+  if (kind == "adadelta") {
+    AdadeltaOptions o;
+    o.lr = lr;
+    return std::make_unique<Adadelta>(std::move(params), o);
+  }
+  if (kind == "adam") {
+    AdamOptions o;
+    o.lr = lr;
+    return std::make_unique<Adam>(std::move(params), o);
+  }
+  if (kind == "adamw") {
+    AdamWOptions o;
+    o.lr = lr;
+    return std::make_unique<AdamW>(std::move(params), o);
+  }
+  throw ValueError("make_optimizer: unknown optimizer '" + kind +
+                   "'; valid kinds are sgd, adagrad, rmsprop, adadelta, adam, adamw");
+}
+
+}  // namespace gpudl

@@ -1,0 +1,231 @@
+// Optimizers (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW), global gradient-norm clipping, and
+// make_optimizer for choosing one by name.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpudl/core/runtime/module.h"
+#include "gpudl/core/runtime/tensor.h"
+
+namespace gpudl {
+
+// Updates a fixed list of parameters from their gradients. The update rules are PyTorch's
+// (torch.optim), so hyperparameters carry over. Each step enqueues one fused kernel per
+// parameter tensor on that tensor's device and never waits for the device. Per-parameter state
+// buffers are allocated on the parameter's device at the first step (as zeros) and follow the
+// parameter if it later moves to another device. The Parameter objects must outlive the
+// optimizer. Not thread-safe.
+class Optimizer {
+ public:
+  // Throws ValueError when `params` is empty, holds a null pointer, or a parameter's value or
+  // gradient is undefined.
+  explicit Optimizer(std::vector<Parameter*> params);
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter; steps() grows by one. Every parameter is checked before any
+  // is changed: throws ValueError for a non-f32 or undefined value or gradient, ShapeError when
+  // a gradient's shape differs from its parameter's, DeviceError when they live on different
+  // devices.
+  virtual void step() = 0;
+  // Sets every gradient to zero.
+  void zero_grad();
+
+  double lr() const;
+  // For schedules: takes effect at the next step. Throws ValueError unless lr is finite and >= 0.
+  void set_lr(double lr);
+  // Completed steps (restored by load_state).
+  std::int64_t steps() const;
+
+  // "sgd", "adagrad", "rmsprop", "adadelta", "adam" or "adamw".
+  virtual std::string kind() const = 0;
+  // The current learning rate and the other options by name ("lr", "momentum", ...); flags as 0 or 1.
+  virtual std::vector<std::pair<std::string, double>> hyperparameters() const = 0;
+
+  // The state to checkpoint: each parameter's buffers named "<parameter name>.<buffer>" (for
+  // example "0.weight.exp_avg"; zeros before the first step) and the step count as a 1-element
+  // i64 tensor named "step". Buffers are returned by reference: clone them to keep a snapshot.
+  // Throws ValueError when two parameters share a name.
+  virtual std::vector<NamedTensor> state() const;
+  // Restores what state() returned (entries it does not know are ignored), casting to f32 and
+  // copying to each parameter's device. Checks everything before changing anything: throws
+  // ValueError naming a missing entry (or for a negative step count, or two parameters with
+  // one name), ShapeError naming an entry whose shape differs from its parameter's.
+  virtual void load_state(const std::vector<NamedTensor>& state);
+
+  const std::vector<Parameter*>& params() const;
+
+ protected:
+  // The names of the per-parameter buffers this optimizer keeps, in a fixed order ({} for none).
+  virtual std::vector<std::string> buffer_names() const = 0;
+
+  // Checks every parameter as step() documents, before any update is enqueued.
+  void check_params() const;
+  // Buffer `which` (an index into buffer_names()) of parameter `param`, created as zeros on the
+  // parameter's device at first use and moved there if the parameter has moved since.
+  Tensor& buffer(std::size_t param, std::size_t which);
+
+  std::vector<Parameter*> params_;
+  double lr_ = 0.0;
+  std::int64_t steps_ = 0;
+
+ private:
+  std::vector<std::vector<Tensor>> buffers_;  // [parameter][buffer], undefined until first use
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+
+struct AdagradOptions {
+  double lr = 0.01;
+  double eps = 1e-10;
+  double weight_decay = 0;
+};
+
+struct RMSpropOptions {
+  double lr = 0.01;
+  double alpha = 0.99;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  double momentum = 0;
+};
+
+struct AdadeltaOptions {
+  double lr = 1.0;
+  double rho = 0.9;
+  double eps = 1e-6;
+  double weight_decay = 0;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+};
+
+// AdamW's own defaults: decoupled weight decay is the point of it.
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+
+// Each constructor throws ValueError, naming the option and its value, for an invalid option,
+// and as Optimizer's constructor does for bad parameters.
+
+// SGD with momentum (buffer "momentum_buffer" when momentum != 0), dampening and Nesterov.
+// lr, momentum, weight_decay >= 0; dampening finite; Nesterov needs momentum > 0 and no dampening.
+class SGD final : public Optimizer {
+ public:
+  explicit SGD(std::vector<Parameter*> params, SGDOptions options = {});
+  void step() override;
+  std::string kind() const override { return "sgd"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
+
+ protected:
+  std::vector<std::string> buffer_names() const override;
+
+ private:
+  SGDOptions options_;
+};
+
+// Adagrad (buffer "sum"). lr, eps, weight_decay >= 0.
+class Adagrad final : public Optimizer {
+ public:
+  explicit Adagrad(std::vector<Parameter*> params, AdagradOptions options = {});
+  void step() override;
+  std::string kind() const override { return "adagrad"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
+
+ protected:
+  std::vector<std::string> buffer_names() const override;
+
+ private:
+  AdagradOptions options_;
+};
+
+// RMSprop, not centred (buffers "square_avg", and "momentum_buffer" when momentum > 0).
+// lr, eps, weight_decay, momentum >= 0; alpha in [0, 1].
+class RMSprop final : public Optimizer {
+ public:
+  explicit RMSprop(std::vector<Parameter*> params, RMSpropOptions options = {});
+  void step() override;
+  std::string kind() const override { return "rmsprop"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
+
+ protected:
+  std::vector<std::string> buffer_names() const override;
+
+ private:
+  RMSpropOptions options_;
+};
+
+// Adadelta (buffers "square_avg", "acc_delta"). lr, eps, weight_decay >= 0; rho in [0, 1].
+class Adadelta final : public Optimizer {
+ public:
+  explicit Adadelta(std::vector<Parameter*> params, AdadeltaOptions options = {});
+  void step() override;
+  std::string kind() const override { return "adadelta"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
+
+ protected:
+  std::vector<std::string> buffer_names() const override;
+
+ private:
+  AdadeltaOptions options_;
+};
+
+// Adam with L2 weight decay added to the gradient (buffers "exp_avg", "exp_avg_sq").
+// lr, eps, weight_decay >= 0; beta1, beta2 in [0, 1).
+class Adam : public Optimizer {
+ public:
+  explicit Adam(std::vector<Parameter*> params, AdamOptions options = {});
+  void step() override;
+  std::string kind() const override { return "adam"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override;
+
+ protected:
+  Adam(std::vector<Parameter*> params, AdamOptions options, bool decoupled, const char* kind);
+  std::vector<std::string> buffer_names() const override;
+
+ private:
+  AdamOptions options_;
+  bool decoupled_ = false;
+};
+
+// Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay each step.
+class AdamW final : public Adam {
+ public:
+  explicit AdamW(std::vector<Parameter*> params, AdamWOptions options = {});
+  std::string kind() const override { return "adamw"; }
+};
+
+// Scales every gradient so that their global L2 norm (over all the tensors together) is at most
+// max_norm, as PyTorch's clip_grad_norm_: each is multiplied by min(1, max_norm / (norm + 1e-6)).
+// Runs on the device without waiting for it. Returns a 1-element f32 tensor on the parameters'
+// device holding the norm before clipping. Throws ValueError when params is empty, holds a null
+// pointer or a parameter without an f32 gradient, or max_norm is negative or NaN; DeviceError
+// when the gradients are not all on one device.
+Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm);
+
+// The optimizer `kind` ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw") with learning
+// rate lr and defaults for every other option. Throws ValueError for an unknown kind (listing
+// the valid ones) or a bad lr, and as the optimizer's constructor does.
+std::unique_ptr<Optimizer> make_optimizer(const std::string& kind, std::vector<Parameter*> params, double lr);
+
+}  // namespace gpudl

@@ -1,0 +1,615 @@
+// The training loop: prefetching copies, device-side accumulators, divergence checks, progress,
+// metrics and atomic checkpoints.
+#include "gpudl/core/training/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "gpudl/core/runtime/context.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/runtime/error.h"
+#include "gpudl/core/runtime/ops.h"
+#include "gpudl/core/io/safetensors.h"
+
+namespace gpudl {
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "gpudl-checkpoint-1";
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld", s / 60, s % 60);
+  return buf;
+}
+
+// The prefixes of the model's, optimizer's and trainer's own checkpoint entries.
+bool is_reserved_name(const std::string& name) {
+  return name.rfind("model.", 0) == 0 || name.rfind("optimizer.", 0) == 0 || name.rfind("trainer.", 0) == 0;
+}
+
+}  // namespace
+
+Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions options)
+    : model_(model), optimizer_(optimizer), loss_(loss), options_(std::move(options)) {
+  if (options_.batch < 1 || options_.epochs < 0 || options_.log_every < 1 || options_.eval_batch < 1 ||
+      options_.checkpoint_every < 0 || options_.stop_after_steps < 0 || !(options_.clip_grad_norm >= 0.0f) ||
+      !(options_.max_seconds >= 0.0)) {
+    throw ValueError("Trainer: batch, log_every and eval_batch must be >= 1; epochs, checkpoint_every, "
+                     "stop_after_steps, clip_grad_norm and max_seconds must be >= 0");
+  }
+}
+
+Trainer::~Trainer() {
+  if (metrics_ != nullptr) std::fclose(metrics_);
+}
+
+void Trainer::write_metrics(const json::Value& record) {
+  if (metrics_ == nullptr) return;
+  const std::string line = json::dump(record) + "\n";
+  if (std::fputs(line.c_str(), metrics_) < 0 || std::fflush(metrics_) != 0) {
+    throw IoError(options_.metrics + ": cannot write metrics: " + std::strerror(errno));
+  }
+}
+
+namespace {
+
+// Fails now, naming the checkpoint, if its folder cannot take a new file: finding that out at
+// the first save would cost the work done until then.
+void check_checkpoint_folder(const std::string& path) {
+  const std::string probe = path + ".probe-" + std::to_string(::getpid());
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (f == nullptr) {
+    throw IoError("Trainer: checkpoint " + path + ": cannot create files beside it: " + std::strerror(errno));
+  }
+  std::fclose(f);
+  ::unlink(probe.c_str());
+}
+
+}  // namespace
+
+FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDataset* test) {
+  if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
+  // First: the checkpoint holds the data seed the loader must shuffle with.
+  if (!options_.resume.empty()) load_checkpoint(options_.resume);
+  data::DataLoader loader(train, {.batch = options_.batch,
+                                  .shuffle = options_.shuffle,
+                                  .drop_last = options_.drop_last,
+                                  .seed = options_.seed});
+  std::function<EvalResult()> evaluate_test;
+  if (test != nullptr) evaluate_test = [this, test] { return evaluate(*test); };
+  return run(loader, evaluate_test);
+}
+
+FitResult Trainer::fit(data::BatchSource& train, data::BatchSource* test) {
+  if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
+  if (!options_.resume.empty()) load_checkpoint(options_.resume);
+  std::function<EvalResult()> evaluate_test;
+  if (test != nullptr) evaluate_test = [this, test] { return evaluate(*test); };
+  return run(train, evaluate_test);
+}
+
+void Trainer::check_resumed_order(const data::BatchSource& source) {
+  if (!resumed_order_) return;
+  const data::OrderSettings saved = *resumed_order_;
+  const data::OrderSettings now = source.order_settings();
+  auto find = [](const data::OrderSettings& settings, const std::string& key) -> const std::string* {
+    for (const auto& [k, v] : settings) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  };
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : saved) keys.push_back(k);
+  for (const auto& [k, v] : now) {
+    if (find(saved, k) == nullptr) keys.push_back(k);
+  }
+  for (const std::string& key : keys) {
+    const std::string* a = find(saved, key);
+    const std::string* b = find(now, key);
+    // An older checkpoint recorded batch and shuffle only: what it does not say cannot differ.
+    if (resumed_order_legacy_ && (a == nullptr || b == nullptr)) continue;
+    if (a == nullptr || b == nullptr || *a != *b) {
+      throw ValueError(resumed_path_ + ": saved with " + key + " " + (a != nullptr ? *a : "(not set)") +
+                       " but resuming with " + key + " " + (b != nullptr ? *b : "(not set)") +
+                       "; the data order would differ");
+    }
+  }
+  resumed_order_.reset();
+}
+
+bool Trainer::time_is_up() const {
+  return options_.max_seconds > 0.0 && now_seconds() - fit_start_ >= options_.max_seconds;
+}
+
+FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult()>& test) {
+  check_resumed_order(train);
+  order_ = train.order_settings();
+  if (!options_.metrics.empty() && metrics_ == nullptr) {
+    // A resumed run appends, so the file tells the whole story of the model; a fresh one
+    // starts it afresh rather than mixing two runs' lines.
+    metrics_ = std::fopen(options_.metrics.c_str(), resumed_ ? "a" : "w");
+    if (metrics_ == nullptr) throw IoError(options_.metrics + ": cannot open for writing: " + std::strerror(errno));
+  }
+  // The batches are data, not something being optimised: the model skips its first layer's
+  // input-gradient product while fitting, and gets its own setting back after.
+  struct InputGradGuard {
+    Module& model;
+    bool was;
+    ~InputGradGuard() {
+      try {
+        model.set_input_grad(was);
+      } catch (...) {
+        // Only an allocation failure can land here, while another error unwinds: that one
+        // matters more than restoring a performance setting.
+      }
+    }
+  } input_grad_guard{model_, model_.input_grad()};
+  model_.set_input_grad(false);
+  const Device device = model_.device();
+  train.set_pinned(device.is_cuda());
+  total_epochs_ = options_.epochs;
+  FitResult result;
+  fit_start_ = now_seconds();
+  out_of_time_ = false;
+  bool partial = false;  // stopped in the middle of an epoch
+  while (epoch_ < options_.epochs) {
+    EpochResult epoch;
+    epoch.epoch = static_cast<int>(epoch_) + 1;
+    if (!run_epoch(train, epoch)) {
+      partial = true;
+      break;
+    }
+    if (test) epoch.test = test();
+    ++epoch_;
+    position_ = 0;
+    report_progress(train.batches_per_epoch(), epoch.samples_per_second, true);
+    if (options_.progress && test) {
+      std::fprintf(stderr, "  test loss %.4f, accuracy %.2f%%\n", epoch.test.loss, 100.0 * epoch.test.accuracy);
+    }
+    json::Value record = json::Object{{"event", "epoch"},
+                                      {"epoch", epoch.epoch},
+                                      {"step", step_},
+                                      {"train_loss", epoch.train_loss},
+                                      {"seconds", epoch.seconds},
+                                      {"samples_per_second", epoch.samples_per_second},
+                                      {"lr", optimizer_.lr()}};
+    if (std::isfinite(epoch.train_accuracy)) record.set("train_accuracy", epoch.train_accuracy);
+    if (test) {
+      record.set("test_loss", epoch.test.loss);
+      if (std::isfinite(epoch.test.accuracy)) record.set("test_accuracy", epoch.test.accuracy);
+    }
+    if (options_.on_epoch_end) options_.on_epoch_end(epoch, record);
+    write_metrics(record);
+    // The epoch's sums are reported; the checkpoint must not carry them into the next epoch
+    // (a run resumed from it counted them twice in that epoch's loss: found by the crash test).
+    loss_acc_ = Tensor::zeros({1}, DType::kF32, device);
+    correct_acc_ = Tensor::zeros({1}, DType::kF32, device);
+    acc_samples_ = 0;
+    if (!options_.checkpoint.empty()) save_checkpoint(options_.checkpoint);
+    result.epochs.push_back(epoch);
+    if (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps) break;
+    if (out_of_time_) break;
+  }
+  // The stop's own checkpoint, so that a resume continues at the very next step.
+  if (partial && !options_.checkpoint.empty() && saved_step_ != step_) save_checkpoint(options_.checkpoint);
+  result.steps = step_;
+  result.seconds = now_seconds() - fit_start_;
+  result.out_of_time = out_of_time_;
+  if (test) result.final_test = partial || result.epochs.empty() ? test() : result.epochs.back().test;
+  return result;
+}
+
+bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
+  const Device device = model_.device();
+  Context& ctx = Context::get(device);
+  const bool cuda = device.is_cuda();
+  model_.train();
+  if (resumed_loss_.defined()) {
+    loss_acc_ = resumed_loss_;
+    correct_acc_ = resumed_correct_.defined() ? resumed_correct_ : Tensor::zeros({1}, DType::kF32, device);
+    acc_samples_ = resumed_samples_;
+    resumed_loss_ = resumed_correct_ = Tensor();
+  } else {
+    loss_acc_ = Tensor::zeros({1}, DType::kF32, device);
+    correct_acc_ = Tensor::zeros({1}, DType::kF32, device);
+    acc_samples_ = 0;
+  }
+  recent_losses_ = Tensor::zeros({options_.log_every}, DType::kF32, device);
+  recent_count_ = log_samples_ = 0;
+  bool counts_correct = false;
+  epoch_start_ = log_time_ = now_seconds();
+  const std::int64_t batches = source.batches_per_epoch();
+  if (position_ > batches) {
+    throw ValueError("Trainer: resuming at batch " + std::to_string(position_) + " of an epoch of " +
+                     std::to_string(batches));
+  }
+  if (position_ == 0 && options_.on_epoch_start) options_.on_epoch_start();
+
+  // Two host batches and two device copies: while the GPU runs step i on one pair, the host
+  // gathers batch i + 1 into the other and the copy stream moves it over.
+  data::Batch host[2];
+  Tensor dev_inputs[2], dev_labels[2], augmented[2];
+  const std::uint64_t augment_seed = options_.seed ^ 0xA076'1D64'78BD'642Full;
+  std::vector<Event> copied, consumed;
+  if (cuda) {
+    for (int i = 0; i < 2; ++i) {
+      copied.emplace_back(device);
+      consumed.emplace_back(device);
+    }
+  }
+  // A buffer fresh from the pool belongs to the compute stream: it may be memory that work
+  // already queued there still reads. The copy stream writes into it only after that work.
+  auto after_compute = [&] {
+    Event ready(device);
+    ready.record(ctx.compute_stream());
+    ctx.copy_stream().wait(ready);
+  };
+  const std::vector<Parameter*> params = model_.parameters();
+  for (int b = 0;; b ^= 1) {
+    if (cuda) copied[b].synchronize();  // the copy out of host[b] two steps ago is done
+    if (position_ >= batches) break;
+    source.fill(epoch_, position_, host[b]);
+    Tensor x = host[b].inputs, y = host[b].labels;
+    // Every label is a prediction counted in the loss: a sample, or a token of a text stream.
+    const std::int64_t n = y.numel();
+    if (cuda) {
+      if (!dev_inputs[b].defined() || dev_inputs[b].shape() != x.shape()) {
+        dev_inputs[b] = Tensor::empty(x.shape(), x.dtype(), device);
+        dev_labels[b] = Tensor::empty(y.shape(), y.dtype(), device);
+        after_compute();
+      }
+      ctx.copy_stream().wait(consumed[b]);  // step i - 2 has finished reading these buffers
+      dev_inputs[b].copy_from_async(x, ctx.copy_stream());
+      dev_labels[b].copy_from_async(y, ctx.copy_stream());
+      x = dev_inputs[b];
+      y = dev_labels[b];
+    }
+    if (options_.augment) {
+      if (!augmented[b].defined() || augmented[b].shape() != x.shape()) {
+        augmented[b] = Tensor::empty(x.shape(), DType::kF32, device);
+        if (cuda) after_compute();
+      }
+      data::augment(augmented[b], x, *options_.augment, augment_seed, static_cast<std::uint64_t>(step_),
+                    cuda ? ctx.copy_exec() : ctx.exec());
+      x = augmented[b];
+    }
+    if (cuda) {
+      copied[b].record(ctx.copy_stream());
+      ctx.compute_stream().wait(copied[b]);
+    }
+    if (options_.schedule) optimizer_.set_lr(options_.schedule->lr_at(step_));
+    optimizer_.zero_grad();
+    Tensor out;
+    try {
+      out = model_.forward(x);
+    } catch (const NonFiniteError& e) {
+      throw NonFiniteError(e.module_path(), e.module(),
+                           "step " + std::to_string(step_ + 1) + " (epoch " + std::to_string(epoch_ + 1) + ", batch " +
+                               std::to_string(position_ + 1) + ")");
+    }
+    const Tensor loss = loss_.forward(out, y);
+    model_.backward(loss_.backward());
+    if (options_.clip_grad_norm > 0.0f) clip_grad_norm(params, options_.clip_grad_norm);
+    optimizer_.step();
+    if (options_.after_step) options_.after_step();
+
+    // Accumulate on the device; the host looks only every log_every steps.
+    ops::axpy(loss_acc_, static_cast<float>(n), loss);
+    const Tensor correct = loss_.correct();
+    if (correct.defined()) {
+      ops::add(correct_acc_, correct_acc_, correct);
+      counts_correct = true;
+    }
+    ops::copy(recent_losses_.slice(recent_count_, recent_count_ + 1), loss);
+    ++recent_count_;
+    if (cuda) consumed[b].record(ctx.compute_stream());
+    ++step_;
+    ++position_;
+    acc_samples_ += n;
+    log_samples_ += n;
+    if (options_.record_step_losses) step_losses_.push_back(loss.to_vector<float>()[0]);
+
+    if (time_is_up()) out_of_time_ = true;
+    const bool stop = (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps) || out_of_time_;
+    if (recent_count_ == options_.log_every || stop) {
+      check_recent_losses();
+      const double t = now_seconds();
+      report_progress(batches, static_cast<double>(log_samples_) / (t - log_time_), false);
+      log_time_ = t;
+      log_samples_ = 0;
+    }
+    if (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0 && !options_.checkpoint.empty()) {
+      save_checkpoint(options_.checkpoint);
+    }
+    // A stop that falls on the epoch's last batch still ends the epoch (its metrics line and
+    // checkpoint), as a run resumed from that batch's checkpoint would.
+    if (stop) {
+      if (position_ < batches) return false;
+      break;
+    }
+  }
+  check_recent_losses();
+  const float loss_sum = loss_acc_.to_vector<float>()[0];
+  const float correct_sum = correct_acc_.to_vector<float>()[0];
+  result.seconds = now_seconds() - epoch_start_;
+  const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
+  result.train_loss = loss_sum / samples;
+  result.train_accuracy = counts_correct ? correct_sum / samples : std::nan("");
+  result.samples_per_second = static_cast<double>(acc_samples_) / result.seconds;
+  return true;
+}
+
+void Trainer::check_recent_losses() {
+  if (recent_count_ == 0) return;
+  const auto losses = recent_losses_.slice(0, recent_count_).to_vector<float>();
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    if (!std::isfinite(losses[i])) {
+      const std::int64_t bad_step = step_ - recent_count_ + static_cast<std::int64_t>(i) + 1;
+      const std::int64_t batch = position_ - recent_count_ + static_cast<std::int64_t>(i) + 1;
+      std::string msg = "loss is " + std::string(std::isnan(losses[i]) ? "NaN" : "infinite") + " at step " +
+                        std::to_string(bad_step) + " (epoch " + std::to_string(epoch_ + 1) + ", batch " +
+                        std::to_string(batch) + "); training stopped";
+      msg += last_checkpoint_.empty() ? ", no checkpoint written"
+                                      : "; " + last_checkpoint_ + " keeps the last good state";
+      recent_count_ = 0;
+      throw DivergenceError(msg);
+    }
+  }
+  recent_count_ = 0;
+}
+
+void Trainer::report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch) {
+  if (!options_.progress) return;
+  const double done = static_cast<double>(position_) / static_cast<double>(std::max<std::int64_t>(batches, 1));
+  const float loss_sum = loss_acc_.defined() ? loss_acc_.to_vector<float>()[0] : 0.0f;
+  const float correct_sum = correct_acc_.defined() ? correct_acc_.to_vector<float>()[0] : 0.0f;
+  const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
+  const double elapsed = now_seconds() - epoch_start_;
+  const double eta = done > 0 && !end_of_epoch ? elapsed / done - elapsed : 0.0;
+  const std::int64_t shown = end_of_epoch ? batches : position_;
+  char acc[32] = "";
+  if (loss_.correct().defined()) std::snprintf(acc, sizeof acc, " acc %.2f%%", 100.0 * correct_sum / samples);
+  const bool tty = isatty(fileno(stderr)) != 0;
+  if (tty) {
+    constexpr int kWidth = 24;
+    const int filled = end_of_epoch ? kWidth : static_cast<int>(done * kWidth);
+    std::string bar(static_cast<std::size_t>(filled), '=');
+    bar.resize(kWidth, ' ');
+    std::fprintf(stderr, "\repoch %lld/%d [%s] %lld/%lld loss %.4f%s %.0f samples/s %s %s%s",
+                 static_cast<long long>(end_of_epoch ? epoch_ : epoch_ + 1), total_epochs_, bar.c_str(),
+                 static_cast<long long>(shown), static_cast<long long>(batches), loss_sum / samples, acc,
+                 samples_per_second, end_of_epoch ? "took" : "ETA", format_duration(end_of_epoch ? elapsed : eta).c_str(),
+                 end_of_epoch ? "\n" : "");
+  } else {
+    std::fprintf(stderr, "epoch %lld/%d step %lld/%lld loss %.4f%s %.0f samples/s %s %s\n",
+                 static_cast<long long>(end_of_epoch ? epoch_ : epoch_ + 1), total_epochs_,
+                 static_cast<long long>(shown), static_cast<long long>(batches), loss_sum / samples, acc,
+                 samples_per_second, end_of_epoch ? "took" : "ETA",
+                 format_duration(end_of_epoch ? elapsed : eta).c_str());
+  }
+}
+
+EvalResult Trainer::evaluate(const data::TensorDataset& data) {
+  const bool was_training = model_.is_training();
+  model_.eval();
+  const Device device = model_.device();
+  Tensor loss_sum = Tensor::zeros({1}, DType::kF32, device), correct_sum = Tensor::zeros({1}, DType::kF32, device);
+  bool counts = false;
+  EvalResult r;
+  for (std::int64_t start = 0; start < data.size(); start += options_.eval_batch) {
+    const std::int64_t stop = std::min(start + options_.eval_batch, data.size());
+    Tensor x = data.inputs().slice(start, stop).to(device);
+    const Tensor y = data.labels().slice(start, stop).to(device);
+    if (options_.eval_augment) {
+      Tensor normalised = Tensor::empty(x.shape(), DType::kF32, device);
+      data::augment(normalised, x, *options_.eval_augment, 0, 0, Context::get(device).exec());
+      x = normalised;
+    }
+    const Tensor loss = loss_.forward(model_.forward(x), y);
+    ops::axpy(loss_sum, static_cast<float>(stop - start), loss);
+    if (loss_.correct().defined()) {
+      ops::add(correct_sum, correct_sum, loss_.correct());
+      counts = true;
+    }
+    r.samples += stop - start;
+  }
+  model_.set_training(was_training);
+  const double n = static_cast<double>(std::max<std::int64_t>(r.samples, 1));
+  r.loss = loss_sum.to_vector<float>()[0] / n;
+  r.accuracy = counts ? correct_sum.to_vector<float>()[0] / n : std::nan("");
+  return r;
+}
+
+EvalResult Trainer::evaluate(data::BatchSource& source) {
+  const bool was_training = model_.is_training();
+  model_.eval();
+  const Device device = model_.device();
+  Tensor loss_sum = Tensor::zeros({1}, DType::kF32, device), correct_sum = Tensor::zeros({1}, DType::kF32, device);
+  bool counts = false;
+  EvalResult r;
+  if (options_.on_epoch_start) options_.on_epoch_start();
+  data::Batch batch;
+  for (std::int64_t k = 0; k < source.batches_per_epoch(); ++k) {
+    source.fill(0, k, batch);
+    Tensor x = batch.inputs.to(device);
+    const Tensor y = batch.labels.to(device);
+    if (options_.eval_augment) {
+      Tensor normalised = Tensor::empty(x.shape(), DType::kF32, device);
+      data::augment(normalised, x, *options_.eval_augment, 0, 0, Context::get(device).exec());
+      x = normalised;
+    }
+    const Tensor loss = loss_.forward(model_.forward(x), y);
+    const std::int64_t n = y.numel();
+    ops::axpy(loss_sum, static_cast<float>(n), loss);
+    if (loss_.correct().defined()) {
+      ops::add(correct_sum, correct_sum, loss_.correct());
+      counts = true;
+    }
+    r.samples += n;
+    if (options_.after_step) options_.after_step();
+  }
+  model_.set_training(was_training);
+  const double n = static_cast<double>(std::max<std::int64_t>(r.samples, 1));
+  r.loss = loss_sum.to_vector<float>()[0] / n;
+  r.accuracy = counts ? correct_sum.to_vector<float>()[0] / n : std::nan("");
+  return r;
+}
+
+void Trainer::save_checkpoint(const std::string& path) {
+  check_recent_losses();
+  // A loss can be finite while the update it produced is not (an infinite gradient): look at
+  // the parameters themselves before replacing a good checkpoint.
+  const std::vector<Parameter*> params = model_.parameters();
+  if (!params.empty()) {
+    Tensor total = Tensor::zeros({1}, DType::kF32, model_.device());
+    for (Parameter* p : params) {
+      const Tensor flat = p->value.reshape({-1});
+      ops::add(total, total, ops::sum(ops::mul(flat, flat), 0).reshape({1}));
+    }
+    if (!std::isfinite(total.to_vector<float>()[0])) {
+      throw DivergenceError("parameters are not finite at step " + std::to_string(step_) +
+                            "; not overwriting " + path);
+    }
+  }
+  std::vector<NamedTensor> tensors;
+  for (auto& [name, t] : model_.state()) tensors.emplace_back("model." + name, t);
+  for (auto& [name, t] : optimizer_.state()) tensors.emplace_back("optimizer." + name, t);
+  if (options_.checkpoint_extra) {
+    for (auto& [name, t] : options_.checkpoint_extra()) {
+      if (is_reserved_name(name)) {
+        throw ValueError("Trainer: extra checkpoint entry '" + name +
+                         "' would be taken for the model's, optimizer's or trainer's own state");
+      }
+      tensors.emplace_back(name, t);
+    }
+  }
+  if (loss_acc_.defined()) {
+    tensors.emplace_back("trainer.loss_sum", loss_acc_);
+    tensors.emplace_back("trainer.correct_sum", correct_acc_);
+  }
+  json::Array rng;
+  // As decimal strings: JSON numbers cannot hold every 64-bit seed exactly.
+  for (Generator* g : model_.generators()) {
+    rng.push_back(json::Array{std::to_string(g->seed()), std::to_string(g->offset())});
+  }
+  json::Object hyper;
+  for (auto& [k, v] : optimizer_.hyperparameters()) hyper.emplace_back(k, v);
+  const std::vector<std::pair<std::string, std::string>> metadata = {
+      {"format", kCheckpointFormat},
+      {"step", std::to_string(step_)},
+      {"epoch", std::to_string(epoch_)},
+      {"position", std::to_string(position_)},
+      {"samples_in_epoch", std::to_string(acc_samples_)},
+      {"data_seed", std::to_string(options_.seed)},
+      {"optimizer", optimizer_.kind()},
+      {"optimizer_hyperparameters", json::dump(hyper)},
+      {"schedule", options_.schedule ? options_.schedule->describe() : "none"},
+      {"rng", json::dump(rng)},
+  };
+  std::vector<std::pair<std::string, std::string>> meta = metadata;
+  if (order_.empty()) {
+    // Saved outside fit(): the options are all that says what the order was.
+    meta.emplace_back("batch", std::to_string(options_.batch));
+    meta.emplace_back("shuffle", options_.shuffle ? "1" : "0");
+  } else {
+    json::Object order;
+    for (const auto& [k, v] : order_) {
+      order.emplace_back(k, v);
+      // Kept under their old names as well, for readers from before "data_order".
+      if (k == "batch" || k == "shuffle") meta.emplace_back(k, v);
+    }
+    meta.emplace_back("data_order", json::dump(json::Value(order)));
+  }
+  save_safetensors(path, tensors, meta);
+  last_checkpoint_ = path;
+  saved_step_ = step_;
+}
+
+void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* source) {
+  const SafetensorsContents file = load_safetensors(path);
+  if (file.metadata_value("format") != kCheckpointFormat) {
+    throw IoError(path + ": not a libgpudl checkpoint (metadata format is '" + file.metadata_value("format") + "')");
+  }
+  if (file.metadata_value("optimizer") != optimizer_.kind()) {
+    throw ValueError(path + ": saved with optimizer '" + file.metadata_value("optimizer") + "' but resuming with '" +
+                     optimizer_.kind() + "'");
+  }
+  std::vector<NamedTensor> model_state, optimizer_state, extra;
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind("model.", 0) == 0) {
+      model_state.emplace_back(name.substr(6), t);
+    } else if (name.rfind("optimizer.", 0) == 0) {
+      optimizer_state.emplace_back(name.substr(10), t);
+    } else if (!is_reserved_name(name)) {
+      extra.emplace_back(name, t);
+    }
+  }
+  // First, so that a driver refusing the file (another vocabulary) says so before a shape
+  // mismatch that would follow from the same cause.
+  if (options_.restore_extra) options_.restore_extra(path, extra);
+  // Named with the file: "load_state: ..." alone would not say which checkpoint is at fault.
+  try {
+    model_.load_state(model_state);
+    optimizer_.load_state(optimizer_state);
+  } catch (const Error& e) {
+    throw ValueError(path + ": not a checkpoint of this model: " + e.what());
+  }
+  auto number = [&](const char* key) {
+    const std::string v = file.metadata_value(key);
+    try {
+      return std::stoll(v);
+    } catch (const std::exception&) {
+      throw IoError(path + ": metadata '" + key + "' is '" + v + "', expected an integer");
+    }
+  };
+  step_ = number("step");
+  epoch_ = number("epoch");
+  position_ = number("position");
+  resumed_samples_ = number("samples_in_epoch");
+  options_.seed = static_cast<std::uint64_t>(number("data_seed"));
+  // Compared with the data source when fit() starts: only it knows its settings.
+  data::OrderSettings order;
+  const std::string order_text = file.metadata_value("data_order");
+  if (!order_text.empty()) {
+    const json::Value saved = json::parse(order_text);
+    if (!saved.is_object()) throw IoError(path + ": metadata 'data_order' is not a JSON object");
+    for (const auto& [k, v] : saved.as_object()) {
+      if (!v.is_string()) throw IoError(path + ": metadata 'data_order' entry '" + k + "' is not a string");
+      order.emplace_back(k, v.as_string());
+    }
+  } else {
+    order.emplace_back("batch", std::to_string(number("batch")));
+    if (!file.metadata_value("shuffle").empty()) order.emplace_back("shuffle", file.metadata_value("shuffle"));
+  }
+  resumed_order_ = order;
+  resumed_order_legacy_ = order_text.empty();
+  resumed_path_ = path;
+  const json::Value rng = json::parse(file.metadata_value("rng"));
+  const std::vector<Generator*> gens = model_.generators();
+  if (rng.size() != gens.size()) {
+    throw ValueError(path + ": holds " + std::to_string(rng.size()) + " generator states, the model has " +
+                     std::to_string(gens.size()));
+  }
+  for (std::size_t i = 0; i < gens.size(); ++i) {
+    gens[i]->set_state(std::stoull(rng.at(i).at(0).as_string()), std::stoull(rng.at(i).at(1).as_string()));
+  }
+  const Tensor* loss_sum = file.find("trainer.loss_sum");
+  const Tensor* correct_sum = file.find("trainer.correct_sum");
+  resumed_loss_ = loss_sum != nullptr ? loss_sum->to(model_.device()).clone() : Tensor();
+  resumed_correct_ = correct_sum != nullptr ? correct_sum->to(model_.device()).clone() : Tensor();
+  last_checkpoint_ = path;
+  saved_step_ = step_;
+  resumed_ = true;
+  if (source != nullptr) check_resumed_order(*source);
+}
+
+}  // namespace gpudl

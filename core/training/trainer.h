@@ -1,0 +1,189 @@
+// Trainer: the one training loop (prefetch on the copy stream, no host sync inside a step,
+// device-side loss/accuracy accumulators) over any batch source, evaluation, progress, metrics,
+// checkpoints and exact resume.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gpudl/core/data/augment.h"
+#include "gpudl/core/data/data.h"
+#include "gpudl/core/io/json.h"
+#include "gpudl/core/training/loss.h"
+#include "gpudl/core/runtime/module.h"
+#include "gpudl/core/training/optim.h"
+#include "gpudl/core/training/schedule.h"
+
+namespace gpudl {
+
+// Training stopped because the loss became NaN or infinite; what() names the step.
+class DivergenceError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct EvalResult {
+  double loss = 0.0;
+  double accuracy = 0.0;  // NaN when the loss has no notion of accuracy
+  std::int64_t samples = 0;
+};
+
+struct EpochResult {
+  int epoch = 0;
+  double train_loss = 0.0, train_accuracy = 0.0;
+  EvalResult test;
+  double seconds = 0.0;
+  double samples_per_second = 0.0;
+};
+
+struct FitResult {
+  std::vector<EpochResult> epochs;
+  std::int64_t steps = 0;
+  double seconds = 0.0;
+  EvalResult final_test;  // of the model as fit() leaves it
+  bool out_of_time = false;  // stopped by options.max_seconds
+};
+
+struct TrainerOptions {
+  // How fit(TensorDataset) batches its data (a BatchSource brings its own order).
+  std::int64_t batch = 128;
+  int epochs = 1;
+  std::uint64_t seed = 0;          // data order (shuffle of epoch e is a function of seed and e)
+  bool shuffle = true;
+  bool drop_last = false;
+  std::int64_t log_every = 50;     // the host reads loss and accuracy every N steps, no more often
+  std::string metrics = "";             // JSON-lines file, "" for none; the last line has "event": "final"
+  std::string checkpoint = "";          // safetensors path written at each epoch end and at a stop
+                                        // (max_seconds, stop_after_steps), "" for none; fit()
+                                        // first checks its folder takes new files (IoError)
+  std::int64_t checkpoint_every = 0;  // also every N steps (0: epoch ends only)
+  std::string resume = "";              // checkpoint to continue from, "" to start fresh
+  std::shared_ptr<const Schedule> schedule = nullptr;  // per-step learning rate; null keeps the optimizer's
+  float clip_grad_norm = 0.0f;     // > 0: scale gradients to this global L2 norm at most
+  bool progress = true;            // progress bar on a terminal, plain lines otherwise
+  std::int64_t eval_batch = 1000;
+  // Training batches are augmented on the device (on the copy stream, with the prefetch);
+  // the draws of step t come from Philox offset t, so a resumed run sees the same crops.
+  std::optional<data::AugmentOptions> augment = std::nullopt;
+  // Applied to evaluation batches (typically normalisation only).
+  std::optional<data::AugmentOptions> eval_augment = std::nullopt;
+  // For tests and tools: stop after this many steps in total (0: run all epochs), and read
+  // every step's loss back (a host sync per step) into step_losses().
+  std::int64_t stop_after_steps = 0;
+  bool record_step_losses = false;
+  // Stop once fit() has run this many seconds (checked after every step; 0: no limit). A stop
+  // by time or by stop_after_steps writes the checkpoint (when one is set), and a run resumed
+  // from it continues at the next step as if never stopped.
+  double max_seconds = 0.0;
+
+  // Hooks for a model that carries state from batch to batch (a recurrent layer reading
+  // StreamBatches by truncated BPTT: reset its state, carry it). on_epoch_start runs before
+  // the first batch of an epoch begun from its start (an epoch resumed in the middle gets the
+  // state from the checkpoint, through restore_extra) and before evaluate() over a
+  // BatchSource; after_step after every training step and every such evaluation batch.
+  std::function<void()> on_epoch_start;
+  std::function<void()> after_step;
+  // Entries a checkpoint holds beside the model's, the optimizer's and the trainer's, under
+  // their own names (which may not begin with "model.", "optimizer." or "trainer."): a
+  // vocabulary, a carried recurrent state. checkpoint_extra gives them at every save;
+  // restore_extra gets the checkpoint's path and all its entries outside those three on
+  // resume, before anything is restored, and throws to refuse the file or restores from them.
+  std::function<std::vector<NamedTensor>()> checkpoint_extra;
+  std::function<void(const std::string& path, const std::vector<NamedTensor>& extra)> restore_extra;
+  // After each epoch's evaluation, before its metrics record is written and its checkpoint
+  // saved: a driver prints its own summary, adds fields to the record, or throws to stop.
+  std::function<void(const EpochResult& epoch, json::Value& record)> on_epoch_end;
+};
+
+class Trainer {
+ public:
+  // The model, optimizer and loss must outlive the trainer; the model must already be on the
+  // device to train on (the batches follow it). Throws ValueError for bad options.
+  Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions options);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains for options.epochs epochs (continuing from options.resume when set) and evaluates
+  // on `test` after each epoch when given. Throws DivergenceError when the loss turns
+  // non-finite (no checkpoint is written from then on, so the last one holds the last good
+  // state), IoError for unwritable metrics or checkpoint files, ValueError when a resumed
+  // checkpoint was saved with another data order (naming the setting: batch, shuffle, ...),
+  // and what the layers and hooks throw. The metrics file is truncated on a fresh run and
+  // appended to by a resumed one (options.resume, or load_checkpoint() called before).
+  FitResult fit(const data::TensorDataset& train, const data::TensorDataset* test = nullptr);
+  // The same over any batch source (options.batch, shuffle, drop_last and seed are the
+  // source's business then); `test` is evaluated with evaluate(BatchSource&).
+  FitResult fit(data::BatchSource& train, data::BatchSource* test = nullptr);
+
+  // Mean loss and accuracy over `data` in eval mode (the model's mode is restored after).
+  EvalResult evaluate(const data::TensorDataset& data);
+  // The same over epoch 0 of `source`, every batch weighted by its label count (so a mean
+  // per token for StreamBatches), with the on_epoch_start and after_step hooks.
+  EvalResult evaluate(data::BatchSource& source);
+
+  // Writes model, optimizer, schedule position, RNG states, data order position and progress
+  // atomically. Throws DivergenceError if the parameters are not finite, IoError on failure.
+  void save_checkpoint(const std::string& path);
+  // Restores everything save_checkpoint wrote; the next fit() continues from it and checks
+  // that its data comes in the saved order, or `source` is checked now when given. Throws
+  // IoError for an unreadable or foreign file, ValueError/ShapeError when it does not fit this
+  // model and optimizer, ValueError naming the setting when `source` orders the data
+  // otherwise, and what options.restore_extra throws.
+  void load_checkpoint(const std::string& path, const data::BatchSource* source = nullptr);
+
+  // Appends one record to the metrics file (a no-op without one). Throws IoError.
+  void write_metrics(const json::Value& record);
+
+  std::int64_t global_step() const { return step_; }
+  // The epoch in progress (0-based): after a resume, the one the run continues in.
+  std::int64_t epoch() const { return epoch_; }
+  const std::vector<float>& step_losses() const { return step_losses_; }
+
+ private:
+  FitResult run(data::BatchSource& train, const std::function<EvalResult()>& test);
+  // Runs the rest of the source's epoch; false when stop_after_steps or max_seconds cut it short.
+  bool run_epoch(data::BatchSource& source, EpochResult& result);
+  // Throws ValueError naming the first setting of `source` that differs from the resumed
+  // checkpoint's (a no-op when nothing was resumed or it was checked already).
+  void check_resumed_order(const data::BatchSource& source);
+  bool time_is_up() const;
+  void check_recent_losses();
+  void report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch);
+
+  Module& model_;
+  Optimizer& optimizer_;
+  Loss& loss_;
+  TrainerOptions options_;
+  std::int64_t step_ = 0;     // completed steps
+  std::int64_t epoch_ = 0;    // current epoch
+  std::int64_t position_ = 0; // batches done in the current epoch
+  std::vector<float> step_losses_;
+  Tensor loss_acc_, correct_acc_, recent_losses_;
+  std::int64_t acc_samples_ = 0, recent_count_ = 0;
+  // The epoch's accumulators as a checkpoint saved them, for a run resumed mid-epoch.
+  Tensor resumed_loss_, resumed_correct_;
+  std::int64_t resumed_samples_ = 0;
+  double epoch_start_ = 0.0, log_time_ = 0.0;
+  std::int64_t log_samples_ = 0;
+  int total_epochs_ = 0;
+  std::string last_checkpoint_;
+  std::FILE* metrics_ = nullptr;
+  bool resumed_ = false;           // a checkpoint was loaded: the metrics file is appended to
+  // The data order the loaded checkpoint was saved with, until fit() has compared it with its
+  // source; `legacy`: a checkpoint from before "data_order", which recorded batch and shuffle.
+  std::optional<data::OrderSettings> resumed_order_;
+  bool resumed_order_legacy_ = false;
+  std::string resumed_path_;
+  double fit_start_ = 0.0;
+  bool out_of_time_ = false;
+  data::OrderSettings order_;      // of the source being fitted, for the checkpoints
+  std::int64_t saved_step_ = -1;   // step of the last checkpoint written
+};
+
+}  // namespace gpudl
