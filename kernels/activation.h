@@ -13,7 +13,7 @@ namespace gpudl::kernels {
 // A new kind is added here (the enumerator before kCount, its math in activate/activate_grad,
 // its name in activation_name) and as a layer class in layers/activation.h; the case table of
 // the tests and benchmarks picks it up from kCount.
-enum class Activation : std::uint8_t { kSigmoid, kTanh, kRelu, kLeakyRelu, kElu, kCount };
+enum class Activation : std::uint8_t { kSigmoid, kTanh, kRelu, kLeakyRelu, kElu, kGelu, kGeluTanh, kSilu, kCount };
 inline constexpr int kActivationCount = static_cast<int>(Activation::kCount);
 
 // "ReLU": the layer's name, for messages, tables and benchmarks.
@@ -24,6 +24,9 @@ inline const char* activation_name(Activation kind) {
     case Activation::kRelu: return "ReLU";
     case Activation::kLeakyRelu: return "LeakyReLU";
     case Activation::kElu: return "ELU";
+    case Activation::kGelu: return "GELU";
+    case Activation::kGeluTanh: return "GELU(tanh)";
+    case Activation::kSilu: return "SiLU";
     case Activation::kCount: break;
   }
   return "?";
@@ -83,6 +86,12 @@ GPUDL_HD inline float fast_tanh(float x) {
 #endif
 }
 
+// GELU's tanh form (Hendrycks and Gimpel 2016): 0.5 x (1 + tanh(u)), u = √(2/π)(x + 0.044715 x³).
+inline constexpr float kGeluTanhScale = 0.7978845608028654f;  // √(2/π)
+inline constexpr float kGeluTanhCubic = 0.044715f;
+inline constexpr float kInvSqrt2 = 0.7071067811865476f;
+inline constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // 1 / √(2π)
+
 // y = f(x); `alpha` is LeakyReLU's negative slope or ELU's scale, ignored otherwise.
 GPUDL_HD inline float activate(Activation kind, float x, float alpha) {
   switch (kind) {
@@ -91,13 +100,18 @@ GPUDL_HD inline float activate(Activation kind, float x, float alpha) {
     case Activation::kRelu: return x > 0.0f || x != x ? x : 0.0f;  // NaN passes through, as it must to be seen
     case Activation::kLeakyRelu: return x > 0.0f ? x : alpha * x;
     case Activation::kElu: return x > 0.0f ? x : alpha * (expf(x) - 1.0f);
+    case Activation::kGelu: return 0.5f * x * (1.0f + erff(x * kInvSqrt2));  // x Φ(x)
+    case Activation::kGeluTanh:
+      return 0.5f * x * (1.0f + fast_tanh(kGeluTanhScale * (x + kGeluTanhCubic * x * x * x)));
+    case Activation::kSilu: return x * sigmoid(x);
     case Activation::kCount: break;
   }
   return x;
 }
 
 // dL/dx from dL/dy, using whichever of x and y gives the derivative cheaply: σ' = y(1 - y),
-// tanh' = 1 - y², ELU' = y + α for x <= 0. ReLU's derivative at 0 is taken as 0.
+// tanh' = 1 - y², ELU' = y + α for x <= 0. ReLU's derivative at 0 is taken as 0. GELU' = Φ(x) +
+// x φ(x); its tanh form's is 0.5 (1 + t) + 0.5 x (1 - t²) u'; SiLU' = σ(x) (1 + x (1 - σ(x))).
 GPUDL_HD inline float activate_grad(Activation kind, float dy, float x, float y, float alpha) {
   switch (kind) {
     case Activation::kSigmoid: return dy * y * (1.0f - y);
@@ -107,6 +121,17 @@ GPUDL_HD inline float activate_grad(Activation kind, float dy, float x, float y,
     case Activation::kRelu: return x > 0.0f ? dy : 0.0f;
     case Activation::kLeakyRelu: return x > 0.0f ? dy : alpha * dy;
     case Activation::kElu: return x > 0.0f ? dy : dy * (y + alpha);
+    case Activation::kGelu:
+      return dy * (0.5f * (1.0f + erff(x * kInvSqrt2)) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
+    case Activation::kGeluTanh: {
+      const float t = fast_tanh(kGeluTanhScale * (x + kGeluTanhCubic * x * x * x));
+      const float du = kGeluTanhScale * (1.0f + 3.0f * kGeluTanhCubic * x * x);
+      return dy * (0.5f * (1.0f + t) + 0.5f * x * ((1.0f - t) * (1.0f + t)) * du);
+    }
+    case Activation::kSilu: {
+      const float s = sigmoid(x);
+      return dy * s * (1.0f + x * (1.0f - s));
+    }
     case Activation::kCount: break;
   }
   return dy;

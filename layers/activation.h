@@ -1,4 +1,4 @@
-// Activation layers (Sigmoid, Tanh, ReLU, LeakyReLU, ELU) and Softmax/LogSoftmax over the last axis.
+// Activation layers (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, SiLU) and Softmax/LogSoftmax over the last axis.
 #pragma once
 
 #include "gpudl/core/runtime/format.h"
@@ -45,6 +45,20 @@ class ELU : public ActivationLayer {
  public:
   explicit ELU(float alpha = 1.0f)
       : ActivationLayer(nn::Activation::kElu, alpha, "ELU(" + format_number(alpha) + ")") {}
+};
+
+// GELU, x Φ(x) with Φ the standard normal CDF; with tanh_approximation, PyTorch's
+// approximate="tanh" form 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))).
+class GELU : public ActivationLayer {
+ public:
+  explicit GELU(bool tanh_approximation = false)
+      : ActivationLayer(tanh_approximation ? nn::Activation::kGeluTanh : nn::Activation::kGelu, 0.0f,
+                        tanh_approximation ? "GELU(tanh)" : "GELU") {}
+};
+// SiLU (swish), x σ(x).
+class SiLU : public ActivationLayer {
+ public:
+  SiLU() : ActivationLayer(nn::Activation::kSilu, 0.0f, "SiLU") {}
 };
 
 // Softmax (or log-softmax) over the last axis.

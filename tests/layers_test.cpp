@@ -52,6 +52,28 @@ TEST(GradCheck, Activations) {
   expect_gradients_match(elu, random_input({3, 4}, 13), 14, kKinkMargin);
 }
 
+// Reference values: GELU(x) = x Φ(x), Φ(1) = 0.8413447, Φ(-2) = 0.0227501; the tanh form at 1 and
+// -2 (PyTorch approximate="tanh" gives the same); SiLU(x) = x / (1 + e^-x).
+TEST(Layers, GeluAndSiluMatchReferenceValues) {
+  const Tensor x = Tensor::from_vector(std::vector<float>{1.0f, -2.0f, 0.0f}, {3});
+  GELU gelu;
+  GELU gelu_tanh(true);
+  SiLU silu;
+  const auto g = gelu.forward(x).to_vector<float>();
+  const auto t = gelu_tanh.forward(x).to_vector<float>();
+  const auto s = silu.forward(x).to_vector<float>();
+  EXPECT_NEAR(g[0], 0.8413447f, 1e-6f);
+  EXPECT_NEAR(g[1], -2.0f * 0.0227501f, 1e-6f);
+  EXPECT_EQ(g[2], 0.0f);
+  EXPECT_NEAR(t[0], 0.8411920f, 1e-6f);
+  EXPECT_NEAR(t[1], -0.0454023f, 1e-6f);
+  EXPECT_NEAR(s[0], 0.7310586f, 1e-6f);
+  EXPECT_NEAR(s[1], -2.0f / (1.0f + std::exp(2.0f)), 1e-6f);
+  EXPECT_EQ(gelu.describe(), "GELU");
+  EXPECT_EQ(gelu_tanh.describe(), "GELU(tanh)");
+  EXPECT_EQ(silu.describe(), "SiLU");
+}
+
 TEST(GradCheck, SoftmaxAndLogSoftmax) {
   Softmax softmax;
   expect_gradients_match(softmax, random_input({3, 5}, 15), 16);
