@@ -12,6 +12,7 @@
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/conv.h"
 #include "gpudl/layers/dropout.h"
+#include "gpudl/layers/layer_norm.h"
 #include "gpudl/layers/linear.h"
 #include "gpudl/layers/pool.h"
 #include "gpudl/layers/recurrent.h"
@@ -62,6 +63,13 @@ std::vector<OpCase> build() {
   cases.push_back({.name = "BatchNorm2d", .make = maker<BatchNorm2d>(3), .input = {4, 3, 3, 3},
                    .bench_make = maker<BatchNorm2d>(64), .bench_input = {128, 64, 32, 32},
                    .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "LayerNorm", .make = maker<LayerNorm>(5), .input = {4, 5},
+                   .bench_make = maker<LayerNorm>(1024), .bench_input = {4096, 1024},
+                   .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "LayerNorm_sequence_no_affine",
+                   .make = maker<LayerNorm>(4, LayerNormOptions{.elementwise_affine = false}), .input = {3, 2, 4},
+                   .bench_make = maker<LayerNorm>(768, LayerNormOptions{.elementwise_affine = false}),
+                   .bench_input = {128, 32, 768}, .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "Conv2d_3x3_pad1", .make = maker<Conv2d>(2, 3, 3, Conv2dOptions{.padding = 1}),
                    .input = {2, 2, 5, 5}, .bench_make = maker<Conv2d>(64, 64, 3, Conv2dOptions{.padding = 1}),
                    .bench_input = {32, 64, 32, 32}, .gpu_tolerance = kReductionTolerance});
