@@ -156,10 +156,8 @@ void Recurrent::to(Device device) {
 }
 
 Parameter& Recurrent::parameter(const std::string& name) {
-  for (Parameter& p : params_) {
-    if (p.name == name) return p;
-  }
-  throw ValueError(describe() + ": no parameter named '" + name + "'");
+  // By its own name, which a container's prefix does not change.
+  return *Module::parameter(name);
 }
 
 Parameter* Recurrent::param(std::int64_t layer, std::int64_t dir, int which) {

@@ -62,7 +62,8 @@ class Recurrent : public Module {
   std::int64_t hidden_size() const { return hidden_; }
   std::int64_t num_layers() const { return layers_; }
   std::int64_t directions() const { return directions_; }
-  // Parameter `name` ("weight_hh_l1_reverse"); throws ValueError for an unknown name.
+  // Parameter `name` ("weight_hh_l1_reverse"), its own name also inside a container; throws
+  // ValueError for an unknown name.
   Parameter& parameter(const std::string& name);
 
  private:

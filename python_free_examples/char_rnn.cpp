@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -118,27 +120,44 @@ int main(int argc, char** argv) try {
       .option("resume", "", "checkpoint to continue from (its vocabulary must match the text)");
   args.parse(argc, argv);
 
+  // Every flag is read and checked here, before the corpus is read or a model built.
+  const std::uint64_t seed = args.unsigned_integer("seed");
+  const double holdout = args.number("holdout");
+  args.require(holdout > 0.0 && holdout < 1.0, "holdout", "a fraction in (0, 1)");
+  const double temperature = args.number("temperature");
+  args.require(temperature > 0.0, "temperature", "a number > 0");  // not found out only after training
+  const std::int64_t batch = args.integer("batch", 1), steps = args.integer("steps", 1);
+  const std::int64_t embed = args.integer("embed", 1), hidden = args.integer("hidden", 1);
+  const std::int64_t layers = args.integer("layers", 1);
+  const int epochs = static_cast<int>(args.integer("epochs", 1, std::numeric_limits<int>::max()));
+  const double dropout = args.number("dropout");
+  args.require(dropout >= 0.0 && dropout < 1.0, "dropout", "a probability in [0, 1)");
+  const double lr = args.number("lr");
+  args.require(lr > 0.0, "lr", "a number > 0");
+  const double clip = args.number("clip");
+  args.require(clip >= 0.0, "clip", "a number >= 0 (0: no clipping)");
+  const double minutes = args.number("minutes");
+  args.require(minutes >= 0.0, "minutes", "a number >= 0 (0: no limit)");
+  const std::int64_t sample_chars = args.integer("sample");
+  examples::check_writable(args, "metrics");
+  examples::check_writable(args, "checkpoint");
+  examples::check_readable(args, "resume");
+  // Last: "auto" prints a note when there is no GPU, which should not come before a typo's error.
   const Device device = Device::parse(args.str("device"));
-  const std::uint64_t seed = static_cast<std::uint64_t>(args.integer("seed"));
+
   std::string path = args.str("data").empty() ? default_text_path() : args.str("data");
   const data::CharCorpus corpus =
       path.empty() ? data::CharCorpus::from_text(kBuiltinText, "the built-in text") : data::CharCorpus::from_file(path);
-  const double holdout = args.number("holdout");
-  if (!(holdout > 0.0 && holdout < 1.0)) throw std::invalid_argument("--holdout must be in (0, 1)");
-  // Checked now, not when sampling starts after the whole training run.
-  if (!(args.number("temperature") > 0.0)) throw std::invalid_argument("--temperature must be > 0");
   const std::int64_t split = static_cast<std::int64_t>(static_cast<double>(corpus.size()) * (1.0 - holdout));
   const std::vector<std::int32_t> train_ids(corpus.ids().begin(), corpus.ids().begin() + split);
   const std::vector<std::int32_t> held_ids(corpus.ids().begin() + split, corpus.ids().end());
-  const std::int64_t batch = args.integer("batch", 1), steps = args.integer("steps", 1);
   data::StreamBatches stream(train_ids, batch, steps);
   // Held-out text in fewer, longer streams, so a short tail still gives whole chunks.
   const std::int64_t eval_batch = std::clamp<std::int64_t>(static_cast<std::int64_t>(held_ids.size()) / (4 * steps), 1,
                                                            batch);
 
   manual_seed(seed);
-  Model m = make_model(corpus.vocab_size(), args.integer("embed", 1), args.integer("hidden", 1),
-                       args.integer("layers", 1), static_cast<float>(args.number("dropout")));
+  Model m = make_model(corpus.vocab_size(), embed, hidden, layers, static_cast<float>(dropout));
   m.net.to(device);
   std::int64_t params = 0;
   for (Parameter* p : m.net.parameters()) params += p->value.numel();
@@ -150,8 +169,7 @@ int main(int argc, char** argv) try {
               describe_model(m).c_str(), static_cast<long long>(params), static_cast<long long>(stream.chunks()),
               static_cast<long long>(steps), static_cast<long long>(batch));
 
-  Adam opt(m.net.parameters(), {.lr = args.number("lr")});
-  const int epochs = static_cast<int>(args.integer("epochs", 1));
+  Adam opt(m.net.parameters(), {.lr = lr});
   data::StreamBatches held_out(held_ids, eval_batch, steps);
   CrossEntropyLoss loss;
   TrainerOptions o;
@@ -159,9 +177,9 @@ int main(int argc, char** argv) try {
   o.log_every = 50;
   o.metrics = args.str("metrics");
   o.checkpoint = args.str("checkpoint");
-  o.schedule = std::make_shared<CosineLR>(args.number("lr"), epochs * stream.chunks());
-  o.clip_grad_norm = static_cast<float>(args.number("clip"));
-  o.max_seconds = args.number("minutes") * 60.0;
+  o.schedule = std::make_shared<CosineLR>(lr, epochs * stream.chunks());
+  o.clip_grad_norm = static_cast<float>(clip);
+  o.max_seconds = minutes * 60.0;
   // Truncated BPTT: each epoch (and each evaluation) starts the streams from a zero state,
   // every chunk starts from the state the previous one ended in.
   Recurrent* lstm = m.lstm;
@@ -229,10 +247,9 @@ int main(int argc, char** argv) try {
                                      {"seconds", seconds},
                                      {"characters", tokens},
                                      {"device", device.str()}});
-  if (args.integer("sample") > 0) {
-    std::printf("--- sample (temperature %.2f) ---\n%s\n", args.number("temperature"),
-                sample(m, corpus, corpus.decode({corpus.ids()[0]}), args.integer("sample"),
-                       args.number("temperature"), seed)
+  if (sample_chars > 0) {
+    std::printf("--- sample (temperature %.2f) ---\n%s\n", temperature,
+                sample(m, corpus, corpus.decode({corpus.ids()[0]}), sample_chars, temperature, seed)
                     .c_str());
   }
   return 0;

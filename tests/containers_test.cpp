@@ -118,6 +118,8 @@ TEST(Containers, ParametersKeepTheirOwnNamesAndContainersPrefixOnRequest) {
   EXPECT_EQ(w->value.shape(), (Shape{12, 3}));
   EXPECT_EQ(seq.parameter("1.weight_hh_l0"), w);
   EXPECT_EQ(w->name, "1.weight_hh_l0");  // what optimizers key their state by, unchanged
+  // Through the LSTM's own type too (Recurrent::parameter returns a reference).
+  EXPECT_EQ(&dynamic_cast<Recurrent&>(lstm).parameter("weight_hh_l0"), w);
   std::vector<std::string> own;
   for (auto& [name, p] : lstm.named_parameters()) own.push_back(name);
   EXPECT_EQ(own, (std::vector<std::string>{"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}));

@@ -112,12 +112,6 @@ NormalizationCache& normalization_cache() {
   return *cache;
 }
 
-// Like a copy_from_async, the kernel may run on a stream other than the one the tensors'
-// memory was allocated on; the pool must not reuse it before that stream is done.
-void record_use(const Tensor& t, void* stream) {
-  if (t.storage() != nullptr) Context::get(t.device()).memory_pool().record_stream(t.storage()->data(), stream);
-}
-
 }  // namespace
 
 void augment(const Tensor& out, const Tensor& in, const AugmentOptions& options, std::uint64_t seed,
@@ -147,13 +141,17 @@ void augment(const Tensor& out, const Tensor& in, const AugmentOptions& options,
   }
   const float* mean = values.defined() ? values.data<float>() : nullptr;
   const float* inv_std = values.defined() ? values.data<float>() + c : nullptr;
+  // Like a copy_from_async, the kernel may run on a stream other than the one that last wrote
+  // the tensors (a fresh `out` was poisoned or allocated on the compute stream): wait for that
+  // writer, keep the memory from the pool until this stream is done, and tell later readers.
   if (device.is_cuda()) {
-    record_use(out, exec.stream);
-    record_use(in, exec.stream);
+    out.storage()->before_use(exec.stream);
+    in.storage()->before_use(exec.stream);
   }
   detail::twin_on<&kernels::cpu::augment_images, &kernels::cuda::augment_images>(
       device, exec, out.data<float>(), in.data<float>(), n, c, h, w, options.crop_padding, options.horizontal_flip,
       mean, inv_std, seed, offset);
+  if (device.is_cuda()) out.storage()->after_write(exec.stream);
 }
 
 AugmentOptions cifar10_augmentation() {

@@ -26,13 +26,13 @@ inline constexpr double kElementwiseTolerance = 1e-5;
 inline constexpr double kReductionTolerance = 1e-4;
 
 struct OpCase {
-  std::string name;  // a gtest- and benchmark-friendly name: "ReLU", "Conv2d_3x3_pad1"
+  std::string name{};  // a gtest- and benchmark-friendly name: "ReLU", "Conv2d_3x3_pad1"
   // Builds the layer on the CPU with parameters drawn from the default generator.
-  std::function<std::unique_ptr<Module>()> make;
-  Shape input;  // small, for the gradient check and the GPU comparison (batch axis first)
+  std::function<std::unique_ptr<Module>()> make{};
+  Shape input{};  // small, for the gradient check and the GPU comparison (batch axis first)
   // The benchmark's layer and input (bench_make empty: make()).
-  std::function<std::unique_ptr<Module>()> bench_make;
-  Shape bench_input;
+  std::function<std::unique_ptr<Module>()> bench_make{};
+  Shape bench_input{};
   // Inputs uniform in [low, high); i32 ids in [0, id_range) when id_range > 0 (embeddings).
   float low = -2.0f, high = 2.0f;
   std::int64_t id_range = 0;
