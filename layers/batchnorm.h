@@ -39,7 +39,7 @@ class BatchNorm1d : public Module {
   Tensor input_, save_mean_, save_invstd_;
 
  private:
-  // The CUDA kernels' partial sums (kept between steps; nullptr on the CPU).
+  // The CUDA kernels' partial sums (kept between steps; undefined on the CPU).
   const Tensor& scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner);
   Tensor scratch_;
 };

@@ -22,7 +22,8 @@ class LayerNorm : public Module {
   // Throws ValueError for features < 1 or eps <= 0.
   explicit LayerNorm(std::int64_t features, LayerNormOptions options = {});
 
-  // Throws ShapeError naming the layer unless x is f32 (..., features).
+  // Throws ShapeError naming the layer unless x is (..., features), ValueError unless it is f32,
+  // DeviceError when it is not on the layer's device.
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   std::string describe() const override;

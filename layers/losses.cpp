@@ -51,8 +51,9 @@ CrossEntropyLoss::CrossEntropyLoss(CrossEntropyOptions options) : options_(optio
 }
 
 std::string CrossEntropyLoss::describe() const {
-  return options_.label_smoothing > 0.0f ? "CrossEntropyLoss(label_smoothing=" + format_number(options_.label_smoothing) + ")"
-                                         : "CrossEntropyLoss";
+  return options_.label_smoothing > 0.0f
+             ? "CrossEntropyLoss(label_smoothing=" + format_number(options_.label_smoothing) + ")"
+             : "CrossEntropyLoss";
 }
 
 Tensor CrossEntropyLoss::forward(const Tensor& output, const Tensor& target) {

@@ -412,4 +412,36 @@ Tensor Embedding::backward(const Tensor& grad_output) {
   return Tensor();  // ids have no gradient
 }
 
+// ---------------------------------------------------------------------------------------------
+// Truncated BPTT through the Trainer
+
+void use_truncated_bptt(TrainerOptions& options, Recurrent& layer) {
+  Recurrent* r = &layer;
+  auto chain = [](std::function<void()> first, std::function<void()> then) {
+    return [first = std::move(first), then = std::move(then)] {
+      if (first) first();
+      then();
+    };
+  };
+  options.on_epoch_start = chain(std::move(options.on_epoch_start), [r] { r->reset_state(); });
+  options.after_step = chain(std::move(options.after_step), [r] { r->carry_state(); });
+  options.checkpoint_extra = [previous = std::move(options.checkpoint_extra), r] {
+    std::vector<NamedTensor> extra = previous ? previous() : std::vector<NamedTensor>{};
+    if (r->final_h().defined()) extra.emplace_back("carried_state.h", r->final_h());
+    if (r->final_c().defined()) extra.emplace_back("carried_state.c", r->final_c());
+    return extra;
+  };
+  options.restore_extra = [previous = std::move(options.restore_extra), r](const std::string& path,
+                                                                          const std::vector<NamedTensor>& extra) {
+    if (previous) previous(path, extra);
+    const Tensor *h = nullptr, *c = nullptr;
+    for (const auto& [name, t] : extra) {
+      if (name == "carried_state.h") h = &t;
+      if (name == "carried_state.c") c = &t;
+    }
+    r->reset_state();
+    if (h != nullptr) r->set_state(h->to(r->device()), c != nullptr ? c->to(r->device()) : Tensor());
+  };
+}
+
 }  // namespace gpudl

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gpudl/core/runtime/module.h"
+#include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/dropout.h"
 
 namespace gpudl {
@@ -138,5 +139,12 @@ class Embedding : public Module {
   Parameter weight_;
   Tensor ids_;
 };
+
+// Truncated backpropagation through time with the Trainer over data::StreamBatches: `layer`'s
+// state is reset at every epoch start (and before an evaluation), carried from each step to the
+// next, and saved in checkpoints as "carried_state.h" (and ".c" for an LSTM), so a run resumed in
+// the middle of an epoch continues exactly. Chains onto hooks already set in `options`; `layer`
+// must outlive the Trainer.
+void use_truncated_bptt(TrainerOptions& options, Recurrent& layer);
 
 }  // namespace gpudl

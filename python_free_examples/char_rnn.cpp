@@ -180,33 +180,17 @@ int main(int argc, char** argv) try {
   o.schedule = std::make_shared<CosineLR>(lr, epochs * stream.chunks());
   o.clip_grad_norm = static_cast<float>(clip);
   o.max_seconds = minutes * 60.0;
-  // Truncated BPTT: each epoch (and each evaluation) starts the streams from a zero state,
-  // every chunk starts from the state the previous one ended in.
-  Recurrent* lstm = m.lstm;
-  o.on_epoch_start = [lstm] { lstm->reset_state(); };
-  o.after_step = [lstm] { lstm->carry_state(); };
-  // The vocabulary says what the ids mean; the carried state lets a run stopped mid-epoch
-  // continue at its next chunk exactly.
-  o.checkpoint_extra = [&corpus, lstm] {
-    std::vector<NamedTensor> extra{{"vocabulary", corpus.vocabulary_tensor()}};
-    if (lstm->final_h().defined()) {
-      extra.emplace_back("carried_state.h", lstm->final_h());
-      extra.emplace_back("carried_state.c", lstm->final_c());
-    }
-    return extra;
-  };
-  o.restore_extra = [&corpus, lstm, device](const std::string& file, const std::vector<NamedTensor>& extra) {
-    const Tensor *vocabulary = nullptr, *h = nullptr, *c = nullptr;
+  // The vocabulary says what the ids mean; a checkpoint of other text is refused.
+  o.checkpoint_extra = [&corpus] { return std::vector<NamedTensor>{{"vocabulary", corpus.vocabulary_tensor()}}; };
+  o.restore_extra = [&corpus](const std::string& file, const std::vector<NamedTensor>& extra) {
     for (const auto& [name, t] : extra) {
-      if (name == "vocabulary") vocabulary = &t;
-      if (name == "carried_state.h") h = &t;
-      if (name == "carried_state.c") c = &t;
+      if (name == "vocabulary") return corpus.check_vocabulary(t, file);
     }
-    if (vocabulary == nullptr) throw ValueError(file + ": no vocabulary entry; not a char_rnn checkpoint");
-    corpus.check_vocabulary(*vocabulary, file);
-    lstm->reset_state();
-    if (h != nullptr && c != nullptr) lstm->set_state(h->to(device), c->to(device));
+    throw ValueError(file + ": no vocabulary entry; not a char_rnn checkpoint");
   };
+  // Truncated BPTT: each epoch (and each evaluation) starts the streams from a zero state, every
+  // chunk from the state the previous one ended in, and checkpoints keep that state.
+  use_truncated_bptt(o, *m.lstm);
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   o.on_epoch_end = [&](const EpochResult& epoch, json::Value& record) {

@@ -215,14 +215,14 @@ inline void check_writable(const Args& args, const std::string& name) {
 }
 
 // JSON-lines metrics for the drivers that run their own loop (the Trainer writes its own):
-// one record per write() to --metrics, or nothing when it is empty. A fresh run truncates the
-// file so it holds that run alone; a resumed run appends to the records of the run it continues.
+// one record per write() to --metrics, or nothing when it is empty. These drivers do not resume,
+// so the file is truncated and holds this run alone (the Trainer appends only on resume).
 class MetricsFile {
  public:
   // Throws std::runtime_error naming the file when it cannot be opened.
-  explicit MetricsFile(const std::string& path, bool resume = false) {
+  explicit MetricsFile(const std::string& path) {
     if (path.empty()) return;
-    out_.open(path, resume ? std::ios::app : std::ios::trunc);
+    out_.open(path, std::ios::trunc);
     if (!out_) throw std::runtime_error(path + ": cannot open the metrics file for writing");
     open_ = true;
   }

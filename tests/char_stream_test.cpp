@@ -78,25 +78,7 @@ TrainerOptions stream_options(Recurrent* lstm) {
   o.record_step_losses = true;
   o.clip_grad_norm = 1.0f;
   o.schedule = std::make_shared<CosineLR>(0.02, kTotalSteps);
-  o.on_epoch_start = [lstm] { lstm->reset_state(); };
-  o.after_step = [lstm] { lstm->carry_state(); };
-  o.checkpoint_extra = [lstm] {
-    std::vector<NamedTensor> extra;
-    if (lstm->final_h().defined()) {
-      extra.emplace_back("carried_state.h", lstm->final_h());
-      extra.emplace_back("carried_state.c", lstm->final_c());
-    }
-    return extra;
-  };
-  o.restore_extra = [lstm](const std::string&, const std::vector<NamedTensor>& extra) {
-    const Tensor *h = nullptr, *c = nullptr;
-    for (const auto& [name, t] : extra) {
-      if (name == "carried_state.h") h = &t;
-      if (name == "carried_state.c") c = &t;
-    }
-    lstm->reset_state();
-    if (h != nullptr && c != nullptr) lstm->set_state(*h, *c);
-  };
+  use_truncated_bptt(o, *lstm);  // the hooks char_rnn uses
   return o;
 }
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <initializer_list>
+#include <string>
+#include <vector>
 
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
@@ -110,6 +112,40 @@ TEST(Containers, NestedNamesAreUniqueAndStable) {
 
 // A layer keeps answering to its own parameter names inside containers, which prefix them
 // only when asked (named_parameters, state); checkpoint names stay what they were.
+// A container written without named_parameters(): it renames its children's parameters, so the
+// default named_parameters() gives both children's own "weight" and "bias".
+class RenamingPair : public Module {
+ public:
+  RenamingPair() {
+    for (Parameter* p : first_.parameters()) p->name = "0." + p->name;
+    for (Parameter* p : second_.parameters()) p->name = "1." + p->name;
+  }
+  Tensor forward(const Tensor& x) override { return second_.forward(first_.forward(x)); }
+  Tensor backward(const Tensor& dy) override { return first_.backward(second_.backward(dy)); }
+  std::string describe() const override { return "RenamingPair"; }
+  std::vector<Parameter*> parameters() override {
+    std::vector<Parameter*> out = first_.parameters();
+    for (Parameter* p : second_.parameters()) out.push_back(p);
+    return out;
+  }
+
+ private:
+  Linear first_{2, 2}, second_{2, 2};
+};
+
+TEST(Containers, RepeatedStateNamesAreRefusedNotSavedTwice) {
+  RenamingPair pair;
+  try {
+    pair.state();
+    FAIL() << "state() gave two entries of one name";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("'weight'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("named_parameters()"), std::string::npos) << e.what();
+  }
+  Linear single(2, 2);
+  EXPECT_THROW(pair.load_state(single.state()), ValueError);
+}
+
 TEST(Containers, ParametersKeepTheirOwnNamesAndContainersPrefixOnRequest) {
   Sequential seq{Embedding(5, 4), LSTM(4, 3), Linear(3, 5)};
   Module& lstm = seq[1];

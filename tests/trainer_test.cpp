@@ -82,6 +82,30 @@ class InputGradProbe : public Module {
   int throw_at_;
 };
 
+// Seeds span all 64 bits (the drivers parse them so); a checkpoint of the largest resumes with it.
+TEST(Trainer, ACheckpointKeepsADataSeedAboveTwoToTheSixtyThree) {
+  const data::TensorDataset train = blobs(64, 3);
+  CrossEntropyLoss loss;
+  const fs::path path = scratch("big_seed.safetensors");
+  TrainerOptions o = base_options();
+  o.epochs = 1;
+  o.seed = 18446744073709551615ull;
+  o.checkpoint = path.string();
+  Sequential net = make_net(3);
+  Adam opt(net.parameters());
+  Trainer(net, opt, loss, o).fit(train);
+  TrainerOptions r = base_options();
+  r.seed = 1;
+  Sequential again = make_net(3);
+  Adam opt2(again.parameters());
+  Trainer resumed(again, opt2, loss, r);
+  EXPECT_NO_THROW(resumed.load_checkpoint(path.string()));
+  // The saved seed is the one the run continues with: a second checkpoint records it.
+  const fs::path path2 = scratch("big_seed_again.safetensors");
+  resumed.save_checkpoint(path2.string());
+  EXPECT_EQ(load_safetensors(path2.string()).metadata_value("data_seed"), "18446744073709551615");
+}
+
 TEST(Trainer, FitsWithoutTheInputGradientAndRestoresTheSetting) {
   const data::TensorDataset train = blobs(96, 3);
   CrossEntropyLoss loss;

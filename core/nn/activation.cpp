@@ -1,4 +1,4 @@
-// The nn facade for element-wise activations and softmax/log-softmax over the last axis: checks, then the CPU or CUDA twin.
+// The nn facade for activations and softmax: contract checks, then the CPU or CUDA twin of each kernel.
 #include "gpudl/core/nn/activation.h"
 
 #include "gpudl/core/detail/backend.h"

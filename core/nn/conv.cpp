@@ -1,4 +1,4 @@
-// The nn facade for 2-D convolution of NCHW images (weight (k, c / groups, r, s)): checks, then the CPU or CUDA twin.
+// The nn facade for 2-D convolution: contract checks, then the CPU or CUDA twin of each kernel.
 #include "gpudl/core/nn/conv.h"
 
 #include "gpudl/core/detail/backend.h"

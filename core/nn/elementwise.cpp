@@ -1,4 +1,4 @@
-// The nn facade for bias broadcasts and sums, column copies and dropout: checks, then the CPU or CUDA twin.
+// The nn facade for bias sums, column copies and dropout: contract checks, then the CPU or CUDA twin.
 #include "gpudl/core/nn/elementwise.h"
 
 #include "gpudl/core/detail/backend.h"

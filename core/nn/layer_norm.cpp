@@ -1,4 +1,4 @@
-// The nn facade for layer normalisation: checks, then the CPU or CUDA twin.
+// The nn facade for layer normalisation: contract checks, then the CPU or CUDA twin of each kernel.
 #include "gpudl/core/nn/layer_norm.h"
 
 #include <string>
@@ -21,7 +21,8 @@ Rows check_layer_norm(const char* op, const Tensor& x, const Tensor& mean, const
   const Rows r = rows_of(op, x);
   numel_is(op, mean, r.rows, "mean");
   numel_is(op, rstd, r.rows, "rstd");
-  if (gamma.defined() != beta.defined()) throw ValueError(std::string(op) + ": gamma and beta come together or not at all");
+  if (gamma.defined() != beta.defined())
+    throw ValueError(std::string(op) + ": gamma and beta come together or not at all");
   if (gamma.defined()) {
     check_f32(op, {&x, &gamma, &beta});
     numel_is(op, gamma, r.cols, "gamma");
@@ -50,7 +51,10 @@ void layer_norm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& d
   if (gamma.defined() != dgamma.defined()) {
     throw ValueError("layer_norm_backward: gamma and its gradient come together or not at all");
   }
-  if (gamma.defined()) numel_is("layer_norm_backward", gamma, r.cols, "gamma");
+  if (gamma.defined()) {
+    check_f32("layer_norm_backward", {&x, &gamma});
+    numel_is("layer_norm_backward", gamma, r.cols, "gamma");
+  }
   twin<&cpu::layer_norm_backward, &cuda::layer_norm_backward>(
       d, {}, dx.data<float>(), data_or_null(dgamma), data_or_null(dbeta), dy.data<float>(), x.data<float>(),
       mean.data<float>(), rstd.data<float>(), gamma.defined() ? gamma.data<float>() : nullptr, r.rows, r.cols);

@@ -1,4 +1,4 @@
-// The nn facade for the fused loss kernels: cross-entropy and the element-wise losses: checks, then the CPU or CUDA twin.
+// The nn facade for cross-entropy and the element-wise losses: contract checks, then the CPU or CUDA twin of each kernel.
 #include "gpudl/core/nn/loss.h"
 
 #include "gpudl/core/detail/backend.h"

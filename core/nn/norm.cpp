@@ -1,4 +1,4 @@
-// The nn facade for batch normalisation over (N, C, ...): checks, then the CPU or CUDA twin.
+// The nn facade for batch normalisation: contract checks, then the CPU or CUDA twin of each kernel.
 #include "gpudl/core/nn/norm.h"
 
 #include "gpudl/core/detail/backend.h"

@@ -1,4 +1,4 @@
-// The nn facade for max, average and global average pooling of NCHW images: checks, then the CPU or CUDA twin.
+// The nn facade for pooling: contract checks, then the CPU or CUDA twin of each kernel.
 #include "gpudl/core/nn/pool.h"
 
 #include "gpudl/core/detail/backend.h"

@@ -1,4 +1,4 @@
-// The nn facade for recurrent cells (batch rows, hidden units; PyTorch gate order), embeddings, time reversal: checks, then the CPU or CUDA twin.
+// The nn facade for recurrent cells, embeddings, time reversal: checks, then the CPU or CUDA twin.
 #include "gpudl/core/nn/rnn.h"
 
 #include "gpudl/core/detail/backend.h"
@@ -66,6 +66,7 @@ void gru_cell_forward(const Tensor& save, const Tensor& h, const Tensor& xg, con
   const std::int64_t batch = batch_of("gru_cell_forward", xg, 3 * hidden, "xg");
   batch_of("gru_cell_forward", hg, 3 * hidden, "hg");
   batch_of("gru_cell_forward", h_prev, hidden, "h_prev");
+  batch_of("gru_cell_forward", save, 4 * hidden, "save");  // r, z, n and the hidden part of n
   rows_are("gru_cell_forward", batch, {&save, &h, &hg, &h_prev});
   numel_is("gru_cell_forward", b_ih, 3 * hidden, "b_ih");
   numel_is("gru_cell_forward", b_hh, 3 * hidden, "b_hh");
@@ -81,6 +82,7 @@ void gru_cell_backward(const Tensor& dxg, const Tensor& dhg, const Tensor& dh_pr
   const std::int64_t batch = batch_of("gru_cell_backward", dxg, 3 * hidden, "dxg");
   batch_of("gru_cell_backward", dhg, 3 * hidden, "dhg");
   batch_of("gru_cell_backward", dh_prev, hidden, "dh_prev");
+  batch_of("gru_cell_backward", save, 4 * hidden, "save");
   rows_are("gru_cell_backward", batch, {&dhg, &dh_prev, &dh, &save, &h_prev});
   twin<&cpu::gru_cell_backward, &cuda::gru_cell_backward>(d, {}, dxg.data<float>(), dhg.data<float>(),
                                                            dh_prev.data<float>(), dh.data<float>(),

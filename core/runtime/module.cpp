@@ -2,6 +2,7 @@
 #include "gpudl/core/runtime/module.h"
 
 #include <map>
+#include <set>
 
 #include "gpudl/core/detail/env_flag.h"
 #include "gpudl/core/runtime/ops.h"
@@ -42,12 +43,22 @@ std::vector<NamedTensor> Module::state() {
   std::vector<NamedTensor> out;
   for (auto& [name, p] : named_parameters()) out.emplace_back(name, p->value);
   for (auto& [name, t] : buffers()) out.emplace_back(name, *t);
+  // Two entries of one name would be saved twice and restored from one: a container that
+  // renames Parameter::name without overriding named_parameters() gives its children's own names.
+  std::set<std::string> seen;
+  for (const auto& [name, t] : out) {
+    if (!seen.insert(name).second) {
+      throw ValueError(describe() + ": two parameters or buffers are named '" + name +
+                       "'; a container must override named_parameters() and buffers() to prefix its children's");
+    }
+  }
   return out;
 }
 
 void Module::load_state(const std::vector<NamedTensor>& state) {
   std::map<std::string, const Tensor*> by_name;
   for (const auto& [name, t] : state) by_name[name] = &t;
+  (void)this->state();  // throws when this module's own names repeat
   auto restore = [&](const std::string& name, Tensor& dst) {
     auto it = by_name.find(name);
     if (it == by_name.end()) throw ValueError("load_state: " + describe() + " has no saved tensor '" + name + "'");

@@ -80,7 +80,8 @@ class Module {
   // override it, the rest leave the field as it is.
   virtual void update_receptive_field(ReceptiveField& field) const { (void)field; }
 
-  // Trainable parameters, named relative to this module (containers prefix their children).
+  // Trainable parameters; Parameter::name is relative to the outermost container (containers
+  // prefix their children's on adoption), Parameter::own_name to the layer itself.
   virtual std::vector<Parameter*> parameters() { return {}; }
   // The parameters by their dotted names relative to this module, as checkpoints store them:
   // an LSTM alone answers "weight_hh_l0", the same LSTM as child 1 of a Sequential answers
@@ -96,7 +97,8 @@ class Module {
   // by the gradient checker.
   virtual std::vector<Generator*> generators() { return {}; }
 
-  // Parameters (by named_parameters()) and buffers by name, for checkpoints.
+  // Parameters (by named_parameters()) and buffers by name, for checkpoints. Throws ValueError
+  // naming a name that repeats (a container that does not override named_parameters()).
   std::vector<NamedTensor> state();
   // Copies tensors into the parameters and buffers with the same names. Throws ValueError
   // naming a missing entry, ShapeError naming a mismatched one.

@@ -73,20 +73,21 @@ void cast(const Tensor& out, const Tensor& in) {
   require_defined(in, "cast", "in");
   require_same_shape(out, in, "cast");
   require_same_device(out, in, "cast");
-  detail::twin<&kernels::cpu::cast, &kernels::cuda::cast>(out.device(), {}, out.raw(), out.dtype(), in.raw(), in.dtype(), out.numel());
+  detail::twin<&kernels::cpu::cast, &kernels::cuda::cast>(out.device(), {}, out.raw(), out.dtype(), in.raw(),
+                                                          in.dtype(), out.numel());
 }
 
-#define GPUDL_BINARY_OP(name)                                                                    \
-  void name(const Tensor& out, const Tensor& a, const Tensor& b) {                              \
-    check_binary(out, a, b, #name);                                                             \
-    detail::twin<&kernels::cpu::name, &kernels::cuda::name>(out.device(), {}, out.data<float>(), a.data<float>(), b.data<float>(), \
-                   out.numel());                                                                \
-  }                                                                                             \
-  Tensor name(const Tensor& a, const Tensor& b) {                                               \
-    require_defined(a, #name, "a");                                                             \
-    Tensor out = Tensor::empty(a.shape(), DType::kF32, a.device());                             \
-    name(out, a, b);                                                                            \
-    return out;                                                                                 \
+#define GPUDL_BINARY_OP(name)                                                                                     \
+  void name(const Tensor& out, const Tensor& a, const Tensor& b) {                                                \
+    check_binary(out, a, b, #name);                                                                               \
+    detail::twin<&kernels::cpu::name, &kernels::cuda::name>(out.device(), {}, out.data<float>(), a.data<float>(), \
+                                                            b.data<float>(), out.numel());                        \
+  }                                                                                                               \
+  Tensor name(const Tensor& a, const Tensor& b) {                                                                 \
+    require_defined(a, #name, "a");                                                                               \
+    Tensor out = Tensor::empty(a.shape(), DType::kF32, a.device());                                               \
+    name(out, a, b);                                                                                              \
+    return out;                                                                                                   \
   }
 GPUDL_BINARY_OP(add)
 GPUDL_BINARY_OP(sub)
@@ -99,7 +100,8 @@ void scale(const Tensor& out, const Tensor& in, float alpha) {
   require_f32(in, "scale", "in");
   require_same_shape(out, in, "scale");
   require_same_device(out, in, "scale");
-  detail::twin<&kernels::cpu::scale, &kernels::cuda::scale>(out.device(), {}, out.data<float>(), in.data<float>(), alpha, out.numel());
+  detail::twin<&kernels::cpu::scale, &kernels::cuda::scale>(out.device(), {}, out.data<float>(), in.data<float>(),
+                                                            alpha, out.numel());
 }
 
 void axpy(const Tensor& y, float alpha, const Tensor& x) {
@@ -107,7 +109,8 @@ void axpy(const Tensor& y, float alpha, const Tensor& x) {
   require_f32(x, "axpy", "x");
   require_same_shape(y, x, "axpy");
   require_same_device(y, x, "axpy");
-  detail::twin<&kernels::cpu::axpy, &kernels::cuda::axpy>(y.device(), {}, y.data<float>(), alpha, x.data<float>(), y.numel());
+  detail::twin<&kernels::cpu::axpy, &kernels::cuda::axpy>(y.device(), {}, y.data<float>(), alpha, x.data<float>(),
+                                                          y.numel());
 }
 
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOptions& o) {
@@ -136,12 +139,13 @@ void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOpt
   const auto tb = o.transpose_b ? kernels::Transpose::kYes : kernels::Transpose::kNo;
   const std::int64_t lda = a.dim(r + 1), ldb = b.dim(r + 1), ldc = n;
   if (nd == 2) {
-    detail::twin<&kernels::cpu::gemm, &kernels::cuda::gemm>(out.device(), {.blas = true}, ta, tb, m, n, k, o.alpha, a.data<float>(), lda, b.data<float>(), ldb,
-                   o.beta, out.data<float>(), ldc);
+    detail::twin<&kernels::cpu::gemm, &kernels::cuda::gemm>(out.device(), {.blas = true}, ta, tb, m, n, k, o.alpha,
+                                                            a.data<float>(), lda, b.data<float>(), ldb, o.beta,
+                                                            out.data<float>(), ldc);
   } else {
-    detail::twin<&kernels::cpu::gemm_strided_batched, &kernels::cuda::gemm_strided_batched>(out.device(), {.blas = true}, ta, tb, m, n, k, o.alpha, a.data<float>(), lda,
-                   a.dim(1) * a.dim(2), b.data<float>(), ldb, b.dim(1) * b.dim(2), o.beta, out.data<float>(), ldc,
-                   m * n, batch);
+    detail::twin<&kernels::cpu::gemm_strided_batched, &kernels::cuda::gemm_strided_batched>(
+        out.device(), {.blas = true}, ta, tb, m, n, k, o.alpha, a.data<float>(), lda, a.dim(1) * a.dim(2),
+        b.data<float>(), ldb, b.dim(1) * b.dim(2), o.beta, out.data<float>(), ldc, m * n, batch);
   }
 }
 
@@ -194,14 +198,14 @@ AxisSplit split_axis(const Tensor& in, int axis, const char* op) {
 
 }  // namespace
 
-#define GPUDL_REDUCE_OP(name, kernel, out_dtype, out_type)                                              \
-  Tensor name(const Tensor& in, int axis) {                                                              \
-    const AxisSplit s = split_axis(in, axis, #name);                                                     \
-    Tensor out = Tensor::empty(s.out_shape, out_dtype, in.device());                                     \
-    if (out.numel() == 0) return out;                                                                    \
-    detail::twin<&kernels::cpu::kernel, &kernels::cuda::kernel>(in.device(), {}, out.data<out_type>(), in.data<float>(), s.outer, s.axis_len, \
-                   s.inner);                                                                             \
-    return out;                                                                                          \
+#define GPUDL_REDUCE_OP(name, kernel, out_dtype, out_type)                                                       \
+  Tensor name(const Tensor& in, int axis) {                                                                      \
+    const AxisSplit s = split_axis(in, axis, #name);                                                             \
+    Tensor out = Tensor::empty(s.out_shape, out_dtype, in.device());                                             \
+    if (out.numel() == 0) return out;                                                                            \
+    detail::twin<&kernels::cpu::kernel, &kernels::cuda::kernel>(in.device(), {}, out.data<out_type>(),           \
+                                                                in.data<float>(), s.outer, s.axis_len, s.inner); \
+    return out;                                                                                                  \
   }
 GPUDL_REDUCE_OP(sum, reduce_sum, DType::kF32, float)
 GPUDL_REDUCE_OP(mean, reduce_mean, DType::kF32, float)
@@ -224,15 +228,15 @@ void uniform_(const Tensor& out, float low, float high, Generator& gen) {
   if (!(low <= high)) {
     throw ValueError("uniform_: low " + std::to_string(low) + " must not exceed high " + std::to_string(high));
   }
-  detail::twin<&kernels::cpu::uniform_fill, &kernels::cuda::uniform_fill>(out.device(), {}, out.data<float>(), out.numel(), low, high, gen.seed(),
-                 gen.next_offset());
+  detail::twin<&kernels::cpu::uniform_fill, &kernels::cuda::uniform_fill>(
+      out.device(), {}, out.data<float>(), out.numel(), low, high, gen.seed(), gen.next_offset());
 }
 
 void normal_(const Tensor& out, float mean, float stddev, Generator& gen) {
   require_f32(out, "normal_", "out");
   if (!(stddev >= 0.0f)) throw ValueError("normal_: stddev must be >= 0, got " + std::to_string(stddev));
-  detail::twin<&kernels::cpu::normal_fill, &kernels::cuda::normal_fill>(out.device(), {}, out.data<float>(), out.numel(), mean, stddev, gen.seed(),
-                 gen.next_offset());
+  detail::twin<&kernels::cpu::normal_fill, &kernels::cuda::normal_fill>(
+      out.device(), {}, out.data<float>(), out.numel(), mean, stddev, gen.seed(), gen.next_offset());
 }
 
 }  // namespace gpudl::ops

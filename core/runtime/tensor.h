@@ -145,10 +145,12 @@ class Tensor {
   // Throws ShapeError/ValueError on mismatch.
   void copy_from(const Tensor& src);
   // Enqueues the copy on `stream` without blocking the host. The copy first waits for the
-  // stream that last wrote either tensor (Storage::use_on_stream), so a fresh destination
-  // filled on the compute stream is safe to copy into from the copy stream; later use of the
-  // destination on another stream needs an event (Stream::wait). Host memory should be pinned
-  // for the copy to overlap other work.
+  // last writer of either tensor that Storage knows (Storage::before_use: the allocation stream,
+  // or the stream of the last copy_from_async or augment into it), so a fresh destination
+  // filled on the compute stream is safe to copy into from the copy stream. Not seen: kernels
+  // launched on raw pointers after such a write (every layer's), and reads still running on
+  // other streams; order those with an event (Stream::wait, Event), as the Trainer does. Host
+  // memory should be pinned for the copy to overlap other work.
   void copy_from_async(const Tensor& src, const Stream& stream);
   // A copy on `device` (this tensor itself if it is already there).
   Tensor to(Device device) const;

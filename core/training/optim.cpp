@@ -198,9 +198,9 @@ void SGD::step() {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
     float* buf = with_buffer ? buffer(i, 0).data<float>() : nullptr;
-    detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), buf,
-                   p.value.numel(), f32(lr_), f32(options_.momentum), f32(options_.dampening),
-                   f32(options_.weight_decay), options_.nesterov, steps_ == 0);
+    detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(
+        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), buf, p.value.numel(), f32(lr_),
+        f32(options_.momentum), f32(options_.dampening), f32(options_.weight_decay), options_.nesterov, steps_ == 0);
   }
   ++steps_;
 }
@@ -234,8 +234,9 @@ void Adagrad::step() {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
     float* sum_sq = buffer(i, 0).data<float>();
-    detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), sum_sq,
-                   p.value.numel(), f32(lr_), f32(options_.eps), f32(options_.weight_decay));
+    detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(
+        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), sum_sq, p.value.numel(), f32(lr_),
+        f32(options_.eps), f32(options_.weight_decay));
   }
   ++steps_;
 }
@@ -266,9 +267,9 @@ void RMSprop::step() {
     Parameter& p = *params_[i];
     float* square_avg = buffer(i, 0).data<float>();
     float* momentum_buf = with_momentum ? buffer(i, 1).data<float>() : nullptr;
-    detail::twin<&kernels::cpu::rmsprop_update, &kernels::cuda::rmsprop_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg,
-                   momentum_buf, p.value.numel(), f32(lr_), f32(options_.alpha), f32(options_.eps),
-                   f32(options_.weight_decay), f32(options_.momentum));
+    detail::twin<&kernels::cpu::rmsprop_update, &kernels::cuda::rmsprop_update>(
+        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg, momentum_buf, p.value.numel(),
+        f32(lr_), f32(options_.alpha), f32(options_.eps), f32(options_.weight_decay), f32(options_.momentum));
   }
   ++steps_;
 }
@@ -304,9 +305,9 @@ void Adadelta::step() {
     Parameter& p = *params_[i];
     float* square_avg = buffer(i, 0).data<float>();
     float* acc_delta = buffer(i, 1).data<float>();
-    detail::twin<&kernels::cpu::adadelta_update, &kernels::cuda::adadelta_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg,
-                   acc_delta, p.value.numel(), f32(lr_), f32(options_.rho), f32(options_.eps),
-                   f32(options_.weight_decay));
+    detail::twin<&kernels::cpu::adadelta_update, &kernels::cuda::adadelta_update>(
+        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg, acc_delta, p.value.numel(),
+        f32(lr_), f32(options_.rho), f32(options_.eps), f32(options_.weight_decay));
   }
   ++steps_;
 }
@@ -342,9 +343,10 @@ void Adam::step() {
     Parameter& p = *params_[i];
     float* m = buffer(i, 0).data<float>();
     float* v = buffer(i, 1).data<float>();
-    detail::twin<&kernels::cpu::adam_update, &kernels::cuda::adam_update>(p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), m, v,
-                   p.value.numel(), f32(lr_), f32(options_.beta1), f32(options_.beta2), f32(options_.eps),
-                   f32(options_.weight_decay), bias_correction1, bias_correction2, decoupled_);
+    detail::twin<&kernels::cpu::adam_update, &kernels::cuda::adam_update>(
+        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), m, v, p.value.numel(), f32(lr_),
+        f32(options_.beta1), f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay), bias_correction1,
+        bias_correction2, decoupled_);
   }
   ++steps_;
 }
@@ -384,13 +386,15 @@ Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm) {
   // Everything stays on the device: the total feeds the scaling kernels directly.
   Tensor total = Tensor::zeros({1}, DType::kF32, device);
   for (const Parameter* p : params) {
-    detail::twin<&kernels::cpu::sum_squares, &kernels::cuda::sum_squares>(device, {}, total.data<float>(), p->grad.data<float>(), p->grad.numel());
+    detail::twin<&kernels::cpu::sum_squares, &kernels::cuda::sum_squares>(device, {}, total.data<float>(),
+                                                                          p->grad.data<float>(), p->grad.numel());
   }
   Tensor norm = Tensor::empty({1}, DType::kF32, device);
-  detail::twin<&kernels::cpu::norm_from_sum_squares, &kernels::cuda::norm_from_sum_squares>(device, {}, norm.data<float>(), total.data<float>());
+  detail::twin<&kernels::cpu::norm_from_sum_squares, &kernels::cuda::norm_from_sum_squares>(
+      device, {}, norm.data<float>(), total.data<float>());
   for (const Parameter* p : params) {
-    detail::twin<&kernels::cpu::clip_by_norm, &kernels::cuda::clip_by_norm>(device, {}, p->grad.data<float>(), p->grad.numel(), total.data<float>(),
-                   max_norm);
+    detail::twin<&kernels::cpu::clip_by_norm, &kernels::cuda::clip_by_norm>(
+        device, {}, p->grad.data<float>(), p->grad.numel(), total.data<float>(), max_norm);
   }
   return norm;
 }

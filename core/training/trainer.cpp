@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "gpudl/core/runtime/context.h"
 #include "gpudl/core/runtime/format.h"
@@ -79,7 +81,7 @@ void check_checkpoint_folder(const std::string& path) {
 FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDataset* test) {
   if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
   // First: the checkpoint holds the data seed the loader must shuffle with.
-  if (!options_.resume.empty()) load_checkpoint(options_.resume);
+  if (!options_.resume.empty()) resume_from(options_.resume);
   data::DataLoader loader(train, {.batch = options_.batch,
                                   .shuffle = options_.shuffle,
                                   .drop_last = options_.drop_last,
@@ -91,10 +93,20 @@ FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDatas
 
 FitResult Trainer::fit(data::BatchSource& train, data::BatchSource* test) {
   if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
-  if (!options_.resume.empty()) load_checkpoint(options_.resume);
+  if (!options_.resume.empty()) resume_from(options_.resume);
   std::function<EvalResult()> evaluate_test;
   if (test != nullptr) evaluate_test = [this, test] { return evaluate(*test); };
   return run(train, evaluate_test);
+}
+
+void Trainer::resume_from(const std::string& path) {
+  load_checkpoint(path);
+  // A resumed run says where it continues, so a log shows that it did not start afresh.
+  if (options_.progress) {
+    std::fprintf(stderr, "resumed from %s after step %lld: epoch %lld, batch %lld next\n", path.c_str(),
+                 static_cast<long long>(step_), static_cast<long long>(epoch_ + 1),
+                 static_cast<long long>(position_ + 1));
+  }
 }
 
 void Trainer::check_resumed_order(const data::BatchSource& source) {
@@ -398,70 +410,71 @@ void Trainer::report_progress(std::int64_t batches, double samples_per_second, b
   }
 }
 
+// One evaluation's sums on the device: the loss weighted by each batch's count, and the
+// loss's correct predictions; read back once at the end.
+class Trainer::EvalSums {
+ public:
+  explicit EvalSums(Trainer& t) : t_(t), device_(t.model_.device()) {}
+  // Forward of one batch in eval mode (with options.eval_augment), its loss counted `weight` times.
+  void add(Tensor x, const Tensor& labels, std::int64_t weight) {
+    x = x.to(device_);
+    if (t_.options_.eval_augment) {
+      Tensor normalised = Tensor::empty(x.shape(), DType::kF32, device_);
+      data::augment(normalised, x, *t_.options_.eval_augment, 0, 0, Context::get(device_).exec());
+      x = normalised;
+    }
+    const Tensor loss = t_.loss_.forward(t_.model_.forward(x), labels.to(device_));
+    ops::axpy(loss_sum_, static_cast<float>(weight), loss);
+    if (t_.loss_.correct().defined()) {
+      ops::add(correct_sum_, correct_sum_, t_.loss_.correct());
+      counts_ = true;
+    }
+    samples_ += weight;
+  }
+  EvalResult result() const {
+    EvalResult r;
+    r.samples = samples_;
+    const double n = static_cast<double>(std::max<std::int64_t>(samples_, 1));
+    r.loss = loss_sum_.to_vector<float>()[0] / n;
+    r.accuracy = counts_ ? correct_sum_.to_vector<float>()[0] / n : std::nan("");
+    return r;
+  }
+
+ private:
+  Trainer& t_;
+  Device device_;
+  Tensor loss_sum_ = Tensor::zeros({1}, DType::kF32, device_);
+  Tensor correct_sum_ = Tensor::zeros({1}, DType::kF32, device_);
+  bool counts_ = false;
+  std::int64_t samples_ = 0;
+};
+
 EvalResult Trainer::evaluate(const data::TensorDataset& data) {
   const bool was_training = model_.is_training();
   model_.eval();
-  const Device device = model_.device();
-  Tensor loss_sum = Tensor::zeros({1}, DType::kF32, device), correct_sum = Tensor::zeros({1}, DType::kF32, device);
-  bool counts = false;
-  EvalResult r;
+  EvalSums sums(*this);
   for (std::int64_t start = 0; start < data.size(); start += options_.eval_batch) {
     const std::int64_t stop = std::min(start + options_.eval_batch, data.size());
-    Tensor x = data.inputs().slice(start, stop).to(device);
-    const Tensor y = data.labels().slice(start, stop).to(device);
-    if (options_.eval_augment) {
-      Tensor normalised = Tensor::empty(x.shape(), DType::kF32, device);
-      data::augment(normalised, x, *options_.eval_augment, 0, 0, Context::get(device).exec());
-      x = normalised;
-    }
-    const Tensor loss = loss_.forward(model_.forward(x), y);
-    ops::axpy(loss_sum, static_cast<float>(stop - start), loss);
-    if (loss_.correct().defined()) {
-      ops::add(correct_sum, correct_sum, loss_.correct());
-      counts = true;
-    }
-    r.samples += stop - start;
+    sums.add(data.inputs().slice(start, stop), data.labels().slice(start, stop), stop - start);
   }
   model_.set_training(was_training);
-  const double n = static_cast<double>(std::max<std::int64_t>(r.samples, 1));
-  r.loss = loss_sum.to_vector<float>()[0] / n;
-  r.accuracy = counts ? correct_sum.to_vector<float>()[0] / n : std::nan("");
-  return r;
+  return sums.result();
 }
 
 EvalResult Trainer::evaluate(data::BatchSource& source) {
   const bool was_training = model_.is_training();
   model_.eval();
-  const Device device = model_.device();
-  Tensor loss_sum = Tensor::zeros({1}, DType::kF32, device), correct_sum = Tensor::zeros({1}, DType::kF32, device);
-  bool counts = false;
-  EvalResult r;
+  EvalSums sums(*this);
   if (options_.on_epoch_start) options_.on_epoch_start();
   data::Batch batch;
   for (std::int64_t k = 0; k < source.batches_per_epoch(); ++k) {
     source.fill(0, k, batch);
-    Tensor x = batch.inputs.to(device);
-    const Tensor y = batch.labels.to(device);
-    if (options_.eval_augment) {
-      Tensor normalised = Tensor::empty(x.shape(), DType::kF32, device);
-      data::augment(normalised, x, *options_.eval_augment, 0, 0, Context::get(device).exec());
-      x = normalised;
-    }
-    const Tensor loss = loss_.forward(model_.forward(x), y);
-    const std::int64_t n = y.numel();
-    ops::axpy(loss_sum, static_cast<float>(n), loss);
-    if (loss_.correct().defined()) {
-      ops::add(correct_sum, correct_sum, loss_.correct());
-      counts = true;
-    }
-    r.samples += n;
+    // Weighted by its labels: a mean per token for StreamBatches.
+    sums.add(batch.inputs, batch.labels, batch.labels.numel());
     if (options_.after_step) options_.after_step();
   }
   model_.set_training(was_training);
-  const double n = static_cast<double>(std::max<std::int64_t>(r.samples, 1));
-  r.loss = loss_sum.to_vector<float>()[0] / n;
-  r.accuracy = counts ? correct_sum.to_vector<float>()[0] / n : std::nan("");
-  return r;
+  return sums.result();
 }
 
 void Trainer::save_checkpoint(const std::string& path) {
@@ -575,7 +588,23 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
   epoch_ = number("epoch");
   position_ = number("position");
   resumed_samples_ = number("samples_in_epoch");
-  options_.seed = static_cast<std::uint64_t>(number("data_seed"));
+  // The whole 64-bit range (stoll would refuse seeds from 2^63 on).
+  const std::string seed_text = file.metadata_value("data_seed");
+  std::uint64_t saved_seed = 0;
+  try {
+    std::size_t used = 0;
+    saved_seed = std::stoull(seed_text, &used);
+    if (used != seed_text.size() || seed_text.empty() || seed_text[0] == '-') throw std::invalid_argument("");
+  } catch (const std::exception&) {
+    throw IoError(path + ": metadata 'data_seed' is '" + seed_text + "', expected an unsigned integer");
+  }
+  // The saved order wins (a resume continues the run it came from); say so when it differs.
+  if (options_.progress && saved_seed != options_.seed) {
+    std::fprintf(stderr, "note: the data seed %llu of %s is used, not %llu\n",
+                 static_cast<unsigned long long>(saved_seed), path.c_str(),
+                 static_cast<unsigned long long>(options_.seed));
+  }
+  options_.seed = saved_seed;
   // Compared with the data source when fit() starts: only it knows its settings.
   data::OrderSettings order;
   const std::string order_text = file.metadata_value("data_order");

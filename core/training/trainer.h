@@ -146,6 +146,9 @@ class Trainer {
   const std::vector<float>& step_losses() const { return step_losses_; }
 
  private:
+  class EvalSums;
+  // load_checkpoint, then one line on stderr (with progress on) saying where the run continues.
+  void resume_from(const std::string& path);
   FitResult run(data::BatchSource& train, const std::function<EvalResult()>& test);
   // Runs the rest of the source's epoch; false when stop_after_steps or max_seconds cut it short.
   bool run_epoch(data::BatchSource& source, EpochResult& result);

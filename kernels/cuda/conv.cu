@@ -541,14 +541,24 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
 using PlanKey = std::array<index_t, 17>;
 using PlanPtr = std::shared_ptr<const Plan>;
 
-// Plans kept for good, and plans made under a memory shortage, which serve the calls that
-// follow their search (the caller sized its workspace by them) until the next search of their
-// key. The mutex guards the maps only: searches run outside it, so one thread's search never
-// holds up another thread's convolutions.
+// A plan made under a memory shortage: it serves the calls that follow its search (the caller
+// sized its workspace by it) until the next search of its key. A shortage that lasts would
+// otherwise cost a search (and a release of the pool's cache) at every step, so each search that
+// is short of memory again doubles the workspace lookups it serves before the next one, up to
+// kMaxProvisionalWait; the first retry comes at once.
+struct Provisional {
+  PlanPtr plan;
+  std::uint64_t wait = 0;         // lookups to serve before searching again
+  std::uint64_t next_wait = 0;    // the wait after the next search that is short of memory
+};
+constexpr std::uint64_t kMaxProvisionalWait = 1024;
+
+// Plans kept for good, and provisional ones. The mutex guards the maps only: searches run
+// outside it, so one thread's search never holds up another thread's convolutions.
 struct PlanCache {
   std::mutex mutex;
   std::map<PlanKey, PlanPtr> plans;
-  std::map<PlanKey, PlanPtr> provisional;
+  std::map<PlanKey, Provisional> provisional;
 };
 
 // Never destroyed, so no cuDNN call runs while the process exits (after cuDNN may be gone).
@@ -558,7 +568,7 @@ PlanCache& plan_cache() {
 }
 
 enum class Lookup : std::uint8_t {
-  kSearchUnlessKept,   // conv2d_workspace_bytes: a provisional plan gets a fresh search
+  kSearchUnlessKept,   // conv2d_workspace_bytes: a provisional plan whose wait is over gets a fresh search
   kUseProvisional,     // the runs: keep to the plan the workspace was sized for
 };
 
@@ -578,15 +588,22 @@ PlanPtr plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions&
   {
     std::lock_guard lock(cache.mutex);
     if (auto it = cache.plans.find(key); it != cache.plans.end()) return it->second;
-    if (lookup == Lookup::kUseProvisional) {
-      if (auto it = cache.provisional.find(key); it != cache.provisional.end()) return it->second;
+    if (auto it = cache.provisional.find(key); it != cache.provisional.end()) {
+      if (lookup == Lookup::kUseProvisional) return it->second.plan;
+      if (it->second.wait > 0) {
+        --it->second.wait;
+        return it->second.plan;
+      }
     }
   }
   bool memory_limited = false;
   PlanPtr plan = make_plan(handle, g, o, exec, &memory_limited);
   std::lock_guard lock(cache.mutex);
   if (memory_limited) {
-    cache.provisional[key] = plan;
+    Provisional& p = cache.provisional[key];
+    p.plan = plan;
+    p.wait = p.next_wait;
+    p.next_wait = std::min<std::uint64_t>(std::max<std::uint64_t>(2 * p.next_wait, 1), kMaxProvisionalWait);
     return plan;
   }
   cache.provisional.erase(key);

@@ -37,9 +37,10 @@ std::vector<KernelCase> augment_cases() {
                        Tensor x = input(shape, d, 90, 0.0f, 1.0f);
                        Tensor mean = input({a.c}, d, 91, 0.3f, 0.6f), inv_std = input({a.c}, d, 92, 2.0f, 5.0f);
                        Guarded y = guarded(shape, DType::kF32, d);
-                       detail::twin<&kernels::cpu::augment_images, &kernels::cuda::augment_images>(d, {}, y.view.data<float>(), x.data<float>(), a.n, a.c, a.h,
-                                      a.w, a.pad, a.flip, a.mean ? mean.data<float>() : nullptr,
-                                      a.inv_std ? inv_std.data<float>() : nullptr, test_seed(), 11);
+                       detail::twin<&kernels::cpu::augment_images, &kernels::cuda::augment_images>(
+                           d, {}, y.view.data<float>(), x.data<float>(), a.n, a.c, a.h, a.w, a.pad, a.flip,
+                           a.mean ? mean.data<float>() : nullptr, a.inv_std ? inv_std.data<float>() : nullptr,
+                           test_seed(), 11);
                        return Outputs{collect(y)};
                      }});
   }

@@ -39,18 +39,19 @@ std::vector<KernelCase> activation_cases() {
       cases.push_back({std::string(name) + "_" + std::to_string(n), kTranscendentalTolerance, [n, kind](Device d) {
                          Tensor x = input({n}, d, 60, -4.0f, 4.0f), dy = input({n}, d, 61);
                          Guarded y = guarded({n}, DType::kF32, d), dx = guarded({n}, DType::kF32, d);
-                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(d, {}, y.view.data<float>(), x.data<float>(), n, kind,
-                                        0.2f);
+                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(
+                             d, {}, y.view.data<float>(), x.data<float>(), n, kind, 0.2f);
                          // Both backwards read the CPU forward's y: tanh' = 1 - y^2 cancels for |x| near 4,
                          // turning a 1-ulp difference between the two forwards into ~1e-5 in dx, which
                          // says nothing about the backward kernels being compared.
                          Tensor y_cpu = Tensor::empty({n});
                          Tensor x_cpu = x.to(Device::cpu());
-                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(Device::cpu(), {}, y_cpu.data<float>(), x_cpu.data<float>(),
-                                        n, kind, 0.2f);
+                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(
+                             Device::cpu(), {}, y_cpu.data<float>(), x_cpu.data<float>(), n, kind, 0.2f);
                          Tensor y_in = y_cpu.to(d);
-                         detail::twin<&kernels::cpu::activation_backward, &kernels::cuda::activation_backward>(d, {}, dx.view.data<float>(), dy.data<float>(),
-                                        x.data<float>(), y_in.data<float>(), n, kind, 0.2f);
+                         detail::twin<&kernels::cpu::activation_backward, &kernels::cuda::activation_backward>(
+                             d, {}, dx.view.data<float>(), dy.data<float>(), x.data<float>(), y_in.data<float>(), n,
+                             kind, 0.2f);
                          return Outputs{collect(y), collect(dx)};
                        }});
     }
@@ -70,10 +71,10 @@ std::vector<KernelCase> softmax_cases() {
                          Tensor x = input({s.rows, s.cols}, d, 62, -8.0f, 8.0f), dy = input({s.rows, s.cols}, d, 63);
                          Guarded y = guarded({s.rows, s.cols}, DType::kF32, d);
                          Guarded dx = guarded({s.rows, s.cols}, DType::kF32, d);
-                         detail::twin<&kernels::cpu::softmax_forward, &kernels::cuda::softmax_forward>(d, {}, y.view.data<float>(), x.data<float>(), s.rows,
-                                        s.cols, log);
-                         detail::twin<&kernels::cpu::softmax_backward, &kernels::cuda::softmax_backward>(d, {}, dx.view.data<float>(), dy.data<float>(),
-                                        y.view.data<float>(), s.rows, s.cols, log);
+                         detail::twin<&kernels::cpu::softmax_forward, &kernels::cuda::softmax_forward>(
+                             d, {}, y.view.data<float>(), x.data<float>(), s.rows, s.cols, log);
+                         detail::twin<&kernels::cpu::softmax_backward, &kernels::cuda::softmax_backward>(
+                             d, {}, dx.view.data<float>(), dy.data<float>(), y.view.data<float>(), s.rows, s.cols, log);
                          return Outputs{collect(y), collect(dx)};
                        }});
     }
@@ -85,9 +86,10 @@ std::vector<KernelCase> softmax_cases() {
                          Tensor loss = Tensor::zeros({1}, DType::kF32, d), correct = Tensor::zeros({1}, DType::kF32, d);
                          Guarded grad = guarded({s.rows, s.cols}, DType::kF32, d);
                          const float scale = 1.0f / static_cast<float>(s.rows);
-                         detail::twin<&kernels::cpu::cross_entropy_forward_backward, &kernels::cuda::cross_entropy_forward_backward>(d, {}, loss.data<float>(),
-                                        correct.data<float>(), grad.view.data<float>(), x.data<float>(),
-                                        labels.data<std::int64_t>(), s.rows, s.cols, smoothing, scale, scale);
+                         detail::twin<&kernels::cpu::cross_entropy_forward_backward,
+                                      &kernels::cuda::cross_entropy_forward_backward>(
+                             d, {}, loss.data<float>(), correct.data<float>(), grad.view.data<float>(), x.data<float>(),
+                             labels.data<std::int64_t>(), s.rows, s.cols, smoothing, scale, scale);
                          return Outputs{loss.to_vector<float>(), correct.to_vector<float>(), collect(grad)};
                        }});
     }
@@ -116,17 +118,19 @@ std::vector<KernelCase> loss_cases() {
                          Tensor loss = Tensor::zeros({1}, DType::kF32, d), hits = Tensor::zeros({1}, DType::kF32, d);
                          Guarded grad = guarded({n}, DType::kF32, d);
                          const float scale = 1.0f / static_cast<float>(n);
-                         detail::twin<&kernels::cpu::element_loss_forward_backward, &kernels::cuda::element_loss_forward_backward>(d, {}, loss.data<float>(), hits.data<float>(),
-                                        grad.view.data<float>(), x.data<float>(), t.data<float>(), n, kind, 0.5f,
-                                        scale, scale);
+                         detail::twin<&kernels::cpu::element_loss_forward_backward,
+                                      &kernels::cuda::element_loss_forward_backward>(
+                             d, {}, loss.data<float>(), hits.data<float>(), grad.view.data<float>(), x.data<float>(),
+                             t.data<float>(), n, kind, 0.5f, scale, scale);
                          return Outputs{loss.to_vector<float>(), hits.to_vector<float>(), collect(grad)};
                        }});
     }
     cases.push_back({"dropout_" + std::to_string(n), kExact, [n](Device d) {
                        Tensor x = input({n}, d, 68);
                        Guarded y = guarded({n}, DType::kF32, d), mask = guarded({n}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::dropout_forward, &kernels::cuda::dropout_forward>(d, {}, y.view.data<float>(), mask.view.data<float>(),
-                                      x.data<float>(), n, 0.3f, test_seed(), 5);
+                       detail::twin<&kernels::cpu::dropout_forward, &kernels::cuda::dropout_forward>(
+                           d, {}, y.view.data<float>(), mask.view.data<float>(), x.data<float>(), n, 0.3f, test_seed(),
+                           5);
                        return Outputs{collect(y), collect(mask)};
                      }});
   }
@@ -150,24 +154,34 @@ std::vector<KernelCase> norm_cases() {
                        Tensor rm = input({s.c}, d, 74), rv = input({s.c}, d, 75, 0.5f, 2.0f);
                        Guarded y = guarded(shape, DType::kF32, d), ye = guarded(shape, DType::kF32, d);
                        Guarded dx = guarded(shape, DType::kF32, d);
-                       Tensor mean = Tensor::empty({s.c}, DType::kF32, d), invstd = Tensor::empty({s.c}, DType::kF32, d);
+                       Tensor mean = Tensor::empty({s.c}, DType::kF32, d),
+                              invstd = Tensor::empty({s.c}, DType::kF32, d);
                        Tensor dgamma = input({s.c}, d, 76), dbeta = input({s.c}, d, 77);
-                       Tensor scratch = d.is_cuda() ? Tensor::empty({kernels::batchnorm_scratch_floats(s.n, s.c, s.inner)},
-                                                                    DType::kF32, d)
-                                                    : Tensor();
+                       Tensor scratch =
+                           d.is_cuda()
+                               ? Tensor::empty({kernels::batchnorm_scratch_floats(s.n, s.c, s.inner)}, DType::kF32, d)
+                               : Tensor();
                        float* sp = d.is_cuda() ? scratch.data<float>() : nullptr;
-                       detail::twin<&kernels::cpu::batchnorm_forward_train, &kernels::cuda::batchnorm_forward_train>(d, {}, y.view.data<float>(), mean.data<float>(),
-                                      invstd.data<float>(), rm.data<float>(), rv.data<float>(), x.data<float>(),
-                                      gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, 1e-5f, 0.1f, sp);
-                       detail::twin<&kernels::cpu::batchnorm_forward_eval, &kernels::cuda::batchnorm_forward_eval>(d, {}, ye.view.data<float>(), x.data<float>(),
-                                      rm.data<float>(), rv.data<float>(), gamma.data<float>(), beta.data<float>(), s.n,
-                                      s.c, s.inner, 1e-5f);
-                       detail::twin<&kernels::cpu::batchnorm_backward, &kernels::cuda::batchnorm_backward>(d, {}, dx.view.data<float>(), dgamma.data<float>(),
-                                      dbeta.data<float>(), dy.data<float>(), x.data<float>(), mean.data<float>(),
-                                      invstd.data<float>(), gamma.data<float>(), s.n, s.c, s.inner, sp);
-                       return Outputs{collect(y),           mean.to_vector<float>(),   invstd.to_vector<float>(),
-                                      rm.to_vector<float>(), rv.to_vector<float>(),     collect(ye),
-                                      collect(dx),          dgamma.to_vector<float>(), dbeta.to_vector<float>()};
+                       detail::twin<&kernels::cpu::batchnorm_forward_train, &kernels::cuda::batchnorm_forward_train>(
+                           d, {}, y.view.data<float>(), mean.data<float>(), invstd.data<float>(), rm.data<float>(),
+                           rv.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(), s.n, s.c,
+                           s.inner, 1e-5f, 0.1f, sp);
+                       detail::twin<&kernels::cpu::batchnorm_forward_eval, &kernels::cuda::batchnorm_forward_eval>(
+                           d, {}, ye.view.data<float>(), x.data<float>(), rm.data<float>(), rv.data<float>(),
+                           gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, 1e-5f);
+                       detail::twin<&kernels::cpu::batchnorm_backward, &kernels::cuda::batchnorm_backward>(
+                           d, {}, dx.view.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
+                           x.data<float>(), mean.data<float>(), invstd.data<float>(), gamma.data<float>(), s.n, s.c,
+                           s.inner, sp);
+                       return Outputs{collect(y),
+                                      mean.to_vector<float>(),
+                                      invstd.to_vector<float>(),
+                                      rm.to_vector<float>(),
+                                      rv.to_vector<float>(),
+                                      collect(ye),
+                                      collect(dx),
+                                      dgamma.to_vector<float>(),
+                                      dbeta.to_vector<float>()};
                      }});
   }
   struct M {
@@ -178,15 +192,15 @@ std::vector<KernelCase> norm_cases() {
     cases.push_back({"add_row_vector_" + sz, kExact, [m](Device d) {
                        Guarded y = guarded({m.rows, m.cols}, DType::kF32, d);
                        ops::copy(y.view, input({m.rows, m.cols}, d, 78));
-                       detail::twin<&kernels::cpu::add_row_vector, &kernels::cuda::add_row_vector>(d, {}, y.view.data<float>(), input({m.cols}, d, 79).data<float>(),
-                                      m.rows, m.cols);
+                       detail::twin<&kernels::cpu::add_row_vector, &kernels::cuda::add_row_vector>(
+                           d, {}, y.view.data<float>(), input({m.cols}, d, 79).data<float>(), m.rows, m.cols);
                        return Outputs{collect(y)};
                      }});
     cases.push_back({"column_sum_add_" + sz, kReductionTolerance, [m](Device d) {
                        Guarded out = guarded({m.cols}, DType::kF32, d);
                        ops::copy(out.view, input({m.cols}, d, 80));
-                       detail::twin<&kernels::cpu::column_sum_add, &kernels::cuda::column_sum_add>(d, {}, out.view.data<float>(),
-                                      input({m.rows, m.cols}, d, 81).data<float>(), m.rows, m.cols);
+                       detail::twin<&kernels::cpu::column_sum_add, &kernels::cuda::column_sum_add>(
+                           d, {}, out.view.data<float>(), input({m.rows, m.cols}, d, 81).data<float>(), m.rows, m.cols);
                        return Outputs{collect(out)};
                      }});
   }

@@ -66,10 +66,10 @@ Outputs run_max_pool(const Geometry& s, Device d, std::int64_t nan_every) {
   }
   const Tensor x = host.to(d), dy = input(out, d, 91);
   Guarded y = guarded(out, DType::kF32, d), argmax = guarded(out, DType::kI32, d), dx = guarded(in, DType::kF32, d);
-  detail::twin<&kernels::cpu::max_pool_forward, &kernels::cuda::max_pool_forward>(d, {}, y.view.data<float>(), argmax.view.data<std::int32_t>(),
-                 x.data<float>(), g);
-  detail::twin<&kernels::cpu::max_pool_backward, &kernels::cuda::max_pool_backward>(d, {}, dx.view.data<float>(), dy.data<float>(),
-                 argmax.view.data<std::int32_t>(), g);
+  detail::twin<&kernels::cpu::max_pool_forward, &kernels::cuda::max_pool_forward>(
+      d, {}, y.view.data<float>(), argmax.view.data<std::int32_t>(), x.data<float>(), g);
+  detail::twin<&kernels::cpu::max_pool_backward, &kernels::cuda::max_pool_backward>(
+      d, {}, dx.view.data<float>(), dy.data<float>(), argmax.view.data<std::int32_t>(), g);
   std::vector<float> values = collect(y);
   if (nan_every > 0) values = nan_to_stand_in(std::move(values));
   return Outputs{values, collect(argmax), collect(dx)};
@@ -84,14 +84,16 @@ std::vector<KernelCase> pool_cases() {
                        const kernels::PoolGeometry g = s.pool();
                        const Tensor x = input({s.n, s.c, s.h, s.w}, d, 92);
                        Guarded y = guarded({s.n, s.c, g.out_h(), g.out_w()}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::avg_pool_forward, &kernels::cuda::avg_pool_forward>(d, {}, y.view.data<float>(), x.data<float>(), g);
+                       detail::twin<&kernels::cpu::avg_pool_forward, &kernels::cuda::avg_pool_forward>(
+                           d, {}, y.view.data<float>(), x.data<float>(), g);
                        return Outputs{collect(y)};
                      }});
     cases.push_back({"avg_pool_backward_" + s.name(), kAvgPoolGradTolerance, [s](Device d) {
                        const kernels::PoolGeometry g = s.pool();
                        const Tensor dy = input({s.n, s.c, g.out_h(), g.out_w()}, d, 93);
                        Guarded dx = guarded({s.n, s.c, s.h, s.w}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::avg_pool_backward, &kernels::cuda::avg_pool_backward>(d, {}, dx.view.data<float>(), dy.data<float>(), g);
+                       detail::twin<&kernels::cpu::avg_pool_backward, &kernels::cuda::avg_pool_backward>(
+                           d, {}, dx.view.data<float>(), dy.data<float>(), g);
                        return Outputs{collect(dx)};
                      }});
   }
@@ -112,10 +114,10 @@ std::vector<KernelCase> pool_cases() {
                        const Tensor x = input({s.n, s.c, s.h, s.w}, d, 94), dy = input({s.n, s.c}, d, 95);
                        Guarded y = guarded({s.n, s.c}, DType::kF32, d);
                        Guarded dx = guarded({s.n, s.c, s.h, s.w}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::global_avg_pool_forward, &kernels::cuda::global_avg_pool_forward>(d, {}, y.view.data<float>(), x.data<float>(), s.n,
-                                      s.c, hw);
-                       detail::twin<&kernels::cpu::global_avg_pool_backward, &kernels::cuda::global_avg_pool_backward>(d, {}, dx.view.data<float>(), dy.data<float>(), s.n,
-                                      s.c, hw);
+                       detail::twin<&kernels::cpu::global_avg_pool_forward, &kernels::cuda::global_avg_pool_forward>(
+                           d, {}, y.view.data<float>(), x.data<float>(), s.n, s.c, hw);
+                       detail::twin<&kernels::cpu::global_avg_pool_backward, &kernels::cuda::global_avg_pool_backward>(
+                           d, {}, dx.view.data<float>(), dy.data<float>(), s.n, s.c, hw);
                        return Outputs{collect(y), collect(dx)};
                      }});
   }

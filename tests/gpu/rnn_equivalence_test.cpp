@@ -38,12 +38,12 @@ std::vector<KernelCase> rnn_cases() {
                                     dc = input({b, h}, d, 205);
                        Guarded hh = guarded({b, h}, DType::kF32, d), cc = guarded({b, h}, DType::kF32, d);
                        Guarded dpre = guarded({b, 4 * h}, DType::kF32, d), dcp = guarded({b, h}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::lstm_cell_forward, &kernels::cuda::lstm_cell_forward>(d, {}, gates.data<float>(), hh.view.data<float>(),
-                                      cc.view.data<float>(), c_prev.data<float>(), bi.data<float>(), bh.data<float>(),
-                                      b, h);
-                       detail::twin<&kernels::cpu::lstm_cell_backward, &kernels::cuda::lstm_cell_backward>(d, {}, dpre.view.data<float>(), dcp.view.data<float>(),
-                                      dh.data<float>(), dc.data<float>(), gates.data<float>(), c_prev.data<float>(),
-                                      cc.view.data<float>(), b, h);
+                       detail::twin<&kernels::cpu::lstm_cell_forward, &kernels::cuda::lstm_cell_forward>(
+                           d, {}, gates.data<float>(), hh.view.data<float>(), cc.view.data<float>(),
+                           c_prev.data<float>(), bi.data<float>(), bh.data<float>(), b, h);
+                       detail::twin<&kernels::cpu::lstm_cell_backward, &kernels::cuda::lstm_cell_backward>(
+                           d, {}, dpre.view.data<float>(), dcp.view.data<float>(), dh.data<float>(), dc.data<float>(),
+                           gates.data<float>(), c_prev.data<float>(), cc.view.data<float>(), b, h);
                        return Outputs{gates.to(Device::cpu()).to_vector<float>(), collect(hh), collect(cc),
                                       collect(dpre), collect(dcp)};
                      }});
@@ -54,12 +54,12 @@ std::vector<KernelCase> rnn_cases() {
                        Guarded save = guarded({b, 4 * h}, DType::kF32, d), hn = guarded({b, h}, DType::kF32, d);
                        Guarded dxg = guarded({b, 3 * h}, DType::kF32, d), dhg = guarded({b, 3 * h}, DType::kF32, d),
                                dhp = guarded({b, h}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::gru_cell_forward, &kernels::cuda::gru_cell_forward>(d, {}, save.view.data<float>(), hn.view.data<float>(),
-                                      xg.data<float>(), hg.data<float>(), h_prev.data<float>(), bi.data<float>(),
-                                      bh.data<float>(), b, h);
-                       detail::twin<&kernels::cpu::gru_cell_backward, &kernels::cuda::gru_cell_backward>(d, {}, dxg.view.data<float>(), dhg.view.data<float>(),
-                                      dhp.view.data<float>(), dh.data<float>(), save.view.data<float>(),
-                                      h_prev.data<float>(), b, h);
+                       detail::twin<&kernels::cpu::gru_cell_forward, &kernels::cuda::gru_cell_forward>(
+                           d, {}, save.view.data<float>(), hn.view.data<float>(), xg.data<float>(), hg.data<float>(),
+                           h_prev.data<float>(), bi.data<float>(), bh.data<float>(), b, h);
+                       detail::twin<&kernels::cpu::gru_cell_backward, &kernels::cuda::gru_cell_backward>(
+                           d, {}, dxg.view.data<float>(), dhg.view.data<float>(), dhp.view.data<float>(),
+                           dh.data<float>(), save.view.data<float>(), h_prev.data<float>(), b, h);
                        return Outputs{collect(save), collect(hn), collect(dxg), collect(dhg), collect(dhp)};
                      }});
     for (bool relu : {false, true}) {
@@ -68,10 +68,11 @@ std::vector<KernelCase> rnn_cases() {
                          const Tensor pre = input({b, h}, d, 220, -2.0f, 2.0f), bi = input({h}, d, 221),
                                       bh = input({h}, d, 222), dh = input({b, h}, d, 223);
                          Guarded hh = guarded({b, h}, DType::kF32, d), dpre = guarded({b, h}, DType::kF32, d);
-                         detail::twin<&kernels::cpu::rnn_cell_forward, &kernels::cuda::rnn_cell_forward>(d, {}, hh.view.data<float>(), pre.data<float>(),
-                                        bi.data<float>(), bh.data<float>(), b, h, relu);
-                         detail::twin<&kernels::cpu::rnn_cell_backward, &kernels::cuda::rnn_cell_backward>(d, {}, dpre.view.data<float>(), dh.data<float>(),
-                                        hh.view.data<float>(), b, h, relu);
+                         detail::twin<&kernels::cpu::rnn_cell_forward, &kernels::cuda::rnn_cell_forward>(
+                             d, {}, hh.view.data<float>(), pre.data<float>(), bi.data<float>(), bh.data<float>(), b, h,
+                             relu);
+                         detail::twin<&kernels::cpu::rnn_cell_backward, &kernels::cuda::rnn_cell_backward>(
+                             d, {}, dpre.view.data<float>(), dh.data<float>(), hh.view.data<float>(), b, h, relu);
                          return Outputs{collect(hh), collect(dpre)};
                        }});
     }
@@ -82,22 +83,24 @@ std::vector<KernelCase> rnn_cases() {
     cases.push_back({"embedding_" + std::to_string(n) + "x" + std::to_string(vocab) + "x" + std::to_string(dim),
                      kSumTolerance, [n, vocab, dim](Device d) {
                        std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
-                       for (std::int64_t k = 0; k < n; ++k) ids[static_cast<std::size_t>(k)] = static_cast<std::int32_t>((k * 7 + k / 3) % vocab);
+                       for (std::int64_t k = 0; k < n; ++k)
+                         ids[static_cast<std::size_t>(k)] = static_cast<std::int32_t>((k * 7 + k / 3) % vocab);
                        const Tensor id = Tensor::from_vector(ids, {n}).to(d), table = input({vocab, dim}, d, 230),
                                     dy = input({n, dim}, d, 231);
                        Guarded y = guarded({n, dim}, DType::kF32, d);
                        Tensor dtable = Tensor::zeros({vocab, dim}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::embedding_forward, &kernels::cuda::embedding_forward>(d, {}, y.view.data<float>(), id.data<std::int32_t>(),
-                                      table.data<float>(), n, dim, vocab);
-                       detail::twin<&kernels::cpu::embedding_backward, &kernels::cuda::embedding_backward>(d, {}, dtable.data<float>(), id.data<std::int32_t>(),
-                                      dy.data<float>(), n, dim, vocab);
+                       detail::twin<&kernels::cpu::embedding_forward, &kernels::cuda::embedding_forward>(
+                           d, {}, y.view.data<float>(), id.data<std::int32_t>(), table.data<float>(), n, dim, vocab);
+                       detail::twin<&kernels::cpu::embedding_backward, &kernels::cuda::embedding_backward>(
+                           d, {}, dtable.data<float>(), id.data<std::int32_t>(), dy.data<float>(), n, dim, vocab);
                        return Outputs{collect(y), dtable.to(Device::cpu()).to_vector<float>()};
                      }});
   }
   cases.push_back({"reverse_steps_128x2048", kExact, [](Device d) {
                      const Tensor x = input({128, 2048}, d, 240);
                      Guarded y = guarded({128, 2048}, DType::kF32, d);
-                     detail::twin<&kernels::cpu::reverse_steps, &kernels::cuda::reverse_steps>(d, {}, y.view.data<float>(), x.data<float>(), 128, 2048);
+                     detail::twin<&kernels::cpu::reverse_steps, &kernels::cuda::reverse_steps>(
+                         d, {}, y.view.data<float>(), x.data<float>(), 128, 2048);
                      return Outputs{collect(y)};
                    }});
   // Whole layers: forward and backward over a sequence batch, stacked and bidirectional, with
@@ -138,7 +141,8 @@ TEST_F(GpuCharRnnTraining, StepsMatchTheCpu) {
   const std::int64_t vocab = 65, steps = 128, batch = 32;
   std::vector<std::int32_t> ids(static_cast<std::size_t>(4 * steps * batch));
   const auto r = random_vector(ids.size(), 260, 0.0f, static_cast<float>(vocab));
-  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int32_t>(r[i]) % static_cast<std::int32_t>(vocab);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<std::int32_t>(r[i]) % static_cast<std::int32_t>(vocab);
   const data::StreamBatches stream(ids, batch, steps);
   std::vector<float> losses[2], weights[2];
   for (int k = 0; k < 2; ++k) {
