@@ -1,4 +1,5 @@
-// BatchNorm2d, Residual and Concat on the CPU: values, shapes, names and gradient checks.
+// BatchNorm2d, Residual and Concat on the CPU: values, shapes and names (their gradient checks
+// are cases of the op table, tests/op_table_test.cpp).
 #include <gtest/gtest.h>
 
 #include <initializer_list>
@@ -22,24 +23,6 @@ using testing::expect_gradients_match;
 Tensor random_input(const Shape& shape, std::uint64_t salt) {
   return Tensor::from_vector(testing::random_vector(static_cast<std::size_t>(shape.numel()), salt, -2.0f, 2.0f),
                              shape);
-}
-
-TEST(GradCheck, BatchNorm2d) {
-  BatchNorm2d bn(3);
-  bn.parameters()[0]->value.copy_from(Tensor::from_vector(std::vector<float>{1.5f, -0.5f, 0.7f}, {3}));
-  expect_gradients_match(bn, random_input({2, 3, 3, 2}, 101), 102);
-}
-
-TEST(GradCheck, ResidualWithIdentityAndProjection) {
-  Residual identity(Sequential{Linear(4, 4), Tanh(), Linear(4, 4)});
-  expect_gradients_match(identity, random_input({3, 4}, 103), 104);
-  Residual projected(Sequential{Linear(4, 6), Sigmoid()}, Linear(4, 6));
-  expect_gradients_match(projected, random_input({3, 4}, 105), 106);
-}
-
-TEST(GradCheck, ConcatOfBranches) {
-  Concat concat(Linear(4, 2), Sequential{Linear(4, 3), Tanh()}, Sigmoid());
-  expect_gradients_match(concat, random_input({3, 4}, 107), 108);
 }
 
 TEST(Containers, BatchNorm2dNormalisesEachChannelOverBatchAndPixels) {

@@ -1,5 +1,5 @@
-// Conv2d on the CPU: the kernels against a direct convolution in double, gradient checks of
-// the layer, shapes, options and error messages.
+// Conv2d on the CPU: the kernels against a direct convolution in double, shapes, options and
+// error messages (the layer's gradient checks are cases of the op table, tests/op_table_test.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -190,31 +190,6 @@ TEST(ConvKernelErrors, BadGeometryAndSmallWorkspaceAreRefused) {
 
 Tensor random_input(const Shape& shape, std::uint64_t salt, float low = -2.0f, float high = 2.0f) {
   return Tensor::from_vector(random_vector(static_cast<std::size_t>(shape.numel()), salt, low, high), shape);
-}
-
-TEST(GradCheck, Conv2dPadded) {
-  Conv2d conv(2, 3, 3, {.padding = 1});
-  expect_gradients_match(conv, random_input({2, 2, 5, 4}, 101), 102);
-}
-
-TEST(GradCheck, Conv2dStridedGrouped) {
-  Conv2d conv(4, 2, 3, {.stride = 2, .padding = 1, .groups = 2});
-  expect_gradients_match(conv, random_input({2, 4, 6, 5}, 103), 104);
-}
-
-TEST(GradCheck, Conv2dDilatedWithoutBias) {
-  Conv2d conv(3, 2, 2, {.padding = 2, .dilation = 2, .bias = false});
-  expect_gradients_match(conv, random_input({1, 3, 5, 6}, 105), 106);
-}
-
-TEST(GradCheck, Conv2dDepthwiseSame) {
-  Conv2d conv(3, 3, 3, {.same = true, .groups = 3});
-  expect_gradients_match(conv, random_input({2, 3, 4, 4}, 107), 108);
-}
-
-TEST(GradCheck, Conv2dPointwise) {
-  Conv2d conv(3, 2, 1);
-  expect_gradients_match(conv, random_input({2, 3, 3, 4}, 109), 110);
 }
 
 TEST(Conv2dLayer, ForwardMatchesDirectConvolution) {

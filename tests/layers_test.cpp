@@ -1,4 +1,5 @@
-// Layers and losses on the CPU: forward values, shapes, errors, and a gradient check for each.
+// Layers and losses on the CPU: forward values, shapes, errors, the losses' gradient checks and a
+// container's (each layer's own gradient check is a case of the op table, tests/op_table_test.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -32,26 +33,6 @@ Tensor labels(const std::vector<std::int64_t>& v) {
 // Kinks of ReLU-like layers sit at 0; keep inputs two steps away so differences stay smooth.
 constexpr float kKinkMargin = 2 * testing::kGradStep;
 
-TEST(GradCheck, Linear) {
-  Linear layer(5, 3);
-  expect_gradients_match(layer, random_input({4, 5}, 1), 2);
-  Linear no_bias(3, 2, {.bias = false});
-  expect_gradients_match(no_bias, random_input({2, 3}, 3), 4);
-}
-
-TEST(GradCheck, Activations) {
-  Sigmoid sigmoid;
-  expect_gradients_match(sigmoid, random_input({3, 4}, 5), 6);
-  Tanh tanh_layer;
-  expect_gradients_match(tanh_layer, random_input({3, 4}, 7), 8);
-  ReLU relu;
-  expect_gradients_match(relu, random_input({3, 4}, 9), 10, kKinkMargin);
-  LeakyReLU leaky(0.1f);
-  expect_gradients_match(leaky, random_input({3, 4}, 11), 12, kKinkMargin);
-  ELU elu(0.7f);
-  expect_gradients_match(elu, random_input({3, 4}, 13), 14, kKinkMargin);
-}
-
 // Reference values: GELU(x) = x Φ(x), Φ(1) = 0.8413447, Φ(-2) = 0.0227501; the tanh form at 1 and
 // -2 (PyTorch approximate="tanh" gives the same); SiLU(x) = x / (1 + e^-x).
 TEST(Layers, GeluAndSiluMatchReferenceValues) {
@@ -72,28 +53,6 @@ TEST(Layers, GeluAndSiluMatchReferenceValues) {
   EXPECT_EQ(gelu.describe(), "GELU");
   EXPECT_EQ(gelu_tanh.describe(), "GELU(tanh)");
   EXPECT_EQ(silu.describe(), "SiLU");
-}
-
-TEST(GradCheck, SoftmaxAndLogSoftmax) {
-  Softmax softmax;
-  expect_gradients_match(softmax, random_input({3, 5}, 15), 16);
-  LogSoftmax log_softmax;
-  expect_gradients_match(log_softmax, random_input({3, 5}, 17), 18);
-}
-
-TEST(GradCheck, DropoutWithItsMaskHeldFixed) {
-  Dropout dropout(0.3f, 1234);
-  expect_gradients_match(dropout, random_input({4, 6}, 19), 20);
-}
-
-TEST(GradCheck, BatchNorm1dInTrainMode) {
-  BatchNorm1d bn(3);
-  // Non-trivial scale and shift so their gradients are exercised away from 1 and 0.
-  bn.parameters()[0]->value.copy_from(Tensor::from_vector(std::vector<float>{0.5f, -1.5f, 2.0f}, {3}));
-  bn.parameters()[1]->value.copy_from(Tensor::from_vector(std::vector<float>{0.1f, 0.2f, -0.3f}, {3}));
-  expect_gradients_match(bn, random_input({6, 3}, 21), 22);
-  BatchNorm1d bn3(2);
-  expect_gradients_match(bn3, random_input({3, 2, 4}, 23), 24);
 }
 
 TEST(GradCheck, FlattenAndSequential) {

@@ -27,10 +27,6 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 Tensor image(const std::vector<float>& values, const Shape& shape) { return Tensor::from_vector(values, shape); }
 
-Tensor random_input(const Shape& shape, std::uint64_t salt) {
-  return Tensor::from_vector(random_vector(static_cast<std::size_t>(shape.numel()), salt, -2.0f, 2.0f), shape);
-}
-
 // Spacing of the distinct inputs for max-pool gradient checks: more than twice the finite
 // difference step, so a perturbed element never changes which element wins a window.
 constexpr float kDistinctSpacing = 0.1f;
@@ -214,33 +210,9 @@ TEST(GlobalAvgPool, MeansEachPlaneAndSpreadsTheGradient) {
 // ---------------------------------------------------------------------------------------------
 // gradient checks
 
-TEST(GradCheck, MaxPool2dGeometries) {
-  MaxPool2d square(2);
-  expect_gradients_match(square, distinct_input({2, 3, 4, 4}, 101), 102);
-  MaxPool2d padded(3, 2, 1);
-  expect_gradients_match(padded, distinct_input({2, 2, 5, 5}, 103), 104);
-  MaxPool2d overlapping(3, 1);
-  expect_gradients_match(overlapping, distinct_input({1, 2, 4, 5}, 105), 106);
-  MaxPool2d skipping(2, 3);
-  expect_gradients_match(skipping, distinct_input({1, 2, 5, 5}, 107), 108);
-  MaxPool2d padded_overlap(2, 1, 1);
-  expect_gradients_match(padded_overlap, distinct_input({1, 1, 3, 4}, 109), 110);
-}
-
-TEST(GradCheck, AvgPool2dGeometries) {
-  AvgPool2d square(2);
-  expect_gradients_match(square, random_input({2, 3, 4, 4}, 111), 112);
-  AvgPool2d padded(3, 2, 1);
-  expect_gradients_match(padded, random_input({2, 2, 5, 5}, 113), 114);
-  AvgPool2d overlapping(3, 1);
-  expect_gradients_match(overlapping, random_input({1, 2, 4, 5}, 115), 116);
-  AvgPool2d skipping(2, 3);
-  expect_gradients_match(skipping, random_input({1, 2, 5, 5}, 117), 118);
-}
-
-TEST(GradCheck, GlobalAvgPoolAndAPoolingNetwork) {
-  GlobalAvgPool global;
-  expect_gradients_match(global, random_input({2, 3, 3, 3}, 119), 120);
+// The single-layer gradient checks (every MaxPool2d/AvgPool2d geometry, GlobalAvgPool) are cases
+// of the op table (tests/cases/op_cases.cpp, run by tests/op_table_test.cpp).
+TEST(GradCheck, APoolingNetwork) {
   Sequential net{MaxPool2d(2), AvgPool2d(2, 1), GlobalAvgPool(), Linear(3, 2)};
   expect_gradients_match(net, distinct_input({2, 3, 6, 6}, 121), 122);
 }

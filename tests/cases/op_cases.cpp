@@ -2,20 +2,27 @@
 // the GPU equivalence suite and gpudl_bench.
 #include "op_cases.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "gpudl/core/nn/activation.h"
 #include "gpudl/core/runtime/ops.h"
 #include "gpudl/core/runtime/rng.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
+#include "gpudl/layers/concat.h"
 #include "gpudl/layers/conv.h"
 #include "gpudl/layers/dropout.h"
 #include "gpudl/layers/layer_norm.h"
 #include "gpudl/layers/linear.h"
 #include "gpudl/layers/pool.h"
 #include "gpudl/layers/recurrent.h"
+#include "gpudl/layers/residual.h"
+#include "gpudl/layers/sequential.h"
 #include "gpudl/layers/time_delay.h"
 
 namespace gpudl::cases {
@@ -27,6 +34,17 @@ constexpr float kKinkMargin = 2 * kDefaultGradStep;
 template <class Layer, class... Args>
 std::function<std::unique_ptr<Module>()> maker(Args... args) {
   return [=] { return std::unique_ptr<Module>(new Layer(args...)); };
+}
+
+// A layer whose first parameter (a batch norm's scale) is set away from 1, so its gradient is
+// exercised where a wrong formula would show.
+template <class Layer>
+std::function<std::unique_ptr<Module>()> with_scale(std::int64_t channels, std::vector<float> scale) {
+  return [=] {
+    auto m = std::make_unique<Layer>(channels);
+    m->parameters()[0]->value.copy_from(Tensor::from_vector(scale, {channels}));
+    return std::unique_ptr<Module>(std::move(m));
+  };
 }
 
 std::vector<OpCase> build() {
@@ -50,18 +68,20 @@ std::vector<OpCase> build() {
   cases.push_back({.name = "Linear_3x2_no_bias", .make = maker<Linear>(3, 2, LinearOptions{.bias = false}),
                    .input = {2, 3}, .bench_make = maker<Linear>(1024, 1024, LinearOptions{.bias = false}),
                    .bench_input = {512, 1024}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Linear_over_sequences", .make = maker<Linear>(4, 3), .input = {5, 2, 4},
+                   .gpu_tolerance = kReductionTolerance});
   // A fixed seed: the gradient check holds the mask by restoring the generator, and both devices
   // draw the same Philox mask.
   cases.push_back({.name = "Dropout", .make = maker<Dropout>(0.3f, std::uint64_t{1234}), .input = {4, 6},
                    .bench_input = {1024, 1024}});
-  cases.push_back({.name = "BatchNorm1d", .make = maker<BatchNorm1d>(3), .input = {6, 3},
+  cases.push_back({.name = "BatchNorm1d", .make = with_scale<BatchNorm1d>(3, {0.5f, -1.5f, 2.0f}), .input = {6, 3},
                    .bench_make = maker<BatchNorm1d>(1024), .bench_input = {512, 1024},
                    .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "BatchNorm1d_sequence", .make = maker<BatchNorm1d>(2), .input = {3, 2, 4},
                    .bench_make = maker<BatchNorm1d>(64), .bench_input = {64, 64, 256},
                    .gpu_tolerance = kReductionTolerance});
-  cases.push_back({.name = "BatchNorm2d", .make = maker<BatchNorm2d>(3), .input = {4, 3, 3, 3},
-                   .bench_make = maker<BatchNorm2d>(64), .bench_input = {128, 64, 32, 32},
+  cases.push_back({.name = "BatchNorm2d", .make = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f}),
+                   .input = {2, 3, 3, 2}, .bench_make = maker<BatchNorm2d>(64), .bench_input = {128, 64, 32, 32},
                    .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "LayerNorm", .make = maker<LayerNorm>(5), .input = {4, 5},
                    .bench_make = maker<LayerNorm>(1024), .bench_input = {4096, 1024},
@@ -70,24 +90,49 @@ std::vector<OpCase> build() {
                    .make = maker<LayerNorm>(4, LayerNormOptions{.elementwise_affine = false}), .input = {3, 2, 4},
                    .bench_make = maker<LayerNorm>(768, LayerNormOptions{.elementwise_affine = false}),
                    .bench_input = {128, 32, 768}, .gpu_tolerance = kReductionTolerance});
-  cases.push_back({.name = "Conv2d_3x3_pad1", .make = maker<Conv2d>(2, 3, 3, Conv2dOptions{.padding = 1}),
-                   .input = {2, 2, 5, 5}, .bench_make = maker<Conv2d>(64, 64, 3, Conv2dOptions{.padding = 1}),
+  // Convolutions: padding, stride with groups, dilation without bias, depthwise "same", 1x1.
+  cases.push_back({.name = "Conv2d_padded", .make = maker<Conv2d>(2, 3, 3, Conv2dOptions{.padding = 1}),
+                   .input = {2, 2, 5, 4}, .bench_make = maker<Conv2d>(64, 64, 3, Conv2dOptions{.padding = 1}),
                    .bench_input = {32, 64, 32, 32}, .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "Conv2d_strided_grouped",
-                   .make = maker<Conv2d>(4, 6, 3, Conv2dOptions{.stride = 2, .padding = 1, .groups = 2}),
-                   .input = {2, 4, 6, 6},
+                   .make = maker<Conv2d>(4, 2, 3, Conv2dOptions{.stride = 2, .padding = 1, .groups = 2}),
+                   .input = {2, 4, 6, 5},
                    .bench_make = maker<Conv2d>(64, 128, 3, Conv2dOptions{.stride = 2, .padding = 1, .groups = 2}),
                    .bench_input = {32, 64, 32, 32}, .gpu_tolerance = kReductionTolerance});
-  cases.push_back({.name = "MaxPool2d_2", .make = maker<MaxPool2d>(2), .input = {2, 2, 4, 4},
-                   .bench_input = {128, 64, 32, 32}});
-  cases.push_back({.name = "MaxPool2d_3_stride2_pad1", .make = maker<MaxPool2d>(3, std::int64_t{2}, std::int64_t{1}),
-                   .input = {2, 2, 5, 5}, .bench_input = {128, 64, 32, 32}});
-  cases.push_back({.name = "AvgPool2d_2", .make = maker<AvgPool2d>(2), .input = {2, 2, 4, 4},
+  cases.push_back({.name = "Conv2d_dilated_no_bias",
+                   .make = maker<Conv2d>(3, 2, 2, Conv2dOptions{.padding = 2, .dilation = 2, .bias = false}),
+                   .input = {1, 3, 5, 6}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Conv2d_depthwise_same", .make = maker<Conv2d>(3, 3, 3, Conv2dOptions{.same = true, .groups = 3}),
+                   .input = {2, 3, 4, 4}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Conv2d_pointwise", .make = maker<Conv2d>(3, 2, 1), .input = {2, 3, 3, 4},
+                   .bench_make = maker<Conv2d>(256, 256, 1), .bench_input = {32, 256, 16, 16},
+                   .gpu_tolerance = kReductionTolerance});
+  // Max pooling on distinct values: no window ties, and no difference step crosses a kink.
+  using Stride = std::optional<std::int64_t>;
+  cases.push_back({.name = "MaxPool2d_2", .make = maker<MaxPool2d>(2, Stride{}, std::int64_t{0}),
+                   .input = {2, 3, 4, 4}, .bench_input = {128, 64, 32, 32}, .distinct = true});
+  cases.push_back({.name = "MaxPool2d_3_stride2_pad1", .make = maker<MaxPool2d>(3, Stride{2}, std::int64_t{1}),
+                   .input = {2, 2, 5, 5}, .distinct = true});
+  cases.push_back({.name = "MaxPool2d_3_overlapping", .make = maker<MaxPool2d>(3, Stride{1}, std::int64_t{0}),
+                   .input = {1, 2, 4, 5}, .distinct = true});
+  cases.push_back({.name = "MaxPool2d_2_stride3_skipping", .make = maker<MaxPool2d>(2, Stride{3}, std::int64_t{0}),
+                   .input = {1, 2, 5, 5}, .distinct = true});
+  cases.push_back({.name = "MaxPool2d_2_stride1_pad1", .make = maker<MaxPool2d>(2, Stride{1}, std::int64_t{1}),
+                   .input = {1, 1, 3, 4}, .distinct = true});
+  cases.push_back({.name = "AvgPool2d_2", .make = maker<AvgPool2d>(2, Stride{}, std::int64_t{0}), .input = {2, 3, 4, 4},
                    .bench_input = {128, 64, 32, 32}, .gpu_tolerance = kReductionTolerance});
-  cases.push_back({.name = "GlobalAvgPool", .make = maker<GlobalAvgPool>(), .input = {2, 3, 4, 4},
+  cases.push_back({.name = "AvgPool2d_3_stride2_pad1", .make = maker<AvgPool2d>(3, Stride{2}, std::int64_t{1}),
+                   .input = {2, 2, 5, 5}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "AvgPool2d_3_overlapping", .make = maker<AvgPool2d>(3, Stride{1}, std::int64_t{0}),
+                   .input = {1, 2, 4, 5}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "AvgPool2d_2_stride3_skipping", .make = maker<AvgPool2d>(2, Stride{3}, std::int64_t{0}),
+                   .input = {1, 2, 5, 5}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "GlobalAvgPool", .make = maker<GlobalAvgPool>(), .input = {2, 3, 3, 3},
                    .bench_input = {128, 512, 4, 4}, .gpu_tolerance = kReductionTolerance});
-  cases.push_back({.name = "TimeDelay_3to4_taps3", .make = maker<TimeDelay>(3, 4, 3, 1, nullptr), .input = {2, 3, 7},
+  cases.push_back({.name = "TimeDelay_dilated", .make = maker<TimeDelay>(2, 3, 4, 2, nullptr), .input = {2, 2, 11},
                    .bench_make = maker<TimeDelay>(64, 64, 3, 1, nullptr), .bench_input = {64, 64, 256},
+                   .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "TimeDelay_delay_line", .make = maker<TimeDelay>(1, 5, 7, 1, nullptr), .input = {3, 1, 9},
                    .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "RNN_tanh", .make = maker<RNN>(3, 4), .input = {3, 2, 3},
                    .bench_make = maker<RNN>(256, 256), .bench_input = {32, 32, 256},
@@ -95,12 +140,33 @@ std::vector<OpCase> build() {
   cases.push_back({.name = "LSTM", .make = maker<LSTM>(3, 4), .input = {3, 2, 3},
                    .bench_make = maker<LSTM>(256, 256), .bench_input = {32, 32, 256},
                    .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "LSTM_3_layers_dropout",
+                   .make = maker<LSTM>(2, 3, RecurrentOptions{.num_layers = 3, .dropout = 0.3f, .seed = 99}),
+                   .input = {4, 2, 2}, .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "GRU_bidirectional", .make = maker<GRU>(3, 4, RecurrentOptions{.bidirectional = true}),
                    .input = {3, 2, 3}, .bench_make = maker<GRU>(256, 256, RecurrentOptions{.bidirectional = true}),
                    .bench_input = {32, 32, 256}, .gpu_tolerance = kReductionTolerance});
-  cases.push_back({.name = "Embedding", .make = maker<Embedding>(7, 4, nullptr), .input = {3, 2},
+  // 12 ids from 7: some repeat, so the scatter-add must accumulate.
+  cases.push_back({.name = "Embedding", .make = maker<Embedding>(7, 3, nullptr), .input = {3, 4},
                    .bench_make = maker<Embedding>(10000, 256, nullptr), .bench_input = {32, 128},
                    .id_range = 7, .gpu_tolerance = kReductionTolerance});
+  // Containers, with their branches' gradients summed or joined.
+  cases.push_back({.name = "Residual_identity",
+                   .make = [] {
+                     return std::unique_ptr<Module>(new Residual(Sequential{Linear(4, 4), Tanh(), Linear(4, 4)}));
+                   },
+                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Residual_projection",
+                   .make = [] {
+                     return std::unique_ptr<Module>(new Residual(Sequential{Linear(4, 6), Sigmoid()}, Linear(4, 6)));
+                   },
+                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Concat_of_branches",
+                   .make = [] {
+                     return std::unique_ptr<Module>(
+                         new Concat(Linear(4, 2), Sequential{Linear(4, 3), Tanh()}, Sigmoid()));
+                   },
+                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance});
   for (OpCase& c : cases) {
     if (!c.bench_make) c.bench_make = c.make;
   }
@@ -123,6 +189,19 @@ Tensor make_input(const OpCase& c, const Shape& shape, std::uint64_t seed) {
     return x.cast(DType::kI32);
   }
   ops::uniform_(x, c.low, c.high, gen);
+  if (c.distinct) {
+    // A random permutation of values kDistinctSpacing apart, centred on 0.
+    std::vector<std::int64_t> order(static_cast<std::size_t>(x.numel()));
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    const float* keys = x.data<float>();
+    std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return keys[a] < keys[b]; });
+    std::vector<float> values(order.size());
+    for (std::size_t rank = 0; rank < order.size(); ++rank) {
+      values[static_cast<std::size_t>(order[rank])] =
+          (static_cast<float>(rank) - static_cast<float>(order.size()) / 2.0f) * kDistinctSpacing;
+    }
+    return Tensor::from_vector(values, shape);
+  }
   if (c.kink_margin > 0.0f) {
     float* p = x.data<float>();
     for (std::int64_t i = 0; i < x.numel(); ++i) {

@@ -24,6 +24,8 @@ inline constexpr double kDefaultGradTolerance = 1e-2;
 // for the small sizes here.
 inline constexpr double kElementwiseTolerance = 1e-5;
 inline constexpr double kReductionTolerance = 1e-4;
+// More than twice the difference step, so a perturbed element never changes a max's winner.
+inline constexpr float kDistinctSpacing = 0.1f;
 
 struct OpCase {
   std::string name{};  // a gtest- and benchmark-friendly name: "ReLU", "Conv2d_3x3_pad1"
@@ -32,12 +34,15 @@ struct OpCase {
   Shape input{};  // small, for the gradient check and the GPU comparison (batch axis first)
   // The benchmark's layer and input (bench_make empty: make()).
   std::function<std::unique_ptr<Module>()> bench_make{};
-  Shape bench_input{};
+  Shape bench_input{};  // empty: the case is not benchmarked (a variant of a benchmarked one)
   // Inputs uniform in [low, high); i32 ids in [0, id_range) when id_range > 0 (embeddings).
   float low = -2.0f, high = 2.0f;
   std::int64_t id_range = 0;
   // Inputs closer than this to 0 are moved away (kinks of ReLU-like layers sit there).
   float kink_margin = 0.0f;
+  // Inputs a permutation of values kDistinctSpacing apart instead (max pooling: no ties in a
+  // window, and no difference step crosses a kink of the max).
+  bool distinct = false;
   float grad_step = kDefaultGradStep;
   double grad_tolerance = kDefaultGradTolerance;
   double gpu_tolerance = kElementwiseTolerance;
