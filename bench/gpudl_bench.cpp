@@ -206,6 +206,20 @@ void copy_bandwidth(benchmark::State& state, bool to_device, bool pinned) {
   state.SetLabel(std::string(to_device ? "H2D " : "D2H ") + (pinned ? "pinned" : "pageable"));
 }
 
+// ---------------------------------------------------------------------------------------------
+// dtype casts (the conversions of mixed precision)
+
+void cast_bandwidth(benchmark::State& state, Device device, DType from, DType to) {
+  const std::int64_t n = state.range(0);
+  const Tensor x = bench::random_tensor({n}, device, 5).cast(from);
+  Tensor y = Tensor::empty({n}, to, device);
+  bench::time_iterations(state, device, [&] { gpudl::ops::cast(y, x); });
+  const double bytes = static_cast<double>(n) * static_cast<double>(gpudl::dtype_size(from) + gpudl::dtype_size(to));
+  state.counters["bytes_per_second"] =
+      benchmark::Counter(bytes * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(gpudl::dtype_name(from)) + " -> " + gpudl::dtype_name(to));
+}
+
 }  // namespace
 
 namespace {
@@ -231,6 +245,18 @@ void register_all() {
           b->UseRealTime();  // OpenBLAS runs on several threads
         }
         b->Unit(benchmark::kMicrosecond);
+      }
+    }
+    for (const auto& [from, to] : {std::pair{DType::kF32, DType::kBF16}, std::pair{DType::kBF16, DType::kF32},
+                                   std::pair{DType::kF32, DType::kF16}, std::pair{DType::kF16, DType::kF32}}) {
+      const std::string name = "cast/" + dev + "/" + gpudl::dtype_name(from) + "_to_" + gpudl::dtype_name(to);
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), cast_bandwidth, d, from, to)
+                    ->Arg(1 << 24)
+                    ->Unit(benchmark::kMicrosecond);
+      if (d.is_cuda()) {
+        b->UseManualTime();
+      } else {
+        b->UseRealTime();
       }
     }
     auto* step = benchmark::RegisterBenchmark(("train_step/" + dev).c_str(), train_step, d)

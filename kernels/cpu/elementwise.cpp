@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "gpudl/kernels/cpu/convert.h"
+#include "gpudl/kernels/cpu/parallel.h"
 #include "gpudl/kernels/dispatch.h"
 
 namespace gpudl::kernels::cpu {
@@ -28,7 +30,39 @@ void copy(void* out, const void* in, std::size_t bytes, const Exec&) {
   if (bytes != 0) std::memcpy(out, in, bytes);
 }
 
+namespace {
+// Elements per thread at least: a conversion streams memory, a few microseconds of it.
+constexpr index_t kCastGrain = 1 << 16;
+
+// The conversions of mixed precision (f32 to and from bf16 and f16) through their vectorised
+// loops, split over threads; false for any other pair.
+bool cast_mixed(void* out, DType out_type, const void* in, DType in_type, index_t n) {
+  auto split = [n](auto convert) { parallel_for(n, kCastGrain, convert); };
+  if (in_type == DType::kF32 && out_type == DType::kBF16) {
+    split([&](index_t a, index_t b) {
+      f32_to_bf16(static_cast<BFloat16*>(out) + a, static_cast<const float*>(in) + a, b - a);
+    });
+  } else if (in_type == DType::kBF16 && out_type == DType::kF32) {
+    split([&](index_t a, index_t b) {
+      bf16_to_f32(static_cast<float*>(out) + a, static_cast<const BFloat16*>(in) + a, b - a);
+    });
+  } else if (in_type == DType::kF32 && out_type == DType::kF16) {
+    split([&](index_t a, index_t b) {
+      f32_to_f16(static_cast<Half*>(out) + a, static_cast<const float*>(in) + a, b - a);
+    });
+  } else if (in_type == DType::kF16 && out_type == DType::kF32) {
+    split([&](index_t a, index_t b) {
+      f16_to_f32(static_cast<float*>(out) + a, static_cast<const Half*>(in) + a, b - a);
+    });
+  } else {
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
 void cast(void* out, DType out_type, const void* in, DType in_type, index_t n, const Exec&) {
+  if (cast_mixed(out, out_type, in, in_type, n)) return;
   detail::visit_dtype(out_type, [&](auto out_tag) {
     detail::visit_dtype(in_type, [&](auto in_tag) {
       using To = decltype(out_tag);
