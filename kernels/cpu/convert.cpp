@@ -6,6 +6,7 @@
 #include "gpudl/kernels/cpu/clones.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define GPUDL_CONVERT_F16C 1
 #endif
@@ -38,8 +39,13 @@ void f16_to_f32_portable(float* out, const Half* in, index_t n) {
 }
 
 #if defined(GPUDL_CONVERT_F16C)
+// F16C from CPUID leaf 1 (Clang's __builtin_cpu_supports has no "f16c"); "avx" also checks that
+// the OS saves the YMM registers.
 bool have_f16c() {
-  static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool yes = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  }();
   return yes;
 }
 
