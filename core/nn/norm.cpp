@@ -22,6 +22,18 @@ Nci nci_of(const char* op, const Tensor& x, const Tensor& per_channel) {
   numel_is(op, per_channel, c, "a per-channel tensor");
   return {n, c, n * c == 0 ? 0 : x.numel() / (n * c)};
 }
+
+// The scratch pointer for the kernels after checking that `scratch` holds what they need for x
+// (undefined is fine where they need none).
+float* scratch_for(Device d, const Nci& s, const Tensor& x, const Tensor& scratch) {
+  const std::int64_t need = batchnorm_scratch_floats(d, s.n, s.c, s.inner);
+  if (scratch.defined()) check_f32("batch norm scratch", {&x, &scratch});
+  if ((scratch.defined() ? scratch.numel() : 0) < need) {
+    throw ShapeError("batch norm: scratch of " + std::to_string(scratch.defined() ? scratch.numel() : 0) +
+                     " floats where " + std::to_string(need) + " are needed for " + x.shape().str());
+  }
+  return data_or_null(scratch);
+}
 }  // namespace
 
 std::int64_t batchnorm_scratch_floats(Device device, std::int64_t n, std::int64_t c, std::int64_t inner) {
@@ -39,15 +51,10 @@ void batchnorm_forward_train(const Tensor& y, const Tensor& save_mean, const Ten
   for (const Tensor* t : {&beta, &save_mean, &save_invstd, &running_mean, &running_var}) {
     numel_is("batchnorm_forward_train", *t, s.c, "a per-channel tensor");
   }
-  if (scratch.defined()) same_device("batchnorm_forward_train", scratch, x);
-  if (scratch.defined() ? scratch.numel() < batchnorm_scratch_floats(d, s.n, s.c, s.inner)
-                        : batchnorm_scratch_floats(d, s.n, s.c, s.inner) > 0) {
-    throw ShapeError("batchnorm_forward_train: scratch too small for " + x.shape().str());
-  }
   twin<&cpu::batchnorm_forward_train, &cuda::batchnorm_forward_train>(
       d, {}, y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), running_mean.data<float>(),
       running_var.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, eps,
-      momentum, data_or_null(scratch));
+      momentum, scratch_for(d, s, x, scratch));
 }
 
 void batchnorm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
@@ -74,15 +81,10 @@ void batchnorm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& db
   for (const Tensor* t : {&dgamma, &dbeta, &save_mean, &save_invstd}) {
     numel_is("batchnorm_backward", *t, s.c, "a per-channel tensor");
   }
-  if (scratch.defined()) same_device("batchnorm_backward", scratch, x);
-  if (scratch.defined() ? scratch.numel() < batchnorm_scratch_floats(d, s.n, s.c, s.inner)
-                        : batchnorm_scratch_floats(d, s.n, s.c, s.inner) > 0) {
-    throw ShapeError("batchnorm_backward: scratch too small for " + x.shape().str());
-  }
   twin<&cpu::batchnorm_backward, &cuda::batchnorm_backward>(
       d, {}, dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(), x.data<float>(),
       save_mean.data<float>(), save_invstd.data<float>(), gamma.data<float>(), s.n, s.c, s.inner,
-      data_or_null(scratch));
+      scratch_for(d, s, x, scratch));
 }
 
 }  // namespace gpudl::nn

@@ -258,13 +258,6 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
       consumed.emplace_back(device);
     }
   }
-  // A buffer fresh from the pool belongs to the compute stream: it may be memory that work
-  // already queued there still reads. The copy stream writes into it only after that work.
-  auto after_compute = [&] {
-    Event ready(device);
-    ready.record(ctx.compute_stream());
-    ctx.copy_stream().wait(ready);
-  };
   const std::vector<Parameter*> params = model_.parameters();
   for (int b = 0;; b ^= 1) {
     if (cuda) copied[b].synchronize();  // the copy out of host[b] two steps ago is done
@@ -277,9 +270,11 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
       if (!dev_inputs[b].defined() || dev_inputs[b].shape() != x.shape()) {
         dev_inputs[b] = Tensor::empty(x.shape(), x.dtype(), device);
         dev_labels[b] = Tensor::empty(y.shape(), y.dtype(), device);
-        after_compute();
       }
-      ctx.copy_stream().wait(consumed[b]);  // step i - 2 has finished reading these buffers
+      // A fresh buffer belongs to the compute stream, which may still read its memory: the copy
+      // and augment wait for that themselves (Storage::before_use). Reused buffers wait here
+      // for step i - 2, which read them through raw pointers the storage cannot see.
+      ctx.copy_stream().wait(consumed[b]);
       dev_inputs[b].copy_from_async(x, ctx.copy_stream());
       dev_labels[b].copy_from_async(y, ctx.copy_stream());
       x = dev_inputs[b];
@@ -288,7 +283,6 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     if (options_.augment) {
       if (!augmented[b].defined() || augmented[b].shape() != x.shape()) {
         augmented[b] = Tensor::empty(x.shape(), DType::kF32, device);
-        if (cuda) after_compute();
       }
       data::augment(augmented[b], x, *options_.augment, augment_seed, static_cast<std::uint64_t>(step_),
                     cuda ? ctx.copy_exec() : ctx.exec());
