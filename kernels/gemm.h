@@ -2,6 +2,7 @@
 #pragma once
 
 #include "gpudl/kernels/common.h"
+#include "gpudl/kernels/dtype.h"
 
 namespace gpudl::kernels {
 

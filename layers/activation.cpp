@@ -7,8 +7,8 @@ ActivationLayer::ActivationLayer(nn::Activation kind, float alpha, std::string n
     : kind_(kind), alpha_(alpha), name_(std::move(name)) {}
 
 Tensor ActivationLayer::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, name_.c_str());
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  require_float(x);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   nn::activation_forward(y, x, kind_, alpha_);
   input_ = training_ ? x : Tensor();
   output_ = training_ ? y : Tensor();
@@ -18,16 +18,16 @@ Tensor ActivationLayer::forward(const Tensor& x) {
 Tensor ActivationLayer::backward(const Tensor& grad_output) {
   require_forward(output_.defined());
   require_grad_shape(grad_output, output_.shape());
-  Tensor dx = Tensor::empty(grad_output.shape(), DType::kF32, grad_output.device());
+  Tensor dx = Tensor::empty(grad_output.shape(), input_.dtype(), grad_output.device());
   nn::activation_backward(dx, grad_output, input_, output_, kind_, alpha_);
   input_ = output_ = Tensor();
   return dx;
 }
 
 Tensor Softmax::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, describe().c_str());
+  require_float(x);
   if (x.ndim() == 0) throw ShapeError(describe() + ": expected at least one axis, got a scalar");
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   nn::softmax_forward(y, x, log_);
   output_ = training_ ? y : Tensor();
   return y;
@@ -36,7 +36,7 @@ Tensor Softmax::forward(const Tensor& x) {
 Tensor Softmax::backward(const Tensor& grad_output) {
   require_forward(output_.defined());
   require_grad_shape(grad_output, output_.shape());
-  Tensor dx = Tensor::empty(grad_output.shape(), DType::kF32, grad_output.device());
+  Tensor dx = Tensor::empty(grad_output.shape(), output_.dtype(), grad_output.device());
   nn::softmax_backward(dx, grad_output, output_, log_);
   output_ = Tensor();
   return dx;

@@ -66,9 +66,9 @@ const Tensor& BatchNorm1d::scratch_for(Device device, std::int64_t n, std::int64
 }
 
 Tensor BatchNorm1d::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, describe().c_str());
+  require_float(x);
   const std::int64_t inner = inner_of(x);
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (training_) {
     if (x.dim(0) * inner < 2) {
       throw ShapeError(describe() + ": train mode needs more than one value per channel, got " + x.shape().str());
@@ -89,7 +89,7 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
 Tensor BatchNorm1d::backward(const Tensor& grad_output) {
   require_forward(input_.defined());
   require_grad_shape(grad_output, input_.shape());
-  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
+  Tensor dx = Tensor::empty(input_.shape(), input_.dtype(), input_.device());
   nn::batchnorm_backward(dx, gamma_.grad, beta_.grad, grad_output, input_, save_mean_, save_invstd_, gamma_.value,
                          scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)));
   input_ = Tensor();

@@ -66,12 +66,13 @@ Tensor Concat::forward(const Tensor& x) {
     channels_.push_back(s[1]);
     dims[1] += s[1];
   }
-  Tensor y = Tensor::empty(Shape(dims), DType::kF32, x.device());
+  // One type for the joined tensor: the first branch's (a mixed-precision model's branches agree).
+  Tensor y = Tensor::empty(Shape(dims), outs[0].dtype(), x.device());
   const std::int64_t n = dims[0];
   std::int64_t offset = 0;
   for (const Tensor& o : outs) {
     const std::int64_t row = o.numel() / std::max<std::int64_t>(n, 1);
-    nn::copy_columns(y, offset, o, 0, row, n);
+    nn::copy_columns(y, offset, o.as(y.dtype()), 0, row, n);
     offset += row;
   }
   if (!training_) channels_.clear();  // an eval-mode forward keeps nothing for backward
@@ -93,7 +94,7 @@ Tensor Concat::backward(const Tensor& grad_output) {
   for (std::size_t i = 0; i < branches_.size(); ++i) {
     std::vector<std::int64_t> dims = grad_output.shape().dims();
     dims[1] = channels_[i];
-    Tensor g = Tensor::empty(Shape(dims), DType::kF32, grad_output.device());
+    Tensor g = Tensor::empty(Shape(dims), grad_output.dtype(), grad_output.device());
     const std::int64_t row = channels_[i] * inner;
     nn::copy_columns(g, 0, grad_output, offset, row, n);
     offset += row;
@@ -155,6 +156,11 @@ void Concat::to(Device device) {
 void Concat::set_training(bool training) {
   training_ = training;
   for (auto& b : branches_) b->set_training(training);
+}
+
+void Concat::set_precision(Precision p) {
+  Module::set_precision(p);
+  for (auto& b : branches_) b->set_precision(p);
 }
 
 }  // namespace gpudl

@@ -35,6 +35,7 @@ class Concat : public Module {
   std::vector<Generator*> generators() override;
   void to(Device device) override;
   void set_training(bool training) override;
+  void set_precision(Precision p) override;
 
  private:
   // Prefixes each branch's parameter names (those optimizers key by) with its index, once,

@@ -100,16 +100,20 @@ Tensor Conv2d::forward(const Tensor& x) {
   if (x.ndim() != 4 || x.dim(1) != in_) {
     throw ShapeError(describe() + ": expected input (N, " + std::to_string(in_) + ", H, W), got " + x.shape().str());
   }
-  x.check_dtype(DType::kF32, "Conv2d");
+  require_float(x);
   if (x.device() != device_) {
     throw DeviceError(describe() + ": input on " + x.device().str() + " but parameters on " + device_.str());
   }
   const Shape sample = output_shape(Shape{x.dim(1), x.dim(2), x.dim(3)});
-  Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1], sample[2]}, DType::kF32, x.device());
+  const DType cd = activation_dtype(precision_);
+  const Tensor xc = x.as(cd), wc = weight_.value.as(cd);
+  Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1], sample[2]}, cd, x.device());
   const nn::ConvGeometry g = geometry(x, out_, kernel_, stride_, padding_, dilation_, groups_);
-  const nn::ConvOptions o{deterministic_, allow_tf32_};
-  nn::conv2d_forward(describe(), y, x, weight_.value, has_bias_ ? bias_.value : Tensor(), g, o);
-  input_ = training_ ? x : Tensor();
+  const nn::ConvOptions o{deterministic_, allow_tf32_ || allows_tf32(precision_)};
+  nn::conv2d_forward(describe(), y, xc, wc, has_bias_ ? bias_.value : Tensor(), g, o);
+  input_ = training_ ? xc : Tensor();
+  weight_c_ = training_ ? wc : Tensor();
+  input_dtype_ = x.dtype();
   return y;
 }
 
@@ -117,18 +121,20 @@ Tensor Conv2d::backward(const Tensor& grad_output) {
   require_forward(input_.defined());
   const Shape sample = output_shape(Shape{input_.dim(1), input_.dim(2), input_.dim(3)});
   require_grad_shape(grad_output, Shape{input_.dim(0), sample[0], sample[1], sample[2]});
-  grad_output.check_dtype(DType::kF32, "Conv2d");
+  require_float(grad_output);
   if (grad_output.device() != input_.device()) {
     throw DeviceError(describe() + ": gradient on " + grad_output.device().str() + " but input on " +
                       input_.device().str());
   }
-  Tensor dx = input_grad_ ? Tensor::empty(input_.shape(), DType::kF32, input_.device()) : Tensor();
+  // The parameter gradients accumulate in FP32 from operands in the forward's type.
+  const DType cd = input_.dtype();
+  Tensor dx = input_grad_ ? Tensor::empty(input_.shape(), cd, input_.device()) : Tensor();
   const nn::ConvGeometry g = geometry(input_, out_, kernel_, stride_, padding_, dilation_, groups_);
-  const nn::ConvOptions o{deterministic_, allow_tf32_};
-  nn::conv2d_backward(describe(), dx, weight_.grad, has_bias_ ? bias_.grad : Tensor(), grad_output, input_,
-                        weight_.value, g, o);
-  input_ = Tensor();
-  return dx;
+  const nn::ConvOptions o{deterministic_, allow_tf32_ || allows_tf32(precision_)};
+  nn::conv2d_backward(describe(), dx, weight_.grad, has_bias_ ? bias_.grad : Tensor(), grad_output.as(cd), input_,
+                      weight_c_, g, o);
+  input_ = weight_c_ = Tensor();
+  return dx.defined() ? dx.as(input_dtype_) : dx;
 }
 
 }  // namespace gpudl

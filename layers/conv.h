@@ -69,6 +69,10 @@ class Conv2d : public Module {
   bool deterministic_, allow_tf32_;
   Parameter weight_, bias_;
   Tensor input_;
+  // Under bf16/fp16: the input and the weight in that type, kept for backward, and the type the
+  // input came in (the input gradient is returned in it).
+  Tensor weight_c_;
+  DType input_dtype_ = DType::kF32;
 };
 
 }  // namespace gpudl

@@ -21,14 +21,14 @@ Dropout::Dropout(float p, std::uint64_t seed) : p_(p), generator_(pick_seed(seed
 std::string Dropout::describe() const { return "Dropout(" + format_number(p_) + ")"; }
 
 Tensor Dropout::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, "Dropout");
+  require_float(x);
   kept_ = training_;
   identity_ = !training_ || p_ == 0.0f;
   if (identity_) {
     mask_ = Tensor();
     return x;
   }
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   mask_ = Tensor::empty(x.shape(), DType::kF32, x.device());
   nn::dropout_forward(y, mask_, x, p_, generator_.seed(), generator_.next_offset());
   return y;

@@ -36,7 +36,7 @@ std::vector<Parameter*> LayerNorm::parameters() {
 }
 
 Tensor LayerNorm::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, describe().c_str());
+  require_float(x);
   if (x.ndim() < 1 || x.dim(x.ndim() - 1) != features_) {
     throw ShapeError(describe() + ": expected input (..., " + std::to_string(features_) + "), got " + x.shape().str());
   }
@@ -44,7 +44,7 @@ Tensor LayerNorm::forward(const Tensor& x) {
     throw DeviceError(describe() + ": input on " + x.device().str() + " but parameters on " + device_.str());
   }
   const std::int64_t rows = x.numel() / features_;
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({rows}, DType::kF32, x.device());
   Tensor rstd = Tensor::empty({rows}, DType::kF32, x.device());
   nn::layer_norm_forward(y, mean, rstd, x, weight_.value, bias_.value, options_.eps);
@@ -61,7 +61,7 @@ Tensor LayerNorm::forward(const Tensor& x) {
 Tensor LayerNorm::backward(const Tensor& grad_output) {
   require_forward(input_.defined());
   require_grad_shape(grad_output, input_.shape());
-  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
+  Tensor dx = Tensor::empty(input_.shape(), input_.dtype(), input_.device());
   nn::layer_norm_backward(dx, weight_.grad, bias_.grad, grad_output, input_, mean_, rstd_, weight_.value);
   input_ = mean_ = rstd_ = Tensor();
   return dx;

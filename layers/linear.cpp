@@ -49,15 +49,22 @@ Tensor Linear::forward(const Tensor& x) {
     throw ShapeError(describe() + ": expected input (N, " + std::to_string(in_) + ") or (..., " + std::to_string(in_) +
                      "), got " + x.shape().str());
   }
+  require_float(x);
   input_shape_ = x.shape();
+  input_dtype_ = x.dtype();
   const std::int64_t rows = x.numel() / in_;
-  const Tensor x2 = x.reshape({rows, in_});
-  Tensor y = Tensor::empty({rows, out_}, DType::kF32, x.device());
-  ops::matmul(y, x2, weight_.value, {.transpose_b = true});
+  // Under bf16/fp16 both operands go in that type (the FP32 master weight rounded once per
+  // forward), the sums stay FP32, and the output comes out in that type.
+  const DType cd = activation_dtype(precision_);
+  const Tensor x2 = x.reshape({rows, in_}).as(cd);
+  const Tensor wc = weight_.value.as(cd);
+  Tensor y = Tensor::empty({rows, out_}, cd, x.device());
+  ops::matmul(y, x2, wc, {.transpose_b = true, .allow_tf32 = allows_tf32(precision_)});
   if (has_bias_) {
     nn::add_bias(y, bias_.value);
   }
   input_ = training_ ? x2 : Tensor();
+  weight_c_ = training_ ? wc : Tensor();
   if (x.ndim() == 2) return y;
   std::vector<std::int64_t> dims = x.shape().dims();
   dims.back() = out_;
@@ -72,16 +79,18 @@ Tensor Linear::backward(const Tensor& grad_output) {
     throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match output [" +
                      std::to_string(rows) + ", " + std::to_string(out_) + "]");
   }
-  const Tensor dy = grad_output.reshape({rows, out_});
-  // dW += dYᵀ X, db += column sums of dY, dX = dY W.
-  ops::matmul(weight_.grad, dy, input_, {.transpose_a = true, .beta = 1.0f});
+  const bool tf32 = allows_tf32(precision_);
+  const Tensor dy = grad_output.reshape({rows, out_}).as(input_.dtype());
+  // dW += dYᵀ X (into the FP32 gradient), db += column sums of dY, dX = dY W.
+  ops::matmul(weight_.grad, dy, input_, {.transpose_a = true, .beta = 1.0f, .allow_tf32 = tf32});
   if (has_bias_) {
     nn::accumulate_bias_grad(bias_.grad, dy);
   }
-  input_ = Tensor();
+  const Tensor wc = weight_c_;
+  input_ = weight_c_ = Tensor();
   if (!input_grad_) return Tensor();
-  Tensor dx = ops::matmul(dy, weight_.value);
-  return dx.reshape(input_shape_.dims());
+  Tensor dx = ops::matmul(dy, wc, {.allow_tf32 = tf32});
+  return dx.reshape(input_shape_.dims()).as(input_dtype_);
 }
 
 }  // namespace gpudl

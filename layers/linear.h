@@ -34,6 +34,10 @@ class Linear : public Module {
   bool has_bias_;
   Parameter weight_, bias_;
   Tensor input_;  // (rows, in)
+  // Under bf16/fp16: the input and the weight in that type, kept for backward, and the type the
+  // input came in (the input gradient is returned in it).
+  Tensor weight_c_;
+  DType input_dtype_ = DType::kF32;
   Shape input_shape_;
 };
 

@@ -10,7 +10,11 @@ namespace gpudl {
 
 namespace {
 void check_pair(const Tensor& output, const Tensor& target, const std::string& loss) {
-  output.check_dtype(DType::kF32, loss.c_str());
+  if (!output.defined()) throw ValueError(loss + ": the output is an undefined tensor");
+  const DType t = output.dtype();
+  if (t != DType::kF32 && t != DType::kBF16 && t != DType::kF16) {
+    throw ValueError(loss + ": expected an f32, bf16 or f16 output, got " + dtype_name(t));
+  }
   if (output.device() != target.device()) {
     throw DeviceError(loss + ": output on " + output.device().str() + " but target on " + target.device().str());
   }
@@ -20,8 +24,11 @@ void check_pair(const Tensor& output, const Tensor& target, const std::string& l
 ElementwiseLoss::ElementwiseLoss(nn::ElementLossKind kind, float margin, bool counts, std::string name)
     : kind_(kind), margin_(margin), counts_(counts), name_(std::move(name)) {}
 
-Tensor ElementwiseLoss::forward(const Tensor& output, const Tensor& target) {
-  check_pair(output, target, name_);
+// Losses compute in FP32 whatever the model's precision (a bf16 output is widened, exactly), and
+// their gradient is FP32: the layer before casts it to its own type.
+Tensor ElementwiseLoss::forward(const Tensor& model_output, const Tensor& target) {
+  check_pair(model_output, target, name_);
+  const Tensor output = model_output.as(DType::kF32);
   target.check_dtype(DType::kF32, name_.c_str());
   if (output.shape() != target.shape()) {
     throw ShapeError(name_ + ": output " + output.shape().str() + " and target " + target.shape().str() + " differ");
@@ -56,8 +63,9 @@ std::string CrossEntropyLoss::describe() const {
              : "CrossEntropyLoss";
 }
 
-Tensor CrossEntropyLoss::forward(const Tensor& output, const Tensor& target) {
-  check_pair(output, target, "CrossEntropyLoss");
+Tensor CrossEntropyLoss::forward(const Tensor& model_output, const Tensor& target) {
+  check_pair(model_output, target, "CrossEntropyLoss");
+  const Tensor output = model_output.as(DType::kF32);
   target.check_dtype(DType::kI64, "CrossEntropyLoss target");
   // Logits (..., C) with labels (...): a sequence model's (T, B, C) against (T, B) is the
   // mean over every time step and sequence.

@@ -68,7 +68,7 @@ nn::PoolGeometry Pool2d::geometry(std::int64_t n, std::int64_t c, std::int64_t h
 void Pool2d::check_backward(const Tensor& grad_output) const {
   require_forward(has_forward_);
   require_grad_shape(grad_output, Shape{geometry_.n, geometry_.c, geometry_.out_h(), geometry_.out_w()});
-  grad_output.check_dtype(DType::kF32, name_.c_str());
+  require_float(grad_output);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -79,9 +79,9 @@ MaxPool2d::MaxPool2d(std::int64_t kernel, std::optional<std::int64_t> stride, st
 
 Tensor MaxPool2d::forward(const Tensor& x) {
   const nn::PoolGeometry g = geometry_for(x.shape());
-  x.check_dtype(DType::kF32, name_.c_str());
+  require_float(x);
   const Shape out{g.n, g.c, g.out_h(), g.out_w()};
-  Tensor y = Tensor::empty(out, DType::kF32, x.device());
+  Tensor y = Tensor::empty(out, x.dtype(), x.device());
   Tensor argmax = Tensor::empty(out, DType::kI32, x.device());
   nn::max_pool_forward(y, argmax, x, g);
   geometry_ = g;
@@ -93,7 +93,7 @@ Tensor MaxPool2d::forward(const Tensor& x) {
 Tensor MaxPool2d::backward(const Tensor& grad_output) {
   check_backward(grad_output);
   const nn::PoolGeometry& g = geometry_;
-  Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, DType::kF32, grad_output.device());
+  Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, grad_output.dtype(), grad_output.device());
   nn::max_pool_backward(dx, grad_output, argmax_, g);
   argmax_ = Tensor();
   has_forward_ = false;
@@ -108,8 +108,8 @@ AvgPool2d::AvgPool2d(std::int64_t kernel, std::optional<std::int64_t> stride, st
 
 Tensor AvgPool2d::forward(const Tensor& x) {
   const nn::PoolGeometry g = geometry_for(x.shape());
-  x.check_dtype(DType::kF32, name_.c_str());
-  Tensor y = Tensor::empty({g.n, g.c, g.out_h(), g.out_w()}, DType::kF32, x.device());
+  require_float(x);
+  Tensor y = Tensor::empty({g.n, g.c, g.out_h(), g.out_w()}, x.dtype(), x.device());
   nn::avg_pool_forward(y, x, g);
   geometry_ = g;
   has_forward_ = training_;
@@ -119,7 +119,7 @@ Tensor AvgPool2d::forward(const Tensor& x) {
 Tensor AvgPool2d::backward(const Tensor& grad_output) {
   check_backward(grad_output);
   const nn::PoolGeometry& g = geometry_;
-  Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, DType::kF32, grad_output.device());
+  Tensor dx = Tensor::empty({g.n, g.c, g.h, g.w}, grad_output.dtype(), grad_output.device());
   nn::avg_pool_backward(dx, grad_output, g);
   has_forward_ = false;
   return dx;
@@ -144,8 +144,8 @@ Tensor GlobalAvgPool::forward(const Tensor& x) {
   if (x.ndim() != 4 || x.dim(2) * x.dim(3) == 0) {
     throw ShapeError("GlobalAvgPool: expected input (N, C, H, W) with H, W >= 1, got " + x.shape().str());
   }
-  x.check_dtype(DType::kF32, "GlobalAvgPool");
-  Tensor y = Tensor::empty({x.dim(0), x.dim(1)}, DType::kF32, x.device());
+  require_float(x);
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1)}, x.dtype(), x.device());
   nn::global_avg_pool_forward(y, x);
   input_shape_ = x.shape();
   has_forward_ = training_;
@@ -155,8 +155,8 @@ Tensor GlobalAvgPool::forward(const Tensor& x) {
 Tensor GlobalAvgPool::backward(const Tensor& grad_output) {
   require_forward(has_forward_);
   require_grad_shape(grad_output, Shape{input_shape_[0], input_shape_[1]});
-  grad_output.check_dtype(DType::kF32, "GlobalAvgPool");
-  Tensor dx = Tensor::empty(input_shape_, DType::kF32, grad_output.device());
+  require_float(grad_output);
+  Tensor dx = Tensor::empty(input_shape_, grad_output.dtype(), grad_output.device());
   nn::global_avg_pool_backward(dx, grad_output);
   has_forward_ = false;
   return dx;

@@ -183,8 +183,13 @@ void Recurrent::reset_state() {
   c0_ = Tensor();
 }
 
-Tensor Recurrent::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, "recurrent input");
+// Recurrent layers compute in FP32 under every precision (their cell state must, and the
+// products inside the cell loop are per-step small GEMMs): a bf16/fp16 input is widened here
+// and its gradient returned in its own type.
+Tensor Recurrent::forward(const Tensor& x_in) {
+  require_float(x_in);
+  input_dtype_ = x_in.dtype();
+  const Tensor x = x_in.as(DType::kF32);
   if (x.ndim() != 3 || x.dim(2) != input_) {
     throw ShapeError(describe() + ": expected input (T, B, " + std::to_string(input_) + "), got " + x.shape().str());
   }
@@ -283,7 +288,7 @@ Tensor Recurrent::backward(const Tensor& grad_output) {
   const Shape state_shape{layers_ * directions_, batch_, hidden_};
   grad_h0_ = Tensor::empty(state_shape, DType::kF32, device_);
   grad_c0_ = mode_ == RecurrentMode::kLstm ? Tensor::empty(state_shape, DType::kF32, device_) : Tensor();
-  Tensor dy = grad_output;
+  Tensor dy = grad_output.as(DType::kF32);
   for (std::int64_t l = layers_ - 1; l >= 0; --l) {
     if (l + 1 < layers_) dy = dropouts_[static_cast<std::size_t>(l)].backward(dy);
     Tensor dx;
@@ -297,7 +302,7 @@ Tensor Recurrent::backward(const Tensor& grad_output) {
   }
   have_forward_ = false;
   for (Saved& s : saved_) s = Saved{};
-  return dy;
+  return dy.as(input_dtype_);
 }
 
 Tensor Recurrent::backward_direction(std::int64_t layer, std::int64_t dir, const Tensor& dy_time, std::int64_t steps,
@@ -407,7 +412,7 @@ Tensor Embedding::backward(const Tensor& grad_output) {
     throw ShapeError(describe() + ": gradient " + grad_output.shape().str() + " does not match " +
                      std::to_string(ids_.numel()) + " ids of width " + std::to_string(dim_));
   }
-  nn::embedding_backward(weight_.grad, ids_, grad_output);
+  nn::embedding_backward(weight_.grad, ids_, grad_output.as(DType::kF32));
   ids_ = Tensor();
   return Tensor();  // ids have no gradient
 }

@@ -97,6 +97,7 @@ class Recurrent : public Module {
   Tensor h0_, c0_, final_h_, final_c_, grad_h0_, grad_c0_;
   std::int64_t steps_ = 0, batch_ = 0;
   bool have_forward_ = false;
+  DType input_dtype_ = DType::kF32;  // the forward's input type, for the input gradient
 };
 
 // Elman network: h_t = act(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh), tanh or ReLU.

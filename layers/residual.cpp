@@ -102,4 +102,10 @@ void Residual::set_training(bool training) {
   if (shortcut_) shortcut_->set_training(training);
 }
 
+void Residual::set_precision(Precision p) {
+  Module::set_precision(p);
+  main_->set_precision(p);
+  if (shortcut_) shortcut_->set_precision(p);
+}
+
 }  // namespace gpudl

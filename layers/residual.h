@@ -37,6 +37,7 @@ class Residual : public Module {
   std::vector<Generator*> generators() override;
   void to(Device device) override;
   void set_training(bool training) override;
+  void set_precision(Precision p) override;
 
  private:
   std::unique_ptr<Module> main_, shortcut_;

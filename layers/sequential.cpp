@@ -12,6 +12,7 @@ Sequential& Sequential::add(std::unique_ptr<Module> module) {
   if (!module) throw ValueError("Sequential::add: null module");
   if (module->device() != device_) module->to(device_);
   module->set_training(training_);
+  if (module->precision() != precision_) module->set_precision(precision_);
   // The names optimizers key by are fixed here, once (a nested container has already prefixed
   // its own children's); named_parameters() builds the same names on request from each
   // layer's own, so a child still answers to its names.
@@ -138,6 +139,11 @@ void Sequential::to(Device device) {
 void Sequential::set_training(bool training) {
   training_ = training;
   for (auto& m : children_) m->set_training(training);
+}
+
+void Sequential::set_precision(Precision p) {
+  Module::set_precision(p);
+  for (auto& m : children_) m->set_precision(p);
 }
 
 std::string Sequential::summary(const Shape& input) {

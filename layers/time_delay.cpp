@@ -49,26 +49,33 @@ std::int64_t TimeDelay::flops(const Shape& input) const {
 }
 
 Tensor TimeDelay::forward(const Tensor& x) {
-  x.check_dtype(DType::kF32, "TimeDelay");
+  require_float(x);
   if (x.ndim() != 3) throw ShapeError(describe() + ": expected input (N, in, T), got " + x.shape().str());
   if (x.device() != device_) {
     throw DeviceError(describe() + ": input on " + x.device().str() + " but parameters on " + device_.str());
   }
   const Shape sample = output_shape(Shape{x.dim(1), x.dim(2)});
-  Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1]}, DType::kF32, x.device());
-  nn::conv2d_forward(describe(), y, x, weight_.value, bias_.value, geometry(x, out_, taps_, dilation_), {});
-  input_ = training_ ? x : Tensor();
+  const DType cd = activation_dtype(precision_);
+  const Tensor xc = x.as(cd), wc = weight_.value.as(cd);
+  Tensor y = Tensor::empty({x.dim(0), sample[0], sample[1]}, cd, x.device());
+  const nn::ConvOptions o{.allow_tf32 = allows_tf32(precision_)};
+  nn::conv2d_forward(describe(), y, xc, wc, bias_.value, geometry(x, out_, taps_, dilation_), o);
+  input_ = training_ ? xc : Tensor();
+  weight_c_ = training_ ? wc : Tensor();
+  input_dtype_ = x.dtype();
   return y;
 }
 
 Tensor TimeDelay::backward(const Tensor& grad_output) {
   require_forward(input_.defined());
   require_grad_shape(grad_output, Shape{input_.dim(0), out_, input_.dim(2) - span() + 1});
-  Tensor dx = Tensor::empty(input_.shape(), DType::kF32, input_.device());
-  nn::conv2d_backward(describe(), dx, weight_.grad, bias_.grad, grad_output, input_, weight_.value,
-                      geometry(input_, out_, taps_, dilation_), {});
-  input_ = Tensor();
-  return dx;
+  const DType cd = input_.dtype();
+  Tensor dx = Tensor::empty(input_.shape(), cd, input_.device());
+  const nn::ConvOptions o{.allow_tf32 = allows_tf32(precision_)};
+  nn::conv2d_backward(describe(), dx, weight_.grad, bias_.grad, grad_output.as(cd), input_, weight_c_,
+                      geometry(input_, out_, taps_, dilation_), o);
+  input_ = weight_c_ = Tensor();
+  return dx.as(input_dtype_);
 }
 
 }  // namespace gpudl

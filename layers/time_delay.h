@@ -36,6 +36,10 @@ class TimeDelay : public Module {
   std::int64_t in_, out_, taps_, dilation_;
   Parameter weight_, bias_;
   Tensor input_;
+  // Under bf16/fp16: the input and the weight in that type, kept for backward, and the type the
+  // input came in (the input gradient is returned in it).
+  Tensor weight_c_;
+  DType input_dtype_ = DType::kF32;
 };
 
 }  // namespace gpudl

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "example_args.h"
+#include "example_train.h"
 #include "gpudl/gpudl.h"
 
 namespace {
@@ -101,6 +102,7 @@ int main(int argc, char** argv) try {
   examples::Args args("char_rnn", "Trains a character-level LSTM language model and samples from it.");
   args.option("data", "", "plain-text file; default $GPUDL_DATA_DIR (else ../shared/data)/text/tinyshakespeare.txt, else a built-in text")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
+      .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "10", "passes over the training text (--minutes may stop it sooner)")
       .option("minutes", "0", "stop training after this many minutes (0: no limit); --resume continues from the stop's checkpoint")
       .option("batch", "32", "parallel streams per step")
@@ -144,6 +146,7 @@ int main(int argc, char** argv) try {
   examples::check_readable(args, "resume");
   // Last: "auto" prints a note when there is no GPU, which should not come before a typo's error.
   const Device device = Device::parse(args.str("device"));
+  const Precision precision = examples::precision(args, device);
 
   std::string path = args.str("data").empty() ? default_text_path() : args.str("data");
   const data::CharCorpus corpus =
@@ -173,6 +176,7 @@ int main(int argc, char** argv) try {
   data::StreamBatches held_out(held_ids, eval_batch, steps);
   CrossEntropyLoss loss;
   TrainerOptions o;
+  o.precision = precision;
   o.epochs = epochs;
   o.log_every = 50;
   o.metrics = args.str("metrics");
@@ -222,15 +226,17 @@ int main(int argc, char** argv) try {
   const double held_loss = fit.final_test.loss;
   const std::int64_t tokens = (fit.steps - first_step) * batch * steps;
   const double seconds = elapsed();
-  std::printf("held-out loss %.4f nats/char (%.3f bits/char), %lld characters trained in %.1f s on %s (%.0f chars/s)\n",
-              held_loss, held_loss / std::log(2.0), static_cast<long long>(tokens), seconds, device.str().c_str(),
-              static_cast<double>(tokens) / seconds);
+  std::printf(
+      "held-out loss %.4f nats/char (%.3f bits/char), %lld characters trained in %.1f s on %s in %s (%.0f chars/s)\n",
+      held_loss, held_loss / std::log(2.0), static_cast<long long>(tokens), seconds, device.str().c_str(),
+      precision_name(precision), static_cast<double>(tokens) / seconds);
   trainer.write_metrics(json::Object{{"event", "final"},
                                      {"test_loss", held_loss},
                                      {"held_out_bits_per_char", held_loss / std::log(2.0)},
                                      {"seconds", seconds},
                                      {"characters", tokens},
-                                     {"device", device.str()}});
+                                     {"device", device.str()},
+                                     {"precision", precision_name(precision)}});
   if (sample_chars > 0) {
     std::printf("--- sample (temperature %.2f) ---\n%s\n", temperature,
                 sample(m, corpus, corpus.decode({corpus.ids()[0]}), sample_chars, temperature, seed)

@@ -28,6 +28,7 @@ int main(int argc, char** argv) try {
               "CIFAR-10 binary folder (data_batch_1.bin ... test_batch.bin), or 'synthetic'; default: "
               "$GPUDL_DATA_DIR/cifar-10-batches-bin, else ../shared/data/cifar-10-batches-bin, else synthetic")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
+      .option("precision", "auto", examples::kPrecisionHelp)
       .option("model", "auto", "quick (small, for CPUs) or resnet (for GPUs); auto picks by device")
       .option("epochs", "0", "passes over the training set (0: 15 for quick, 30 for resnet)")
       .option("batch", "0", "samples per step (0: 128 for quick, 512 for resnet)")
@@ -54,6 +55,7 @@ int main(int argc, char** argv) try {
   examples::check_trainer_files(args);
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
+  const Precision precision = examples::precision(args, device);
   if (model_name == "auto") model_name = device.is_cuda() ? "resnet" : "quick";
   const bool quick = model_name == "quick";
 
@@ -93,6 +95,7 @@ int main(int argc, char** argv) try {
               static_cast<long long>(test.size()), net.summary({3, 32, 32}).c_str());
 
   TrainerOptions o;
+  o.precision = precision;
   o.batch = batch_flag > 0 ? batch_flag : (quick ? 128 : 512);
   o.epochs = epochs_flag > 0 ? epochs_flag : (quick ? 15 : 30);
   o.seed = seed;

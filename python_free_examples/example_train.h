@@ -27,6 +27,19 @@ inline std::pair<gpudl::data::TensorDataset, gpudl::data::TensorDataset> load_mn
   return {std::move(train), std::move(test)};
 }
 
+// Help for the --precision flag every driver has.
+inline constexpr const char* kPrecisionHelp =
+    "fp32, tf32, bf16 or fp16; auto: bf16 on a GPU of compute capability 8.0 or newer, fp32 elsewhere";
+
+// The --precision flag on `device`. Throws std::invalid_argument naming the flag for a name it
+// does not know, DeviceError naming the device for a precision that device cannot run.
+inline gpudl::Precision precision(const Args& args, gpudl::Device device) {
+  const std::string& text = args.choice("precision", {"auto", "fp32", "tf32", "bf16", "fp16"});
+  const gpudl::Precision p = text == "auto" ? gpudl::default_precision(device) : gpudl::parse_precision(text);
+  gpudl::check_precision(p, device);
+  return p;
+}
+
 // The files a Trainer run touches, checked before any data are read: --metrics and
 // --checkpoint must be writable where they point, --resume must be readable. Throws
 // std::invalid_argument naming the flag.
@@ -44,14 +57,20 @@ inline gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, const gpudl::dat
   const auto start = std::chrono::steady_clock::now();
   const gpudl::FitResult r = trainer.fit(train, &test);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s\n", 100.0 * r.final_test.accuracy,
-              r.final_test.loss, static_cast<long long>(r.steps), seconds, device.str().c_str());
+  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s in %s\n",
+              100.0 * r.final_test.accuracy, r.final_test.loss, static_cast<long long>(r.steps), seconds,
+              device.str().c_str(), gpudl::precision_name(trainer.precision()));
   gpudl::json::Object record{{"event", "final"},
                              {"test_accuracy", r.final_test.accuracy},
                              {"test_loss", r.final_test.loss},
                              {"seconds", seconds},
                              {"steps", r.steps},
-                             {"device", device.str()}};
+                             {"device", device.str()},
+                             {"precision", gpudl::precision_name(trainer.precision())}};
+  if (const gpudl::LossScaler* scaler = trainer.loss_scaler()) {
+    record.emplace_back("loss_scale", static_cast<double>(scaler->scale()));
+    record.emplace_back("skipped_steps", scaler->skipped_steps());
+  }
   for (auto& member : extra) record.push_back(std::move(member));
   trainer.write_metrics(record);
   return r;

@@ -11,6 +11,7 @@ int main(int argc, char** argv) try {
   examples::Args args("lenet_mnist", "Trains a LeNet-5-style CNN on MNIST and reports test accuracy.");
   args.option("data", "", "MNIST folder with the four IDX files (.gz or plain); default $GPUDL_DATA_DIR/mnist")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
+      .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "6", "passes over the training set")
       .option("batch", "128", "samples per step")
       .option("lr", "0.002", "Adam learning rate (cosine-annealed to 0 over the run)")
@@ -32,6 +33,7 @@ int main(int argc, char** argv) try {
   examples::check_trainer_files(args);
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
+  const Precision precision = examples::precision(args, device);
 
   auto [train, test] = examples::load_mnist(args);
 
@@ -49,6 +51,7 @@ int main(int argc, char** argv) try {
   Adam opt(net.parameters(), {.lr = lr});
   CrossEntropyLoss loss;
   TrainerOptions o;
+  o.precision = precision;
   o.batch = batch;
   o.epochs = epochs;
   o.seed = seed;

@@ -19,6 +19,7 @@ int main(int argc, char** argv) try {
   examples::Args args("mlp_mnist", "Trains a 784-512-512-10 MLP with dropout on MNIST and reports test accuracy.");
   args.option("data", "", "MNIST folder with the four IDX files (.gz or plain); default $GPUDL_DATA_DIR/mnist")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
+      .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "8", "passes over the training set")
       .option("batch", "128", "samples per step")
       .option("lr", "0.001", "Adam learning rate (cosine-annealed to 0 over the run)")
@@ -44,6 +45,7 @@ int main(int argc, char** argv) try {
   examples::check_trainer_files(args);
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
+  const Precision precision = examples::precision(args, device);
 
   auto [train, test] = examples::load_mnist(args);
 
@@ -61,6 +63,7 @@ int main(int argc, char** argv) try {
   const std::int64_t steps = epochs * ((train.size() + batch - 1) / batch);
   // Field by field rather than designated initialisers, which would have to name every hook.
   TrainerOptions o;
+  o.precision = precision;
   o.batch = batch;
   o.epochs = epochs;
   o.seed = seed;

@@ -113,13 +113,34 @@ TEST(Elementwise, MismatchesNameTheOperationAndBothShapes) {
     EXPECT_STREQ(e.what(), "add: shapes [2, 3] and [3, 2] differ");
   }
   try {
-    ops::mul(Tensor::zeros({2}), Tensor::zeros({2}, DType::kF16));
+    ops::mul(Tensor::zeros({2}), Tensor::zeros({2}, DType::kI32));
     FAIL() << "expected ValueError";
   } catch (const ValueError& e) {
-    EXPECT_STREQ(e.what(), "mul: b has dtype f16, only f32 is supported");
+    EXPECT_STREQ(e.what(), "mul: b has dtype i32, expected f32, bf16 or f16");
   }
   EXPECT_THROW(ops::axpy(Tensor::zeros({2}), 1.0f, Tensor::zeros({3})), ShapeError);
   EXPECT_THROW(ops::copy(Tensor::zeros({2}), Tensor::zeros({2}, DType::kI32)), ValueError);
+}
+
+// bf16/f16 operands are computed in FP32 and the result rounded once, whatever the mix of types.
+TEST(Elementwise, LowPrecisionOperandsComputeInF32AndRoundOnce) {
+  const std::vector<float> av = {1.0f, 1.0f / 3.0f, -2.5f, 1000.1f}, bv = {1e-3f, 2.0f / 3.0f, 0.75f, -0.2f};
+  const Tensor a = Tensor::from_vector(av, {4}), b = Tensor::from_vector(bv, {4});
+  for (DType low : {DType::kBF16, DType::kF16}) {
+    const Tensor al = a.cast(low), bl = b.cast(low);
+    const std::vector<float> aw = al.cast(DType::kF32).to_vector<float>(), bw = bl.cast(DType::kF32).to_vector<float>();
+    std::vector<float> exact(4);
+    for (int i = 0; i < 4; ++i) exact[static_cast<std::size_t>(i)] = aw[static_cast<std::size_t>(i)] * bv[static_cast<std::size_t>(i)];
+    // low x f32 -> low: the product of the stored values, rounded once.
+    const Tensor mixed = ops::mul(al, b);
+    ASSERT_EQ(mixed.dtype(), low);
+    EXPECT_EQ(mixed.cast(DType::kF32).to_vector<float>(), Tensor::from_vector(exact, {4}).cast(low).cast(DType::kF32).to_vector<float>());
+    // low + low in place.
+    std::vector<float> sum(4);
+    for (int i = 0; i < 4; ++i) sum[static_cast<std::size_t>(i)] = aw[static_cast<std::size_t>(i)] + bw[static_cast<std::size_t>(i)];
+    ops::add(al, al, bl);
+    EXPECT_EQ(al.cast(DType::kF32).to_vector<float>(), Tensor::from_vector(sum, {4}).cast(low).cast(DType::kF32).to_vector<float>());
+  }
 }
 
 TEST(Errors, ApiFailuresNameTheCallStatusAndPlace) {

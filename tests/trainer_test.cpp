@@ -26,20 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Three Gaussian-ish blobs in 8 dimensions: learnable, but not in one step.
-data::TensorDataset blobs(std::int64_t n, std::uint64_t salt) {
-  const auto noise = testing::random_vector(static_cast<std::size_t>(n * 8), salt, -1.0f, 1.0f);
-  std::vector<float> x(static_cast<std::size_t>(n * 8));
-  std::vector<std::int64_t> y(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) {
-    y[static_cast<std::size_t>(i)] = i % 3;
-    for (std::int64_t j = 0; j < 8; ++j) {
-      const float centre = (j % 3 == i % 3) ? 1.5f : 0.0f;
-      x[static_cast<std::size_t>(i * 8 + j)] = centre + noise[static_cast<std::size_t>(i * 8 + j)];
-    }
-  }
-  return data::TensorDataset(Tensor::from_vector(x, {n, 8}), Tensor::from_vector(y, {n}));
-}
+using testing::blobs;
 
 Sequential make_net(std::uint64_t seed) {
   manual_seed(seed);

@@ -3,6 +3,7 @@
 
 #include "gpudl/core/detail/backend.h"
 #include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/core/detail/widen.h"
 #include "gpudl/kernels/activation.h"
 #include "gpudl/kernels/softmax.h"
 
@@ -10,10 +11,18 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
+using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
 void activation_forward(const Tensor& y, const Tensor& x, Activation kind, float alpha) {
+  if (any_low({&y, &x})) {
+    const Tensor xf = widen(x);
+    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
+    activation_forward(yf, xf, kind, alpha);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("activation_forward", {&y, &x});
   same_shape("activation_forward", y, x);
   twin<&cpu::activation_forward, &cuda::activation_forward>(d, {}, y.data<float>(), x.data<float>(), x.numel(),
@@ -22,6 +31,13 @@ void activation_forward(const Tensor& y, const Tensor& x, Activation kind, float
 
 void activation_backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y, Activation kind,
                          float alpha) {
+  if (any_low({&dx, &dy, &x, &y})) {
+    const Tensor dyf = widen(dy);
+    const Tensor dxf = detail::same_memory(dx, dy) ? dyf : f32_output(dx);
+    activation_backward(dxf, dyf, widen(x), widen(y), kind, alpha);
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d = check_f32("activation_backward", {&dx, &dy, &x, &y});
   same_shape("activation_backward", dx, dy);
   same_shape("activation_backward", dy, x);
@@ -32,6 +48,13 @@ void activation_backward(const Tensor& dx, const Tensor& dy, const Tensor& x, co
 }
 
 void softmax_forward(const Tensor& y, const Tensor& x, bool log) {
+  if (any_low({&y, &x})) {
+    const Tensor xf = widen(x);
+    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
+    softmax_forward(yf, xf, log);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("softmax_forward", {&y, &x});
   same_shape("softmax_forward", y, x);
   const Rows r = rows_of("softmax_forward", x);
@@ -39,6 +62,13 @@ void softmax_forward(const Tensor& y, const Tensor& x, bool log) {
 }
 
 void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, bool log) {
+  if (any_low({&dx, &dy, &y})) {
+    const Tensor dyf = widen(dy);
+    const Tensor dxf = detail::same_memory(dx, dy) ? dyf : f32_output(dx);
+    softmax_backward(dxf, dyf, widen(y), log);
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d = check_f32("softmax_backward", {&dx, &dy, &y});
   same_shape("softmax_backward", dx, dy);
   same_shape("softmax_backward", dy, y);

@@ -4,6 +4,8 @@
 // Conventions (all of core/nn/): outputs first, already shaped; "accumulates" adds into an output.
 // Throws ValueError (undefined tensor, wrong dtype), DeviceError (tensors on different devices),
 // ShapeError naming the function and shapes, and what the kernels throw (CudaError, OutOfMemoryError).
+// bf16/fp16 tensors are accepted wherever f32 activations are (not parameters, statistics or
+// gradients of parameters): FP32 arithmetic inside, each stored result rounded once.
 #pragma once
 
 #include <cstdint>

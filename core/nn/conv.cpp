@@ -3,6 +3,7 @@
 
 #include "gpudl/core/detail/backend.h"
 #include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/core/detail/widen.h"
 #include "gpudl/core/runtime/context.h"
 #include "gpudl/kernels/conv.h"
 
@@ -10,6 +11,7 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
+using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -38,6 +40,12 @@ ConvWorkspace conv_workspace(Device device, const ConvGeometry& g, const ConvOpt
 
 void conv2d_forward(const std::string& who, const Tensor& y, const Tensor& x, const Tensor& weight,
                     const Tensor& bias, const ConvGeometry& g, const ConvOptions& o) {
+  if (any_low({&y, &x, &weight})) {
+    const Tensor yf = f32_output(y);
+    conv2d_forward(who, yf, widen(x), widen(weight), bias, g, o);
+    narrow_into(y, yf);
+    return;
+  }
   named(who, [&] {
     const Device d = check_f32("conv2d_forward", {&y, &x, &weight});
     check_conv("conv2d_forward", x, weight, y, g);
@@ -55,6 +63,12 @@ void conv2d_forward(const std::string& who, const Tensor& y, const Tensor& x, co
 void conv2d_backward(const std::string& who, const Tensor& dx, const Tensor& weight_grad, const Tensor& bias_grad,
                      const Tensor& dy, const Tensor& x, const Tensor& weight, const ConvGeometry& g,
                      const ConvOptions& o) {
+  if (any_low({&dx, &dy, &x, &weight})) {
+    const Tensor dxf = f32_output(dx);
+    conv2d_backward(who, dxf, weight_grad, bias_grad, widen(dy), widen(x), widen(weight), g, o);
+    if (dx.defined()) narrow_into(dx, dxf);
+    return;
+  }
   named(who, [&] {
     const Device d = check_f32("conv2d_backward", {&dy, &x, &weight, &weight_grad});
     check_conv("conv2d_backward", x, weight, dy, g);

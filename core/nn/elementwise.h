@@ -18,7 +18,7 @@ void add_bias(const Tensor& y, const Tensor& bias);
 // bias_grad (cols) += the column sums of dy (rows, cols) (any leading axes count as rows).
 void accumulate_bias_grad(const Tensor& bias_grad, const Tensor& dy);
 // Copies columns [src_col, src_col + width) of src, seen as (rows, src.numel() / rows), into
-// columns [dst_col, dst_col + width) of dst, seen as (rows, dst.numel() / rows). f32.
+// columns [dst_col, dst_col + width) of dst, seen as (rows, dst.numel() / rows). Both of one dtype (any).
 void copy_columns(const Tensor& dst, std::int64_t dst_col, const Tensor& src, std::int64_t src_col,
                   std::int64_t width, std::int64_t rows);
 // y = x * mask, mask = 0 or 1 / (1 - p) from Philox(seed, offset): the same on both devices.

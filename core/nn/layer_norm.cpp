@@ -5,12 +5,14 @@
 
 #include "gpudl/core/detail/backend.h"
 #include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/core/detail/widen.h"
 #include "gpudl/kernels/layer_norm.h"
 
 namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
+using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -34,6 +36,13 @@ Rows check_layer_norm(const char* op, const Tensor& x, const Tensor& mean, const
 
 void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x, const Tensor& gamma,
                         const Tensor& beta, float eps) {
+  if (any_low({&y, &x})) {
+    const Tensor xf = widen(x);
+    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
+    layer_norm_forward(yf, mean, rstd, xf, gamma, beta, eps);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("layer_norm_forward", {&y, &mean, &rstd, &x});
   same_shape("layer_norm_forward", y, x);
   const Rows r = check_layer_norm("layer_norm_forward", x, mean, rstd, gamma, beta);
@@ -44,6 +53,13 @@ void layer_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& rstd,
 
 void layer_norm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
                          const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& gamma) {
+  if (any_low({&dx, &dy, &x})) {
+    const Tensor dyf = widen(dy);
+    const Tensor dxf = detail::same_memory(dx, dy) ? dyf : f32_output(dx);
+    layer_norm_backward(dxf, dgamma, dbeta, dyf, widen(x), mean, rstd, gamma);
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d = check_f32("layer_norm_backward", {&dx, &dy, &x, &mean, &rstd});
   same_shape("layer_norm_backward", dx, x);
   same_shape("layer_norm_backward", dy, x);

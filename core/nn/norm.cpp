@@ -3,12 +3,14 @@
 
 #include "gpudl/core/detail/backend.h"
 #include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/core/detail/widen.h"
 #include "gpudl/kernels/norm.h"
 
 namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
+using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -44,6 +46,14 @@ void batchnorm_forward_train(const Tensor& y, const Tensor& save_mean, const Ten
                              const Tensor& running_mean, const Tensor& running_var, const Tensor& x,
                              const Tensor& gamma, const Tensor& beta, float eps, float momentum,
                              const Tensor& scratch) {
+  if (any_low({&y, &x})) {
+    const Tensor xf = widen(x);
+    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
+    batchnorm_forward_train(yf, save_mean, save_invstd, running_mean, running_var, xf, gamma, beta, eps, momentum,
+                            scratch);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("batchnorm_forward_train",
                              {&y, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta});
   same_shape("batchnorm_forward_train", y, x);
@@ -59,6 +69,13 @@ void batchnorm_forward_train(const Tensor& y, const Tensor& save_mean, const Ten
 
 void batchnorm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                             const Tensor& gamma, const Tensor& beta, float eps) {
+  if (any_low({&y, &x})) {
+    const Tensor xf = widen(x);
+    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
+    batchnorm_forward_eval(yf, xf, running_mean, running_var, gamma, beta, eps);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("batchnorm_forward_eval", {&y, &x, &running_mean, &running_var, &gamma, &beta});
   same_shape("batchnorm_forward_eval", y, x);
   const Nci s = nci_of("batchnorm_forward_eval", x, gamma);
@@ -73,6 +90,13 @@ void batchnorm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& runn
 void batchnorm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
                         const Tensor& x, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& gamma,
                         const Tensor& scratch) {
+  if (any_low({&dx, &dy, &x})) {
+    const Tensor dyf = widen(dy);
+    const Tensor dxf = detail::same_memory(dx, dy) ? dyf : f32_output(dx);
+    batchnorm_backward(dxf, dgamma, dbeta, dyf, widen(x), save_mean, save_invstd, gamma, scratch);
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d =
       check_f32("batchnorm_backward", {&dx, &dgamma, &dbeta, &dy, &x, &save_mean, &save_invstd, &gamma});
   same_shape("batchnorm_backward", dx, x);

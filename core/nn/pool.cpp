@@ -3,12 +3,14 @@
 
 #include "gpudl/core/detail/backend.h"
 #include "gpudl/core/detail/nn_checks.h"
+#include "gpudl/core/detail/widen.h"
 #include "gpudl/kernels/pool.h"
 
 namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
+using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -23,6 +25,12 @@ void check_pool(const char* op, const Tensor& in, const Tensor& out, const PoolG
 }  // namespace
 
 void max_pool_forward(const Tensor& y, const Tensor& argmax, const Tensor& x, const PoolGeometry& g) {
+  if (any_low({&y, &x})) {
+    const Tensor yf = f32_output(y);
+    max_pool_forward(yf, argmax, widen(x), g);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("max_pool_forward", {&y, &x});
   check("max_pool_forward", DType::kI32, {&argmax});
   same_device("max_pool_forward", argmax, x);
@@ -33,6 +41,12 @@ void max_pool_forward(const Tensor& y, const Tensor& argmax, const Tensor& x, co
 }
 
 void max_pool_backward(const Tensor& dx, const Tensor& dy, const Tensor& argmax, const PoolGeometry& g) {
+  if (any_low({&dx, &dy})) {
+    const Tensor dxf = f32_output(dx);
+    max_pool_backward(dxf, widen(dy), argmax, g);
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d = check_f32("max_pool_backward", {&dx, &dy});
   check("max_pool_backward", DType::kI32, {&argmax});
   same_device("max_pool_backward", argmax, dy);
@@ -43,12 +57,24 @@ void max_pool_backward(const Tensor& dx, const Tensor& dy, const Tensor& argmax,
 }
 
 void avg_pool_forward(const Tensor& y, const Tensor& x, const PoolGeometry& g) {
+  if (any_low({&y, &x})) {
+    const Tensor yf = f32_output(y);
+    avg_pool_forward(yf, widen(x), g);
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("avg_pool_forward", {&y, &x});
   check_pool("avg_pool_forward", x, y, g);
   twin<&cpu::avg_pool_forward, &cuda::avg_pool_forward>(d, {}, y.data<float>(), x.data<float>(), g);
 }
 
 void avg_pool_backward(const Tensor& dx, const Tensor& dy, const PoolGeometry& g) {
+  if (any_low({&dx, &dy})) {
+    const Tensor dxf = f32_output(dx);
+    avg_pool_backward(dxf, widen(dy), g);
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d = check_f32("avg_pool_backward", {&dx, &dy});
   check_pool("avg_pool_backward", dx, dy, g);
   twin<&cpu::avg_pool_backward, &cuda::avg_pool_backward>(d, {}, dx.data<float>(), dy.data<float>(), g);
@@ -64,6 +90,12 @@ void check_global_pool(const char* op, const Tensor& image, const Tensor& pooled
 }  // namespace
 
 void global_avg_pool_forward(const Tensor& y, const Tensor& x) {
+  if (any_low({&y, &x})) {
+    const Tensor yf = f32_output(y);
+    global_avg_pool_forward(yf, widen(x));
+    narrow_into(y, yf);
+    return;
+  }
   const Device d = check_f32("global_avg_pool_forward", {&y, &x});
   check_global_pool("global_avg_pool_forward", x, y);
   twin<&cpu::global_avg_pool_forward, &cuda::global_avg_pool_forward>(d, {}, y.data<float>(), x.data<float>(),
@@ -71,6 +103,12 @@ void global_avg_pool_forward(const Tensor& y, const Tensor& x) {
 }
 
 void global_avg_pool_backward(const Tensor& dx, const Tensor& dy) {
+  if (any_low({&dx, &dy})) {
+    const Tensor dxf = f32_output(dx);
+    global_avg_pool_backward(dxf, widen(dy));
+    narrow_into(dx, dxf);
+    return;
+  }
   const Device d = check_f32("global_avg_pool_backward", {&dx, &dy});
   check_global_pool("global_avg_pool_backward", dx, dy);
   twin<&cpu::global_avg_pool_backward, &cuda::global_avg_pool_backward>(

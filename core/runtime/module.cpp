@@ -19,6 +19,11 @@ detail::EnvFlag& check_finite_flag() {
 void set_check_finite(bool on) { check_finite_flag().set(on); }
 bool check_finite() { return check_finite_flag().get(); }
 
+void Module::set_precision(Precision p) {
+  check_precision(p, device_);
+  precision_ = p;
+}
+
 std::vector<std::pair<std::string, Parameter*>> Module::named_parameters() {
   std::vector<std::pair<std::string, Parameter*>> out;
   for (Parameter* p : parameters()) out.emplace_back(p->own_name.empty() ? p->name : p->own_name, p);
@@ -90,6 +95,14 @@ void Module::require_forward(bool kept) const {
   if (!kept) {
     throw Error(describe() + ": backward called without a train-mode forward before it (forward in eval mode " +
                 "keeps nothing for backward)");
+  }
+}
+
+void Module::require_float(const Tensor& x) const {
+  if (!x.defined()) throw ValueError(describe() + ": the input is an undefined tensor");
+  const DType t = x.dtype();
+  if (t != DType::kF32 && t != DType::kBF16 && t != DType::kF16) {
+    throw ValueError(describe() + ": expected an f32, bf16 or f16 input, got " + dtype_name(t));
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gpudl/core/runtime/device.h"
+#include "gpudl/core/runtime/precision.h"
 #include "gpudl/core/runtime/rng.h"
 #include "gpudl/core/runtime/tensor.h"
 
@@ -125,6 +126,15 @@ class Module {
   // Sets every parameter gradient to zero.
   void zero_grad();
 
+  // What forward and backward compute in (fp32 by default). Containers pass it to their
+  // children. Linear and Conv2d act on it: under bf16/fp16 they cast their input and an FP32
+  // master weight to that type and return their output in it; the layers between them keep
+  // the type they are given (computing in FP32 inside), losses and recurrent layers compute in
+  // FP32, and every backward returns its gradient in its input's type. Parameters and their
+  // gradients stay FP32 throughout. Throws DeviceError where the module's device cannot run it.
+  virtual void set_precision(Precision p);
+  Precision precision() const { return precision_; }
+
  protected:
   // Allocates value and a zeroed gradient of `shape` on this module's device.
   static Parameter make_parameter(std::string name, const Shape& shape, Device device);
@@ -136,10 +146,13 @@ class Module {
   // Throws ShapeError naming the module and both shapes when grad_output is not shaped as the
   // forward output `expected` (`what`: "output", or "input" for shape-only layers).
   void require_grad_shape(const Tensor& grad_output, const Shape& expected, const char* what = "output") const;
+  // Throws ValueError naming the module and the dtype unless `x` is f32, bf16 or f16.
+  void require_float(const Tensor& x) const;
 
   Device device_;
   bool training_ = true;
   bool input_grad_ = true;
+  Precision precision_ = Precision::kF32;
 };
 
 }  // namespace gpudl

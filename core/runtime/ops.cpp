@@ -6,6 +6,7 @@
 
 #include "gpudl/core/runtime/context.h"
 #include "gpudl/core/detail/backend.h"
+#include "gpudl/core/detail/widen.h"
 #include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/gemm.h"
 #include "gpudl/kernels/random.h"
@@ -38,10 +39,18 @@ void require_same_shape(const Tensor& a, const Tensor& b, const char* op) {
   }
 }
 
+void require_float(const Tensor& t, const char* op, const char* name) {
+  require_defined(t, op, name);
+  const DType d = t.dtype();
+  if (d != DType::kF32 && d != DType::kBF16 && d != DType::kF16) {
+    throw ValueError(std::string(op) + ": " + name + " has dtype " + dtype_name(d) + ", expected f32, bf16 or f16");
+  }
+}
+
 void check_binary(const Tensor& out, const Tensor& a, const Tensor& b, const char* op) {
-  require_f32(out, op, "out");
-  require_f32(a, op, "a");
-  require_f32(b, op, "b");
+  require_float(out, op, "out");
+  require_float(a, op, "a");
+  require_float(b, op, "b");
   require_same_shape(a, b, op);
   require_same_shape(out, a, op);
   require_same_device(a, b, op);
@@ -80,12 +89,21 @@ void cast(const Tensor& out, const Tensor& in) {
 #define GPUDL_BINARY_OP(name)                                                                                     \
   void name(const Tensor& out, const Tensor& a, const Tensor& b) {                                                \
     check_binary(out, a, b, #name);                                                                               \
+    if (detail::any_low({&out, &a, &b})) {                                                                        \
+      const Tensor af = detail::widen(a), bf = detail::same_memory(b, a) ? af : detail::widen(b);                \
+      const Tensor of = detail::same_memory(out, a)   ? af                                                        \
+                        : detail::same_memory(out, b) ? bf                                                        \
+                                                      : detail::f32_output(out);                                  \
+      name(of, af, bf);                                                                                           \
+      detail::narrow_into(out, of);                                                                               \
+      return;                                                                                                     \
+    }                                                                                                             \
     detail::twin<&kernels::cpu::name, &kernels::cuda::name>(out.device(), {}, out.data<float>(), a.data<float>(), \
                                                             b.data<float>(), out.numel());                        \
   }                                                                                                               \
   Tensor name(const Tensor& a, const Tensor& b) {                                                                 \
     require_defined(a, #name, "a");                                                                               \
-    Tensor out = Tensor::empty(a.shape(), DType::kF32, a.device());                                               \
+    Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());                                                 \
     name(out, a, b);                                                                                              \
     return out;                                                                                                   \
   }
@@ -114,9 +132,15 @@ void axpy(const Tensor& y, float alpha, const Tensor& x) {
 }
 
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOptions& o) {
-  require_f32(out, "matmul", "out");
-  require_f32(a, "matmul", "a");
-  require_f32(b, "matmul", "b");
+  require_defined(out, "matmul", "out");
+  require_defined(a, "matmul", "a");
+  require_defined(b, "matmul", "b");
+  const DType ab = a.dtype();
+  const bool low = ab == DType::kBF16 || ab == DType::kF16;
+  if ((ab != DType::kF32 && !low) || b.dtype() != ab || (out.dtype() != DType::kF32 && out.dtype() != ab)) {
+    throw ValueError(std::string("matmul: a ") + dtype_name(ab) + ", b " + dtype_name(b.dtype()) + " into out " +
+                     dtype_name(out.dtype()) + " (expected a and b of one type, f32, bf16 or f16, into f32 or that type)");
+  }
   require_same_device(a, b, "matmul");
   require_same_device(out, a, "matmul");
   const std::size_t nd = a.ndim();
@@ -138,7 +162,17 @@ void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOpt
   const auto ta = o.transpose_a ? kernels::Transpose::kYes : kernels::Transpose::kNo;
   const auto tb = o.transpose_b ? kernels::Transpose::kYes : kernels::Transpose::kNo;
   const std::int64_t lda = a.dim(r + 1), ldb = b.dim(r + 1), ldc = n;
-  if (nd == 2) {
+  if (low || o.allow_tf32 || out.dtype() != ab) {
+    // One product per matrix: the batched low-precision products are not a path of their own yet.
+    const std::size_t es = dtype_size(ab), eo = dtype_size(out.dtype());
+    for (std::int64_t i = 0; i < batch; ++i) {
+      detail::twin<&kernels::cpu::gemm_ex, &kernels::cuda::gemm_ex>(
+          out.device(), {.blas = true}, ta, tb, m, n, k, o.alpha, ab,
+          static_cast<const char*>(a.raw()) + static_cast<std::size_t>(i * a.dim(r) * a.dim(r + 1)) * es, lda,
+          static_cast<const char*>(b.raw()) + static_cast<std::size_t>(i * b.dim(r) * b.dim(r + 1)) * es, ldb, o.beta,
+          out.dtype(), static_cast<char*>(out.raw()) + static_cast<std::size_t>(i * m * n) * eo, ldc, o.allow_tf32);
+    }
+  } else if (nd == 2) {
     detail::twin<&kernels::cpu::gemm, &kernels::cuda::gemm>(out.device(), {.blas = true}, ta, tb, m, n, k, o.alpha,
                                                             a.data<float>(), lda, b.data<float>(), ldb, o.beta,
                                                             out.data<float>(), ldc);
@@ -161,7 +195,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& o) {
   dims.push_back(o.transpose_b ? b.dim(r) : b.dim(r + 1));
   MatmulOptions fresh = o;
   fresh.beta = 0.0f;  // a new output holds nothing to accumulate into
-  Tensor out = Tensor::empty(Shape(std::move(dims)), DType::kF32, a.device());
+  Tensor out = Tensor::empty(Shape(std::move(dims)), a.dtype(), a.device());
   matmul(out, a, b, fresh);
   return out;
 }

@@ -19,7 +19,8 @@ void copy(const Tensor& out, const Tensor& in);
 // Same shape and device; converts between any two dtypes.
 void cast(const Tensor& out, const Tensor& in);
 
-// Element-wise on f32 tensors of one shape; `out` may be `a` or `b`.
+// Element-wise on tensors of one shape; `out` may be `a` or `b`. f32, or bf16/f16 (computed in
+// FP32, rounded once); the versions returning a tensor give it a's type.
 void add(const Tensor& out, const Tensor& a, const Tensor& b);
 void sub(const Tensor& out, const Tensor& a, const Tensor& b);
 void mul(const Tensor& out, const Tensor& a, const Tensor& b);
@@ -38,9 +39,12 @@ struct MatmulOptions {
   bool transpose_b = false;
   float alpha = 1.0f;
   float beta = 0.0f;  // out = alpha * op(a) op(b) + beta * out
+  bool allow_tf32 = false;  // f32 operands may be rounded to TF32 on CUDA tensor cores
 };
 // 2-D: op(a) (m, k) times op(b) (k, n) into out (m, n). 3-D: the same for each of `batch`
-// matrices, (batch, m, k) x (batch, k, n) -> (batch, m, n).
+// matrices, (batch, m, k) x (batch, k, n) -> (batch, m, n). a and b are of one type (f32, bf16
+// or f16) and out is f32 or that type; sums are FP32 and a bf16/f16 out is rounded once. The
+// version returning a tensor gives it a's type.
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOptions& options = {});
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options = {});
 

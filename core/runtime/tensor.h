@@ -158,6 +158,8 @@ class Tensor {
   Tensor clone() const;
   // The elements converted to `dtype` (see kernels::convert for rounding and saturation).
   Tensor cast(DType dtype) const;
+  // This tensor itself when it has `dtype` already, else cast(dtype).
+  Tensor as(DType dtype) const { return dtype == dtype_ ? *this : cast(dtype); }
   // Sets every element to `value`, converted to dtype(). Returns *this.
   Tensor& fill_(double value);
 

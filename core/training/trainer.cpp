@@ -48,6 +48,9 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions
     throw ValueError("Trainer: batch, log_every and eval_batch must be >= 1; epochs, checkpoint_every, "
                      "stop_after_steps, clip_grad_norm and max_seconds must be >= 0");
   }
+  precision_ = options_.precision.value_or(default_precision(model_.device()));
+  model_.set_precision(precision_);  // throws DeviceError where the device cannot run it
+  if (precision_ == Precision::kF16) scaler_ = std::make_unique<LossScaler>(options_.loss_scaling);
 }
 
 Trainer::~Trainer() {
@@ -168,6 +171,13 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
   model_.set_input_grad(false);
   const Device device = model_.device();
   train.set_pinned(device.is_cuda());
+  if (options_.progress) {
+    // A run says what it computes on and in.
+    std::string line = "training on " + (device.is_cpu() ? std::string("cpu") : device.str() + " (" + device.name() + ")") +
+                       " in " + precision_name(precision_);
+    if (scaler_) line += ", loss scale " + format_number(scaler_->scale());
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
   total_epochs_ = options_.epochs;
   FitResult result;
   fit_start_ = now_seconds();
@@ -193,7 +203,12 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
                                       {"train_loss", epoch.train_loss},
                                       {"seconds", epoch.seconds},
                                       {"samples_per_second", epoch.samples_per_second},
-                                      {"lr", optimizer_.lr()}};
+                                      {"lr", optimizer_.lr()},
+                                      {"precision", precision_name(precision_)}};
+    if (scaler_) {
+      record.set("loss_scale", static_cast<double>(scaler_->scale()));
+      record.set("skipped_steps", scaler_->skipped_steps());
+    }
     if (std::isfinite(epoch.train_accuracy)) record.set("train_accuracy", epoch.train_accuracy);
     if (test) {
       record.set("test_loss", epoch.test.loss);
@@ -303,9 +318,26 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
                                std::to_string(position_ + 1) + ")");
     }
     const Tensor loss = loss_.forward(out, y);
-    model_.backward(loss_.backward());
-    if (options_.clip_grad_norm > 0.0f) clip_grad_norm(params, options_.clip_grad_norm);
-    optimizer_.step();
+    Tensor grad = loss_.backward();
+    if (scaler_) {
+      // fp16: the scale lifts small gradients above fp16's underflow on their way back; a step
+      // whose gradients overflowed is skipped (one read back per step, the flag) and the scale
+      // backs off, as the loss-scaling recipe has it.
+      Tensor scaled = Tensor::empty(grad.shape(), grad.dtype(), grad.device());
+      ops::scale(scaled, grad, scaler_->scale());
+      grad = scaled;
+    }
+    model_.backward(grad);
+    bool apply = true;
+    if (scaler_) {
+      const bool finite = LossScaler::gradients_finite(params);
+      if (finite) scaler_->unscale(params);
+      apply = scaler_->update(!finite);
+    }
+    if (apply) {
+      if (options_.clip_grad_norm > 0.0f) clip_grad_norm(params, options_.clip_grad_norm);
+      optimizer_.step();
+    }
     if (options_.after_step) options_.after_step();
 
     // Accumulate on the device; the host looks only every log_every steps.
@@ -499,6 +531,7 @@ void Trainer::save_checkpoint(const std::string& path) {
       tensors.emplace_back(name, t);
     }
   }
+  if (scaler_) tensors.emplace_back("trainer.loss_scaler", scaler_->state());
   if (loss_acc_.defined()) {
     tensors.emplace_back("trainer.loss_sum", loss_acc_);
     tensors.emplace_back("trainer.correct_sum", correct_acc_);
@@ -521,6 +554,7 @@ void Trainer::save_checkpoint(const std::string& path) {
       {"optimizer_hyperparameters", json::dump(hyper)},
       {"schedule", options_.schedule ? options_.schedule->describe() : "none"},
       {"rng", json::dump(rng)},
+      {"precision", precision_name(precision_)},
   };
   std::vector<std::pair<std::string, std::string>> meta = metadata;
   if (order_.empty()) {
@@ -624,6 +658,11 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
   }
   for (std::size_t i = 0; i < gens.size(); ++i) {
     gens[i]->set_state(std::stoull(rng.at(i).at(0).as_string()), std::stoull(rng.at(i).at(1).as_string()));
+  }
+  // fp16's scale continues where it was; a checkpoint from another precision has none, and
+  // the scaler then starts from its initial scale.
+  if (const Tensor* scaler_state = file.find("trainer.loss_scaler"); scaler_state != nullptr && scaler_) {
+    scaler_->restore(*scaler_state);
   }
   const Tensor* loss_sum = file.find("trainer.loss_sum");
   const Tensor* correct_sum = file.find("trainer.correct_sum");

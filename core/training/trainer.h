@@ -15,7 +15,9 @@
 #include "gpudl/core/data/data.h"
 #include "gpudl/core/io/json.h"
 #include "gpudl/core/training/loss.h"
+#include "gpudl/core/training/loss_scaler.h"
 #include "gpudl/core/runtime/module.h"
+#include "gpudl/core/runtime/precision.h"
 #include "gpudl/core/training/optim.h"
 #include "gpudl/core/training/schedule.h"
 
@@ -70,6 +72,13 @@ struct TrainerOptions {
   // Training batches are augmented on the device (on the copy stream, with the prefetch);
   // the draws of step t come from Philox offset t, so a resumed run sees the same crops.
   std::optional<data::AugmentOptions> augment = std::nullopt;
+  // What the model computes in (core/runtime/precision.h); unset means default_precision() of
+  // the model's device (bf16 on a GPU of compute capability 8.0 or newer, fp32 elsewhere). The
+  // Trainer sets it on the model, says it at the start of fit(), and writes it to the metrics.
+  std::optional<Precision> precision = std::nullopt;
+  // fp16's dynamic loss scaling (no other precision scales the loss). Its state is in the
+  // checkpoints, so a resumed run continues with the same scale.
+  LossScalerOptions loss_scaling = {};
   // Applied to evaluation batches (typically normalisation only).
   std::optional<data::AugmentOptions> eval_augment = std::nullopt;
   // For tests and tools: stop after this many steps in total (0: run all epochs), and read
@@ -141,6 +150,9 @@ class Trainer {
   void write_metrics(const json::Value& record);
 
   std::int64_t global_step() const { return step_; }
+  Precision precision() const { return precision_; }
+  // fp16's loss scaler (nullptr under the other precisions).
+  const LossScaler* loss_scaler() const { return scaler_.get(); }
   // The epoch in progress (0-based): after a resume, the one the run continues in.
   std::int64_t epoch() const { return epoch_; }
   const std::vector<float>& step_losses() const { return step_losses_; }
@@ -163,6 +175,8 @@ class Trainer {
   Optimizer& optimizer_;
   Loss& loss_;
   TrainerOptions options_;
+  Precision precision_ = Precision::kF32;
+  std::unique_ptr<LossScaler> scaler_;
   std::int64_t step_ = 0;     // completed steps
   std::int64_t epoch_ = 0;    // current epoch
   std::int64_t position_ = 0; // batches done in the current epoch

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/error.h"
 
 namespace gpudl::kernels::cpu {
@@ -26,6 +28,17 @@ void scale_c(index_t m, index_t n, float beta, float* c, index_t ldc) {
   for (index_t i = 0; i < m; ++i) {
     for (index_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
   }
+}
+
+// Elements a row-major matrix of `rows` rows, `cols` columns and row stride ld spans.
+index_t span(index_t rows, index_t cols, index_t ld) { return rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols; }
+
+// An FP32 copy of a span of `type` (the span itself when it is FP32 already).
+const float* widened(std::vector<float>& buffer, const void* p, DType type, index_t count) {
+  if (type == DType::kF32) return static_cast<const float*>(p);
+  buffer.resize(static_cast<std::size_t>(count));
+  cast(buffer.data(), DType::kF32, p, type, count, Exec{});
+  return buffer.data();
 }
 
 }  // namespace
@@ -79,6 +92,45 @@ void gemm_strided_batched(Transpose trans_a, Transpose trans_b, index_t m, index
   for (index_t i = 0; i < batch; ++i) {
     gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
          ldc, exec);
+  }
+}
+
+void gemm_ex(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k, float alpha, DType ab,
+             const void* a, index_t lda, const void* b, index_t ldb, float beta, DType c_type, void* c, index_t ldc,
+             bool /*tf32*/, const Exec& exec) {
+  const auto low = [](DType t) { return t == DType::kBF16 || t == DType::kF16; };
+  if (!(ab == DType::kF32 || low(ab)) || !(c_type == DType::kF32 || c_type == ab)) {
+    throw ValueError(std::string("gemm_ex: operands of dtype ") + dtype_name(ab) + " into " + dtype_name(c_type) +
+                     " (expected f32, bf16 or f16 operands into f32 or their own type)");
+  }
+  if (m == 0 || n == 0) return;
+  std::vector<float> wa, wb, wc;
+  const index_t rows_a = trans_a == Transpose::kNo ? m : k, cols_a = trans_a == Transpose::kNo ? k : m;
+  const index_t rows_b = trans_b == Transpose::kNo ? k : n, cols_b = trans_b == Transpose::kNo ? n : k;
+  const float* fa = widened(wa, a, ab, span(rows_a, cols_a, lda));
+  const float* fb = widened(wb, b, ab, span(rows_b, cols_b, ldb));
+  if (c_type == DType::kF32) {
+    gemm(trans_a, trans_b, m, n, k, alpha, fa, lda, fb, ldb, beta, static_cast<float*>(c), ldc, exec);
+    return;
+  }
+  // A low-precision C: FP32 result (C widened first when beta reads it), one rounding back.
+  const index_t count = span(m, n, ldc);
+  float* fc = nullptr;
+  if (beta != 0.0f) {
+    fc = const_cast<float*>(widened(wc, c, c_type, count));
+  } else {
+    wc.resize(static_cast<std::size_t>(count));
+    fc = wc.data();
+  }
+  gemm(trans_a, trans_b, m, n, k, alpha, fa, lda, fb, ldb, beta, fc, ldc, exec);
+  if (ldc == n) {
+    cast(c, c_type, fc, DType::kF32, count, exec);
+    return;
+  }
+  // Rows only: the gaps between them belong to someone else.
+  auto* out = static_cast<unsigned char*>(c);
+  for (index_t i = 0; i < m; ++i) {
+    cast(out + static_cast<std::size_t>(i * ldc) * dtype_size(c_type), c_type, fc + i * ldc, DType::kF32, n, exec);
   }
 }
 

@@ -28,6 +28,16 @@ cublasHandle_t handle_for(const Exec& exec) {
   return handle;
 }
 
+cudaDataType_t to_cuda_type(DType t) {
+  switch (t) {
+    case DType::kF32: return CUDA_R_32F;
+    case DType::kBF16: return CUDA_R_16BF;
+    case DType::kF16: return CUDA_R_16F;
+    default: break;
+  }
+  throw ValueError(std::string("gemm_ex: dtype ") + dtype_name(t) + " is not f32, bf16 or f16");
+}
+
 }  // namespace
 
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the same buffers with the
@@ -58,6 +68,27 @@ void gemm_strided_batched(Transpose trans_a, Transpose trans_b, index_t m, index
                                                stride_a, &beta, c + first * stride_c, to_int(ldc, "ldc"), stride_c,
                                                to_int(count, "batch")));
   }
+}
+
+// bf16/fp16 operands go to the tensor cores with FP32 accumulation (CUBLAS_COMPUTE_32F keeps
+// the sums in FP32; the operand types choose the tensor-core path). FP32 operands stay FP32
+// math unless tf32 asks for the fast TF32 compute type, per call, so no handle state leaks.
+void gemm_ex(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k, float alpha, DType ab,
+             const void* a, index_t lda, const void* b, index_t ldb, float beta, DType c_type, void* c, index_t ldc,
+             bool tf32, const Exec& exec) {
+  if (!(c_type == DType::kF32 || c_type == ab)) {
+    throw ValueError(std::string("gemm_ex: operands of dtype ") + dtype_name(ab) + " into " + dtype_name(c_type) +
+                     " (expected f32, bf16 or f16 operands into f32 or their own type)");
+  }
+  const cudaDataType_t in_type = to_cuda_type(ab), out_type = to_cuda_type(c_type);
+  if (m == 0 || n == 0) return;
+  cublasHandle_t handle = handle_for(exec);
+  const cublasComputeType_t compute =
+      ab == DType::kF32 && tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  GPUDL_CHECK_CUDA(cublasGemmEx(handle, to_cublas(trans_b), to_cublas(trans_a), to_int(n, "n"), to_int(m, "m"),
+                                to_int(k, "k"), &alpha, b, in_type, to_int(ldb, "ldb"), a, in_type,
+                                to_int(lda, "lda"), &beta, c, out_type, to_int(ldc, "ldc"), compute,
+                                CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace gpudl::kernels::cuda

@@ -136,37 +136,40 @@ std::vector<OpCase> build() {
                    .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "RNN_tanh", .make = maker<RNN>(3, 4), .input = {3, 2, 3},
                    .bench_make = maker<RNN>(256, 256), .bench_input = {32, 32, 256},
-                   .gpu_tolerance = kReductionTolerance});
+                   .gpu_tolerance = kReductionTolerance, .f32_inside = true});
   cases.push_back({.name = "LSTM", .make = maker<LSTM>(3, 4), .input = {3, 2, 3},
                    .bench_make = maker<LSTM>(256, 256), .bench_input = {32, 32, 256},
-                   .gpu_tolerance = kReductionTolerance});
+                   .gpu_tolerance = kReductionTolerance, .f32_inside = true});
   cases.push_back({.name = "LSTM_3_layers_dropout",
                    .make = maker<LSTM>(2, 3, RecurrentOptions{.num_layers = 3, .dropout = 0.3f, .seed = 99}),
-                   .input = {4, 2, 2}, .gpu_tolerance = kReductionTolerance});
+                   .input = {4, 2, 2}, .gpu_tolerance = kReductionTolerance, .f32_inside = true});
   cases.push_back({.name = "GRU_bidirectional", .make = maker<GRU>(3, 4, RecurrentOptions{.bidirectional = true}),
                    .input = {3, 2, 3}, .bench_make = maker<GRU>(256, 256, RecurrentOptions{.bidirectional = true}),
-                   .bench_input = {32, 32, 256}, .gpu_tolerance = kReductionTolerance});
+                   .bench_input = {32, 32, 256}, .gpu_tolerance = kReductionTolerance, .f32_inside = true});
   // 12 ids from 7: some repeat, so the scatter-add must accumulate.
   cases.push_back({.name = "Embedding", .make = maker<Embedding>(7, 3, nullptr), .input = {3, 4},
                    .bench_make = maker<Embedding>(10000, 256, nullptr), .bench_input = {32, 128},
-                   .id_range = 7, .gpu_tolerance = kReductionTolerance});
+                   .id_range = 7, .gpu_tolerance = kReductionTolerance, .dtypes = {DType::kF32}});
   // Containers, with their branches' gradients summed or joined.
   cases.push_back({.name = "Residual_identity",
                    .make = [] {
                      return std::unique_ptr<Module>(new Residual(Sequential{Linear(4, 4), Tanh(), Linear(4, 4)}));
                    },
-                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance});
+                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance,
+                   .low_precision_units = kStackedLowPrecisionUnits});
   cases.push_back({.name = "Residual_projection",
                    .make = [] {
                      return std::unique_ptr<Module>(new Residual(Sequential{Linear(4, 6), Sigmoid()}, Linear(4, 6)));
                    },
-                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance});
+                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance,
+                   .low_precision_units = kStackedLowPrecisionUnits});
   cases.push_back({.name = "Concat_of_branches",
                    .make = [] {
                      return std::unique_ptr<Module>(
                          new Concat(Linear(4, 2), Sequential{Linear(4, 3), Tanh()}, Sigmoid()));
                    },
-                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance});
+                   .input = {3, 4}, .gpu_tolerance = kReductionTolerance,
+                   .low_precision_units = kStackedLowPrecisionUnits});
   for (OpCase& c : cases) {
     if (!c.bench_make) c.bench_make = c.make;
   }
@@ -178,6 +181,28 @@ std::vector<OpCase> build() {
 const std::vector<OpCase>& op_cases() {
   static const std::vector<OpCase> cases = build();
   return cases;
+}
+
+double unit_roundoff(DType dtype) {
+  return dtype == DType::kBF16 ? 1.0 / 256.0 : dtype == DType::kF16 ? 1.0 / 2048.0 : 0.0;
+}
+
+Precision precision_for(DType dtype) {
+  return dtype == DType::kBF16 ? Precision::kBF16 : dtype == DType::kF16 ? Precision::kF16 : Precision::kF32;
+}
+
+std::vector<TypedCase> typed_cases(bool low_only) {
+  std::vector<TypedCase> out;
+  for (const OpCase& c : op_cases()) {
+    for (DType t : c.dtypes) {
+      if (!low_only || t != DType::kF32) out.push_back({c, t});
+    }
+  }
+  return out;
+}
+
+std::string typed_name(const TypedCase& c) {
+  return sanitize(c.op.name) + (c.dtype == DType::kF32 ? "" : std::string("_") + dtype_name(c.dtype));
 }
 
 Tensor make_input(const OpCase& c, const Shape& shape, std::uint64_t seed) {

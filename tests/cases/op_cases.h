@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpudl/core/runtime/module.h"
+#include "gpudl/core/runtime/precision.h"
 #include "gpudl/core/runtime/tensor.h"
 
 namespace gpudl::cases {
@@ -26,6 +27,23 @@ inline constexpr double kElementwiseTolerance = 1e-5;
 inline constexpr double kReductionTolerance = 1e-4;
 // More than twice the difference step, so a perturbed element never changes a max's winner.
 inline constexpr float kDistinctSpacing = 0.1f;
+
+// A case in bf16/fp16 against the same case in f32, both fed the same (rounded) input and output
+// gradient: ||low - f32|| / ||f32|| over the output and every gradient, in units of the low
+// type's unit roundoff u (2^-8 for bf16's 8 significant bits, 2^-11 for fp16's 11: the largest
+// relative error of one rounding to nearest even). The low run rounds each value it stores (a
+// weight copy, an output, an input gradient) once; the small cases' sums of three or four terms
+// can cancel, which magnifies those roundings. Measured over 1,150 seeds: 3.6u at most for a
+// single layer (a 3-input Linear's output), 10.3u for a two-layer container (the first layer's
+// weight gradient, which sees the second layer's rounded output and gradient and tanh's
+// besides). The bounds are twice or more those: 8u and 24u. A wrong formula, a gradient left
+// unscaled or a type mix-up is off by O(1), far past either.
+inline constexpr double kLowPrecisionUnits = 8.0;
+inline constexpr double kStackedLowPrecisionUnits = 24.0;
+// The largest relative error of one rounding to `dtype` (0 for f32: not rounded here).
+double unit_roundoff(DType dtype);
+// The precision whose activations are stored in `dtype` (fp32 for f32).
+Precision precision_for(DType dtype);
 
 struct OpCase {
   std::string name{};  // a gtest- and benchmark-friendly name: "ReLU", "Conv2d_3x3_pad1"
@@ -46,7 +64,28 @@ struct OpCase {
   float grad_step = kDefaultGradStep;
   double grad_tolerance = kDefaultGradTolerance;
   double gpu_tolerance = kElementwiseTolerance;
+  // The dtypes the case runs in: f32, and the low types its layer's precision policy stores
+  // activations in (the table's dtype axis; ids in, f32 out for an embedding: f32 only).
+  std::vector<DType> dtypes = {DType::kF32, DType::kBF16, DType::kF16};
+  // The bound of a low-precision run against the f32 one, in unit roundoffs (see above). The
+  // GPU's low run is held to the same bound against the CPU's: both round the same FP32 values,
+  // so they are no further apart than either is from f32 (a systematic difference, a lost FP32
+  // accumulation or another rounding mode, would be).
+  double low_precision_units = kLowPrecisionUnits;
+  // Computes in f32 under every precision (recurrent layers): its output stays f32.
+  bool f32_inside = false;
 };
+
+// One case in one of its dtypes: what the suites that iterate the dtype axis are given.
+struct TypedCase {
+  OpCase op;
+  DType dtype;
+};
+inline void PrintTo(const TypedCase& c, std::ostream* os) { *os << c.op.name << "/" << dtype_name(c.dtype); }
+// Every case in each of its dtypes; `low_only`: the bf16/f16 ones alone.
+std::vector<TypedCase> typed_cases(bool low_only = false);
+// "ReLU" for f32, "ReLU_bf16" for the others.
+std::string typed_name(const TypedCase& c);
 
 // gtest prints a case by its name.
 inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
