@@ -40,6 +40,17 @@ inline gpudl::Precision precision(const Args& args, gpudl::Device device) {
   return p;
 }
 
+// The --precision flag of a driver with its own training loop: as precision(), but fp16, which
+// needs the Trainer's loss scaling, is refused with a one-line error saying so.
+inline gpudl::Precision precision_without_scaling(const Args& args, gpudl::Device device) {
+  const gpudl::Precision p = precision(args, device);
+  if (p == gpudl::Precision::kF16) {
+    throw std::invalid_argument("--precision: fp16 needs loss scaling, which only the drivers on the Trainer do; "
+                                "use bf16");
+  }
+  return p;
+}
+
 // The files a Trainer run touches, checked before any data are read: --metrics and
 // --checkpoint must be writable where they point, --resume must be readable. Throws
 // std::invalid_argument naming the flag.

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "example_args.h"
+#include "example_train.h"
 #include "gpudl/core/training/optim.h"
 #include "gpudl/gpudl.h"
 #include "gpudl/layers/linear.h"
@@ -77,11 +78,13 @@ void print_table(const std::vector<Method>& ms, const std::vector<Curve>& curves
 }
 
 // Fits y = w x + b by full-batch gradient descent with each method from w = b = 0.
-std::vector<Curve> regression(const Tensor& x, const Tensor& y, int iterations, double target, Device device) {
+std::vector<Curve> regression(const Tensor& x, const Tensor& y, int iterations, double target, Device device,
+                              Precision precision) {
   std::vector<Curve> curves;
   for (const Method& m : methods()) {
     Linear model(1, 1);
     model.to(device);
+    model.set_precision(precision);
     ops::fill(model.weight().value, 0.0);
     ops::fill(model.bias().value, 0.0);
     auto opt = m.make(model.parameters());
@@ -112,6 +115,7 @@ int main(int argc, char** argv) try {
                       "regression (unit-scale and badly scaled inputs) and on a saddle point.");
   args.option("data", "", "unused: the data are generated")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
+      .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "300", "iterations of each optimizer in each experiment")
       .option("batch", "200", "samples of (x, y) (full-batch descent)")
       .option("seed", "7", "seed for the data")
@@ -127,6 +131,7 @@ int main(int argc, char** argv) try {
   examples::check_writable_path("out", args.str("out") + "_normalised.csv");
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
+  const Precision precision = examples::precision_without_scaling(args, device);
   // No resume here: every run starts the file afresh.
   examples::MetricsFile metrics(args.str("metrics"));
   const auto start = std::chrono::steady_clock::now();
@@ -145,7 +150,8 @@ int main(int argc, char** argv) try {
   };
   const double target_j = 0.02;
   std::printf("1. y = 3x + 2 + noise, x ~ N(0, 1) (normalised); target J <= %g (noise floor 0.01)\n", target_j);
-  const std::vector<Curve> unit = regression(x.to(device), targets(x).to(device), iterations, target_j, device);
+  const std::vector<Curve> unit =
+      regression(x.to(device), targets(x).to(device), iterations, target_j, device, precision);
   print_table(ms, unit, "iterations to target", "final log J");
   write_csv(args.str("out") + "_normalised.csv", ms, unit, "log J");
 
@@ -154,7 +160,8 @@ int main(int argc, char** argv) try {
   Tensor scaled = Tensor::full({n, 1}, 20.0);
   ops::axpy(scaled, 10.0f, x);
   std::printf("\n2. the same with badly scaled inputs x' = 10x + 20 (same learning rates)\n");
-  const std::vector<Curve> bad = regression(scaled.to(device), targets(scaled).to(device), iterations, target_j, device);
+  const std::vector<Curve> bad =
+      regression(scaled.to(device), targets(scaled).to(device), iterations, target_j, device, precision);
   print_table(ms, bad, "iterations to target", "final log J");
   write_csv(args.str("out") + "_badly_scaled.csv", ms, bad, "log J");
 
@@ -181,7 +188,8 @@ int main(int argc, char** argv) try {
   write_csv(args.str("out") + "_saddle.csv", ms, saddle, "f");
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  json::Object final{{"event", "final"}, {"seconds", seconds}, {"device", device.str()}};
+  json::Object final{
+      {"event", "final"}, {"seconds", seconds}, {"device", device.str()}, {"precision", precision_name(precision)}};
   for (std::size_t i = 0; i < ms.size(); ++i) {
     final.emplace_back(ms[i].name + "_iterations_to_target", unit[i].reached);
     final.emplace_back(ms[i].name + "_escaped_saddle_at", saddle[i].reached);

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "example_args.h"
+#include "example_train.h"
 #include "gpudl/core/training/optim.h"
 #include "gpudl/core/training/trainer.h"
 #include "gpudl/gpudl.h"
@@ -27,11 +28,12 @@ struct PerceptronRun {
 // Rosenblatt's perceptron with φ(x) = (x1, x2, 1): on a mistake, w <- w + t φ(x). It is SGD
 // with learning rate 1 and batch 1 on the perceptron criterion max(0, -t w·φ(x)), which is
 // exactly how it runs here (Linear(2, 1) holds w and the bias weight of the constant feature).
-PerceptronRun rosenblatt(const std::vector<float>& xs, const std::vector<float>& ts, Device device, int max_epochs,
-                         std::uint64_t seed) {
+PerceptronRun rosenblatt(const std::vector<float>& xs, const std::vector<float>& ts, Device device,
+                         Precision precision, int max_epochs, std::uint64_t seed) {
   manual_seed(seed);
   Linear unit(2, 1);  // small random start: from w = 0 every point sits on the boundary
   unit.to(device);
+  unit.set_precision(precision);
   SGD opt(unit.parameters(), {.lr = 1.0});
   MarginLoss criterion(0.0f);
   const std::int64_t n = static_cast<std::int64_t>(ts.size());
@@ -62,6 +64,7 @@ int main(int argc, char** argv) try {
                       "Rosenblatt's perceptron on separable data and on XOR, then a sigmoid MLP on XOR.");
   args.option("data", "", "unused: the data are generated")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
+      .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "100", "most passes for each perceptron run")
       .option("batch", "4", "XOR network: samples per step (all four by default)")
       .option("seed", "3", "seed for the data and the initial weights")
@@ -76,6 +79,7 @@ int main(int argc, char** argv) try {
   const std::int64_t n = args.integer("points", 2);
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
+  const Precision precision = examples::precision_without_scaling(args, device);
   // No resume here: every run starts the file afresh.
   examples::MetricsFile metrics(args.str("metrics"));
   const auto start = std::chrono::steady_clock::now();
@@ -93,13 +97,13 @@ int main(int argc, char** argv) try {
     xs.insert(xs.end(), {x1, x2});
     ts.push_back(side > 0 ? 1.0f : -1.0f);
   }
-  const PerceptronRun sep = rosenblatt(xs, ts, device, max_epochs, seed);
+  const PerceptronRun sep = rosenblatt(xs, ts, device, precision, max_epochs, seed);
   std::printf("separable (%zu points, margin 0.02): %s after %d epoch(s), accuracy %.1f%%\n", ts.size(),
               sep.converged ? "converged" : "did NOT converge", sep.epochs, 100.0 * sep.accuracy);
 
   // 2. XOR: no line separates it, so the rule cycles forever.
   const std::vector<float> xor_x{0, 0, 0, 1, 1, 0, 1, 1}, xor_pm{-1, 1, 1, -1}, xor_01{0, 1, 1, 0};
-  const PerceptronRun xr = rosenblatt(xor_x, xor_pm, device, max_epochs, seed);
+  const PerceptronRun xr = rosenblatt(xor_x, xor_pm, device, precision, max_epochs, seed);
   std::printf("XOR: %s after %d epoch(s), accuracy %.0f%% (not linearly separable)\n",
               xr.converged ? "converged" : "did not converge", xr.epochs, 100.0 * xr.accuracy);
 
@@ -107,6 +111,7 @@ int main(int argc, char** argv) try {
   manual_seed(seed);
   Sequential mlp{Linear(2, 4), Sigmoid(), Linear(4, 1)};
   mlp.to(device);
+  mlp.set_precision(precision);
   SGD opt(mlp.parameters(), {.lr = 2.0, .momentum = 0.9});
   BCEWithLogitsLoss bce;
   const Tensor x = Tensor::from_vector(xor_x, {4, 2}, device), t = Tensor::from_vector(xor_01, {4, 1}, device);
@@ -124,7 +129,7 @@ int main(int argc, char** argv) try {
     }
   }
   mlp.eval();
-  const auto out = mlp.forward(x).to_vector<float>();
+  const auto out = mlp.forward(x).as(DType::kF32).to_vector<float>();
   std::printf("XOR with a 2-4-1 sigmoid MLP: accuracy %.0f%% after %d steps (loss %.4f); outputs σ(z):", 100.0 * accuracy,
               std::min(steps, 5000), loss);
   for (float z : out) std::printf(" %.3f", 1.0 / (1.0 + std::exp(-z)));
@@ -137,7 +142,8 @@ int main(int argc, char** argv) try {
                  {"test_accuracy", accuracy},
                  {"test_loss", loss},
                  {"seconds", seconds},
-                 {"device", device.str()}});
+                 {"device", device.str()},
+                 {"precision", precision_name(precision)}});
   return sep.converged && !xr.converged && accuracy == 1.0 ? 0 : 2;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "perceptron: error: %s\n", e.what());

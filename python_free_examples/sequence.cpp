@@ -225,6 +225,7 @@ int main(int argc, char** argv) try {
   examples::Args args("sequence", "Predicts the Mackey-Glass series one step ahead with five sequence models.");
   args.option("data", "", "unused: the series is generated (accepted for the common flags)")
       .option("device", "cpu", "cpu (the models are a few hundred parameters; a GPU would idle)")
+      .option("precision", "fp32", "fp32 (a few hundred parameters: a lower precision would save nothing)")
       .option("epochs", "600", "training steps per model")
       .option("batch", "16", "windows per step")
       .option("window", "64", "window length in samples")
@@ -238,6 +239,7 @@ int main(int argc, char** argv) try {
   // taps need a window of at least 9.
   constexpr std::int64_t train_end = 2000;
   args.choice("device", {"cpu"});
+  args.choice("precision", {"fp32"});
   const std::uint64_t seed = args.unsigned_integer("seed");
   const std::int64_t steps = args.integer("epochs", 1), batch = args.integer("batch", 1);
   const std::int64_t width = args.integer("window", 9, train_end);
