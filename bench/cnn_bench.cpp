@@ -11,6 +11,7 @@ namespace {
 
 using gpudl::Device;
 using gpudl::DType;
+using gpudl::Precision;
 using gpudl::Tensor;
 
 struct ConvCase {
@@ -68,7 +69,7 @@ void bandwidth(benchmark::State& state, Device device, bool pool) {
 // synchronisation per block — the protocol of bench/reference/cnn_cifar10.py.
 constexpr int kStepsPerBlock = 20;
 
-void cnn_step(benchmark::State& state, Device device, std::string model) {
+void cnn_step(benchmark::State& state, Device device, std::string model, Precision precision) {
   using namespace gpudl;
   const std::int64_t batch = state.range(0);
   manual_seed(1);
@@ -78,6 +79,7 @@ void cnn_step(benchmark::State& state, Device device, std::string model) {
                                       Linear(84, 10)}
                          : models::cifar_model(model);
   net.to(device);
+  net.set_precision(precision);
   // As in a training loop (and PyTorch, whose input has no requires_grad): no dL/dx for the data.
   net.set_input_grad(false);
   std::unique_ptr<Optimizer> opt;
@@ -102,7 +104,7 @@ void cnn_step(benchmark::State& state, Device device, std::string model) {
   });
   state.counters["images_per_second"] = benchmark::Counter(
       static_cast<double>(batch * kStepsPerBlock) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.SetLabel(model + " training step, " + device.str());
+  state.SetLabel(model + " training step, " + precision_name(precision) + ", " + device.str());
 }
 
 void timing_mode(benchmark::internal::Benchmark* b, Device device) {
@@ -140,12 +142,16 @@ void register_cnn_benchmarks(const std::vector<Device>& devices) {
         d.is_cuda() ? std::vector<std::pair<std::string, std::int64_t>>{{"resnet", 512}, {"quick", 512}, {"quick", 128},
                                                                         {"lenet", 128}}
                     : std::vector<std::pair<std::string, std::int64_t>>{{"quick", 128}, {"lenet", 128}};
+    // FP32 as "cnn_step/<dev>/<model>", the same step in bf16 as "cnn_step/<dev>/<model>/bf16".
     for (const auto& [model, b] : steps) {
-      auto* r = benchmark::RegisterBenchmark(("cnn_step/" + dev + "/" + model).c_str(), cnn_step, d, model)
-                    ->Arg(b)
-                    ->Unit(benchmark::kMillisecond)
-                    ->MinTime(2.0);
-      timing_mode(r, d);
+      for (Precision p : {Precision::kF32, Precision::kBF16}) {
+        const std::string suffix = p == Precision::kF32 ? "" : std::string("/") + precision_name(p);
+        auto* r = benchmark::RegisterBenchmark(("cnn_step/" + dev + "/" + model + suffix).c_str(), cnn_step, d, model, p)
+                      ->Arg(b)
+                      ->Unit(benchmark::kMillisecond)
+                      ->MinTime(2.0);
+        timing_mode(r, d);
+      }
     }
   }
 }

@@ -23,6 +23,7 @@ namespace {
 using gpudl::Context;
 using gpudl::Device;
 using gpudl::DType;
+using gpudl::Precision;
 using gpudl::Tensor;
 
 // ---------------------------------------------------------------------------------------------
@@ -148,13 +149,14 @@ void gemm_direct(benchmark::State& state, Device device, GemmShape s) {
 // reads its loss only now and then.
 constexpr int kStepsPerBlock = 20;
 
-void train_step(benchmark::State& state, Device device) {
+void train_step(benchmark::State& state, Device device, Precision precision) {
   using namespace gpudl;
   const std::int64_t batch = state.range(0);
   manual_seed(1);
   Sequential net{Flatten(), Linear(784, 512), ReLU(), Dropout(0.2f), Linear(512, 512), ReLU(), Dropout(0.2f),
                  Linear(512, 10)};
   net.to(device);
+  net.set_precision(precision);
   // As in a training loop (and PyTorch, whose input has no requires_grad): no dL/dx for the data.
   net.set_input_grad(false);
   Adam opt(net.parameters(), {.lr = 1e-3});
@@ -176,7 +178,7 @@ void train_step(benchmark::State& state, Device device) {
   bench::time_iterations(state, device, block);
   state.counters["samples_per_second"] = benchmark::Counter(
       static_cast<double>(batch * kStepsPerBlock) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.SetLabel("mlp_mnist Adam step, " + device.str());
+  state.SetLabel(std::string("mlp_mnist Adam step, ") + precision_name(precision) + ", " + device.str());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,15 +261,19 @@ void register_all() {
         b->UseRealTime();
       }
     }
-    auto* step = benchmark::RegisterBenchmark(("train_step/" + dev).c_str(), train_step, d)
-                     ->Arg(128)
-                     ->Arg(1024)
-                     ->Unit(benchmark::kMillisecond)
-                     ->MinTime(1.0);
-    if (d.is_cuda()) {
-      step->UseManualTime();
-    } else {
-      step->UseRealTime();  // wall clock: OpenBLAS threads do part of the work
+    // FP32 as "train_step/<dev>", the same step in bf16 as "train_step/<dev>/bf16".
+    for (Precision p : {Precision::kF32, Precision::kBF16}) {
+      const std::string suffix = p == Precision::kF32 ? "" : std::string("/") + precision_name(p);
+      auto* step = benchmark::RegisterBenchmark(("train_step/" + dev + suffix).c_str(), train_step, d, p)
+                       ->Arg(128)
+                       ->Arg(1024)
+                       ->Unit(benchmark::kMillisecond)
+                       ->MinTime(1.0);
+      if (d.is_cuda()) {
+        step->UseManualTime();
+      } else {
+        step->UseRealTime();  // wall clock: OpenBLAS threads do part of the work
+      }
     }
     if (d.is_cuda()) {
       for (bool to_device : {true, false}) {

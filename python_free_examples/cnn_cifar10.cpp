@@ -39,7 +39,8 @@ int main(int argc, char** argv) try {
       .option("limit", "0", "use only the first N training images (0: all)")
       .option("metrics", "", "JSON-lines metrics file")
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
-      .option("resume", "", "checkpoint to continue from");
+      .option("resume", "", "checkpoint to continue from")
+      .option("export", "", examples::kExportHelp);
   args.parse(argc, argv);
 
   // Every flag is read and checked here, before the data are loaded or generated.
@@ -53,6 +54,7 @@ int main(int argc, char** argv) try {
   const std::int64_t synthetic_size = args.integer("synthetic-size", 10);
   const std::int64_t limit = args.integer("limit");
   examples::check_trainer_files(args);
+  examples::check_writable(args, "export");
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
   const Precision precision = examples::precision(args, device);
@@ -118,6 +120,7 @@ int main(int argc, char** argv) try {
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device,
                            {{"model", model_name}, {"data", dir == "synthetic" ? "synthetic" : "cifar10"}});
+  examples::export_if_asked(args, net, precision);
   std::printf("data: %s\n", data_name.c_str());
   return 0;
 } catch (const std::exception& e) {

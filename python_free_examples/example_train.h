@@ -60,6 +60,21 @@ inline void check_trainer_files(const Args& args) {
   check_readable(args, "resume");
 }
 
+// Help for the --export flag of the drivers that have it.
+inline constexpr const char* kExportHelp =
+    "after training, write the model's weights for inference to this safetensors file, in the run's "
+    "activation type (bf16 under --precision bf16, f16 under fp16, else f32)";
+
+// --export: writes `model` (see gpudl::export_model) in the activation type of `precision` and
+// says where. A no-op when the flag is empty. Throws IoError naming the file.
+inline void export_if_asked(const Args& args, gpudl::Module& model, gpudl::Precision precision) {
+  const std::string& path = args.str("export");
+  if (path.empty()) return;
+  const gpudl::DType dtype = gpudl::activation_dtype(precision);
+  gpudl::export_model(model, path, dtype);
+  std::printf("exported the model (%s) to %s\n", gpudl::dtype_name(dtype), path.c_str());
+}
+
 // Fits, prints the test result, and writes the final metrics record (test accuracy and loss,
 // seconds, steps, device, plus `extra`).
 inline gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, const gpudl::data::TensorDataset& train,

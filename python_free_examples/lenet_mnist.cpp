@@ -19,6 +19,7 @@ int main(int argc, char** argv) try {
       .option("metrics", "", "JSON-lines metrics file")
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
+      .option("export", "", examples::kExportHelp)
       .option("limit", "0", "use only the first N training samples (0: all)");
   args.parse(argc, argv);
 
@@ -31,6 +32,7 @@ int main(int argc, char** argv) try {
   args.require(lr > 0, "lr", "a learning rate > 0");
   args.integer("limit");  // read again by load_mnist
   examples::check_trainer_files(args);
+  examples::check_writable(args, "export");
   // Last, since "auto" may print a note about the GPU it looked for.
   const Device device = Device::parse(args.str("device"));
   const Precision precision = examples::precision(args, device);
@@ -63,6 +65,7 @@ int main(int argc, char** argv) try {
   o.schedule = std::make_shared<CosineLR>(lr, std::max<std::int64_t>(steps, 1));
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);
+  examples::export_if_asked(args, net, precision);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "lenet_mnist: error: %s\n", e.what());

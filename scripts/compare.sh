@@ -4,33 +4,40 @@ set -uo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: scripts/compare.sh [--device cpu|cuda] [--out FILE] [--quick] [--repeats N] [--build DIR]
+usage: scripts/compare.sh [--device cpu|cuda] [--precision fp32|bf16|both] [--out FILE] [--quick]
+                         [--repeats N] [--build DIR]
 
 Times each model-level training step of gpudl_bench and the same model in PyTorch
 (bench/reference/*.py) on this machine, alternating the two over several repeats, and prints
-a table last: model, batch, ours and PyTorch's items/s (medians), their ratio and spread.
+a table last: model, batch, precision, ours and PyTorch's items/s (medians), their ratio and
+spread.
 
-  --device   cpu (default) or cuda
-  --out      also write one JSON object per row (model, batch, device, ours_per_s,
-             pytorch_per_s, ratio, spreads, PyTorch's threads) to FILE
-  --quick    one repeat and shorter timings (a smoke run, not a measurement)
-  --repeats  A/B rounds (default 5: the median then drops two outlying rounds of each side)
-  --build    build folder with bench/gpudl_bench (default build/cuda where nvcc is, else
-             build/cpu; configured and built when missing)
+  --device     cpu (default) or cuda
+  --precision  fp32, bf16 or both (default fp32 on cpu, both on cuda): bf16 rows time our
+               bf16 steps (FP32 master weights) against PyTorch's under bf16 autocast
+               (channels-last for the CNNs); the LSTM has no bf16 row
+  --out        also write one JSON object per row (model, batch, precision, device,
+               ours_per_s, pytorch_per_s, ratio, spreads, PyTorch's threads) to FILE
+  --quick      one repeat and shorter timings (a smoke run, not a measurement)
+  --repeats    A/B rounds (default 5: the median then drops two outlying rounds of each side)
+  --build      build folder with bench/gpudl_bench (default build/cuda where nvcc is, else
+               build/cpu; configured and built when missing)
 
 Models (identical on both sides): mlp_mnist's MLP at batch 128 and 1024, LeNet-5 at 128,
 cnn_cifar10's quick network at 128, char_rnn's LSTM (1x256, 32 streams of 128 steps); on a
-GPU also the resnet network at 512 and a 2x512 LSTM at 64 streams. PyTorch runs at its best:
+GPU also the resnet network at 512 and a 2x512 LSTM at 64 streams; in bf16 all but the LSTMs.
+PyTorch runs at its best:
 each model is first timed with 1 thread and with one per core and the faster count is used
 (the table says which); on the CPU it is Debian's python3-torch over OpenBLAS, installed when
 missing; on a GPU cudnn.benchmark is on and TF32 off on both sides.
 USAGE
 }
 
-device=cpu out="" quick=0 repeats=5 build=""
+device=cpu precision="" out="" quick=0 repeats=5 build=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device=${2:?--device needs a value}; shift 2 ;;
+    --precision) precision=${2:?--precision needs a value}; shift 2 ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
     --quick) quick=1; repeats=1; shift ;;
     --repeats) repeats=${2:?--repeats needs a number}; shift 2 ;;
@@ -40,6 +47,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $device == cpu || $device == cuda ]] || { echo "compare: --device must be cpu or cuda, not '$device'" >&2; exit 2; }
+if [[ -z $precision ]]; then
+  # bf16 rows would lengthen today's CPU run, so there they run only when asked for.
+  if [[ $device == cuda ]]; then precision=both; else precision=fp32; fi
+fi
+[[ $precision == fp32 || $precision == bf16 || $precision == both ]] ||
+  { echo "compare: --precision must be fp32, bf16 or both, not '$precision'" >&2; exit 2; }
 [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "compare: --repeats must be a positive integer, not '$repeats'" >&2; exit 2; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -88,17 +101,32 @@ min_time=2
 [[ $quick -eq 1 ]] && min_time=0.5
 ref=bench/reference
 
-# name|batch|gpudl_bench filter|reference command (threads appended)
-cases=(
-  "mlp|128|^train_step/$device/128/|$ref/mlp_mnist.py --device $device --batch 128"
-  "mlp|1024|^train_step/$device/1024/|$ref/mlp_mnist.py --device $device --batch 1024"
-  "lenet|128|^cnn_step/$device/lenet/128/|$ref/cnn_cifar10.py --device $device --model lenet --batch 128"
-  "quick|128|^cnn_step/$device/quick/128/|$ref/cnn_cifar10.py --device $device --model quick --batch 128"
-  "lstm 1x256|32|^char_rnn_step/$device/32/256/1/|$ref/char_rnn.py --device $device --step 32x256x1"
-)
-if [[ $device == cuda ]]; then
-  cases+=("resnet|512|^cnn_step/cuda/resnet/512/|$ref/cnn_cifar10.py --device cuda --model resnet --batch 512"
-          "lstm 2x512|64|^char_rnn_step/cuda/64/512/2/|$ref/char_rnn.py --device cuda --step 64x512x2")
+# name|batch|precision|gpudl_bench filter|reference command (threads appended)
+cases=()
+if [[ $precision != bf16 ]]; then
+  cases+=(
+    "mlp|128|fp32|^train_step/$device/128/|$ref/mlp_mnist.py --device $device --batch 128"
+    "mlp|1024|fp32|^train_step/$device/1024/|$ref/mlp_mnist.py --device $device --batch 1024"
+    "lenet|128|fp32|^cnn_step/$device/lenet/128/|$ref/cnn_cifar10.py --device $device --model lenet --batch 128"
+    "quick|128|fp32|^cnn_step/$device/quick/128/|$ref/cnn_cifar10.py --device $device --model quick --batch 128"
+    "lstm 1x256|32|fp32|^char_rnn_step/$device/32/256/1/|$ref/char_rnn.py --device $device --step 32x256x1"
+  )
+  if [[ $device == cuda ]]; then
+    cases+=("resnet|512|fp32|^cnn_step/cuda/resnet/512/|$ref/cnn_cifar10.py --device cuda --model resnet --batch 512"
+            "lstm 2x512|64|fp32|^char_rnn_step/cuda/64/512/2/|$ref/char_rnn.py --device cuda --step 64x512x2")
+  fi
+fi
+if [[ $precision != fp32 ]]; then
+  bf16="--device $device --precision bf16"
+  cases+=(
+    "mlp|128|bf16|^train_step/$device/bf16/128/|$ref/mlp_mnist.py $bf16 --batch 128"
+    "mlp|1024|bf16|^train_step/$device/bf16/1024/|$ref/mlp_mnist.py $bf16 --batch 1024"
+    "lenet|128|bf16|^cnn_step/$device/lenet/bf16/128/|$ref/cnn_cifar10.py $bf16 --model lenet --batch 128"
+    "quick|128|bf16|^cnn_step/$device/quick/bf16/128/|$ref/cnn_cifar10.py $bf16 --model quick --batch 128"
+  )
+  if [[ $device == cuda ]]; then
+    cases+=("resnet|512|bf16|^cnn_step/cuda/resnet/bf16/512/|$ref/cnn_cifar10.py $bf16 --model resnet --batch 512")
+  fi
 fi
 
 results=$(mktemp)
@@ -120,34 +148,34 @@ theirs() {
     "$python" -c 'import json, sys; r = json.loads(sys.stdin.read()); print(next(v for k, v in r.items() if k.endswith("_per_second")))'
 }
 
-# PyTorch's thread count per model: the faster of 1 and one per core.
+# PyTorch's thread count per model and precision: the faster of 1 and one per core.
 declare -A threads
 for c in "${cases[@]}"; do
-  IFS='|' read -r name batch filter cmd <<<"$c"
+  IFS='|' read -r name batch prec filter cmd <<<"$c"
   best=1
   if [[ $cores -gt 1 && $device == cpu ]]; then
     one=$(theirs "$cmd" 1) all=$(theirs "$cmd" "$cores")
-    if [[ -z $one || -z $all ]]; then echo "compare: PyTorch failed on $name (run: $python $cmd)" >&2; exit 1; fi
+    if [[ -z $one || -z $all ]]; then echo "compare: PyTorch failed on $name $prec (run: $python $cmd)" >&2; exit 1; fi
     best=$("$python" -c "print($cores if $all > $one else 1)")
-    echo "compare: $name b$batch: PyTorch $(printf %.0f "$one")/s with 1 thread, $(printf %.0f "$all")/s with $cores; using $best"
+    echo "compare: $name b$batch $prec: PyTorch $(printf %.0f "$one")/s with 1 thread, $(printf %.0f "$all")/s with $cores; using $best"
   fi
-  threads["$name|$batch"]=$best
+  threads["$name|$batch|$prec"]=$best
 done
 
 start=$(date +%s)
 for ((r = 1; r <= repeats; r++)); do
   for c in "${cases[@]}"; do
-    IFS='|' read -r name batch filter cmd <<<"$c"
-    t=${threads["$name|$batch"]}
+    IFS='|' read -r name batch prec filter cmd <<<"$c"
+    t=${threads["$name|$batch|$prec"]}
     # Alternate which side goes first, so neither always meets a warm or a throttled machine.
     if (( r % 2 )); then
       a=$(ours "$filter"); b=$(theirs "$cmd" "$t")
     else
       b=$(theirs "$cmd" "$t"); a=$(ours "$filter")
     fi
-    if [[ -z $a || -z $b ]]; then echo "compare: a run of $name b$batch failed (filter $filter, command $cmd)" >&2; exit 1; fi
-    echo "$name|$batch|$a|$b|$t" >>"$results"
-    echo "compare: round $r/$repeats $name b$batch: gpudl $(printf %.0f "$a")/s, PyTorch $(printf %.0f "$b")/s"
+    if [[ -z $a || -z $b ]]; then echo "compare: a run of $name b$batch $prec failed (filter $filter, command $cmd)" >&2; exit 1; fi
+    echo "$name|$batch|$prec|$a|$b|$t" >>"$results"
+    echo "compare: round $r/$repeats $name b$batch $prec: gpudl $(printf %.0f "$a")/s, PyTorch $(printf %.0f "$b")/s"
   done
 done
 
@@ -157,8 +185,8 @@ import json, statistics, sys
 path, device, version, out, commit, seconds = sys.argv[1:7]
 rows = {}
 for line in open(path):
-    name, batch, a, b, t = line.strip().split("|")
-    row = rows.setdefault((name, int(batch)), {"ours": [], "theirs": [], "threads": int(t)})
+    name, batch, precision, a, b, t = line.strip().split("|")
+    row = rows.setdefault((name, int(batch), precision), {"ours": [], "theirs": [], "threads": int(t)})
     row["ours"].append(float(a))
     row["theirs"].append(float(b))
 def spread(v):
@@ -166,15 +194,15 @@ def spread(v):
     return (max(v) - min(v)) / m if m else 0.0
 print(f"\nlibgpudl (commit {commit}) vs PyTorch {version} on {device}, medians of {len(next(iter(rows.values()))['ours'])} "
       f"interleaved rounds ({seconds} s)")
-print(f"{'model':<12} {'batch':>5} {'gpudl /s':>12} {'PyTorch /s':>12} {'ratio':>7} {'spread':>15} {'threads':>8}")
+print(f"{'model':<12} {'batch':>5} {'precision':>9} {'gpudl /s':>12} {'PyTorch /s':>12} {'ratio':>7} {'spread':>15} {'threads':>8}")
 records = []
-for (name, batch), r in rows.items():
+for (name, batch, precision), r in rows.items():
     ours, theirs = statistics.median(r["ours"]), statistics.median(r["theirs"])
     ratio = ours / theirs
-    print(f"{name:<12} {batch:>5} {ours:>12.0f} {theirs:>12.0f} {ratio:>6.2f}x {spread(r['ours']):>6.1%} /{spread(r['theirs']):>6.1%} "
+    print(f"{name:<12} {batch:>5} {precision:>9} {ours:>12.0f} {theirs:>12.0f} {ratio:>6.2f}x {spread(r['ours']):>6.1%} /{spread(r['theirs']):>6.1%} "
           f"{r['threads']:>8}")
-    records.append({"model": name, "batch": batch, "device": device, "ours_per_s": ours, "pytorch_per_s": theirs,
-                    "ratio": ratio, "ours_spread": spread(r["ours"]), "pytorch_spread": spread(r["theirs"]),
+    records.append({"model": name, "batch": batch, "precision": precision, "device": device, "ours_per_s": ours,
+                    "pytorch_per_s": theirs, "ratio": ratio, "ours_spread": spread(r["ours"]), "pytorch_spread": spread(r["theirs"]),
                     "pytorch_threads": r["threads"], "pytorch": version, "commit": commit})
 print("spread: (max - min) / median over the rounds, gpudl / PyTorch")
 if out:

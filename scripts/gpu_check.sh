@@ -161,7 +161,7 @@ min_time=0.2
 [[ $quick -eq 1 ]] && min_time=0.05
 t0=$(date +%s)
 if want bench; then
-  timeout 150 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
+  timeout 200 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
     --benchmark_out="$logs/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
   note "gpudl_bench" "exit $? ($(( $(date +%s) - t0 )) s), results in bench.json"
 fi
@@ -178,6 +178,13 @@ elif python3 -c "import torch" 2>/dev/null; then
   timeout 90 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --model resnet quick --batch 512 --min-time $ref_time \
     >"$logs/reference_cnn.jsonl" 2>"$logs/reference_cnn.log"
   note "pytorch reference (cnn_cifar10)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_cnn.jsonl"
+  # bf16: autocast with channels-last and cudnn.benchmark, against our bf16 steps.
+  t0=$(date +%s)
+  { timeout 60 python3 "$root/bench/reference/mlp_mnist.py" --device cuda --precision bf16 --min-time $ref_time
+    timeout 90 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --precision bf16 --model resnet quick \
+      --batch 512 --min-time $ref_time
+  } >"$logs/reference_bf16.jsonl" 2>"$logs/reference_bf16.log"
+  note "pytorch reference (bf16 autocast)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_bf16.jsonl"
   t0=$(date +%s)
   { timeout 90 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time $ref_time
     timeout 60 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time $ref_time --step 64x512x2
@@ -188,7 +195,7 @@ else
 fi
 
 bench_summary=$(python3 - "$logs/bench.json" "$logs/reference_mlp.jsonl" "$logs/reference_cnn.jsonl" \
-  "$logs/reference_rnn.jsonl" <<'PY' 2>/dev/null
+  "$logs/reference_rnn.jsonl" "$logs/reference_bf16.jsonl" <<'PY' 2>/dev/null
 import json, sys
 b = {x["name"]: x for x in json.load(open(sys.argv[1]))["benchmarks"]}
 def t(name): return b[name]["real_time"] if name in b else None
@@ -227,7 +234,7 @@ try:
 except Exception:
     pass
 for model in ("resnet", "quick"):
-    ours = next((x for n, x in b.items() if n.startswith(f"cnn_step/cuda/{model}/")), None)
+    ours = next((x for n, x in b.items() if n.startswith(f"cnn_step/cuda/{model}/512/")), None)
     if ours:
         line = f"cnn_cifar10 {model:<6} step b512  gpudl {ours['images_per_second']:10.0f} images/s"
         if model in cnn_ref:
@@ -252,6 +259,31 @@ for name, x in b.items():
     line = f"{name.split('/manual')[0]:<28} gpudl {x.get('tokens_per_second', 0):10.0f} tokens/s"
     if key in rnn_ref:
         line += f", pytorch {rnn_ref[key]:10.0f} ({100 * x.get('tokens_per_second', 0) / rnn_ref[key]:.0f}%)"
+    out.append(line)
+# bf16 against PyTorch autocast bf16, against our own FP32, and the peak pool bytes of each.
+bf16_ref = {}
+try:
+    for line in open(sys.argv[5]):
+        r = json.loads(line)
+        bf16_ref[r.get("model", "mlp"), r["batch"]] = r.get("samples_per_second", r.get("images_per_second"))
+except Exception:
+    pass
+def pick(prefix):
+    return next((x for n, x in b.items() if n.startswith(prefix)), None)
+for model, batch, fp32, bf16, counter in (
+        ("mlp", 1024, "train_step/cuda/1024/", "train_step/cuda/bf16/1024/", "samples_per_second"),
+        ("resnet", 512, "cnn_step/cuda/resnet/512/", "cnn_step/cuda/resnet/bf16/512/", "images_per_second"),
+        ("quick", 512, "cnn_step/cuda/quick/512/", "cnn_step/cuda/quick/bf16/512/", "images_per_second")):
+    a, f = pick(bf16), pick(fp32)
+    if not a:
+        continue
+    line = f"{model} b{batch} bf16 gpudl {a[counter]:10.0f}/s"
+    if f:
+        line += f", {a[counter] / f[counter]:.2f}x our fp32"
+        if f.get("peak_pool_bytes"):
+            line += f", peak pool {a.get('peak_pool_bytes', 0) / f['peak_pool_bytes']:.2f}x fp32's"
+    if (model, batch) in bf16_ref:
+        line += f", pytorch bf16 {bf16_ref[model, batch]:10.0f} ({a[counter] / bf16_ref[model, batch]:.2f}x)"
     out.append(line)
 for name, x in b.items():
     if name.startswith("conv/cuda/fwd_bwd/"):

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpudl/core/io/json.h"
+#include "gpudl/core/io/model_file.h"
 #include "gpudl/core/io/safetensors.h"
 #include "gpudl/core/training/trainer.h"
 #include "gpudl/kernels/gemm.h"
@@ -320,6 +321,51 @@ TEST(MixedPrecisionTrainer, Bf16TrainsWithoutALossScalerAndSaysSo) {
   for (const auto& [name, tensor] : saved.tensors) {
     if (name.rfind("model.", 0) == 0) EXPECT_EQ(tensor.dtype(), DType::kF32) << name;
   }
+}
+
+// An export for inference holds the weights in the low type (half the bytes), loading casts
+// them back into the FP32 masters, and a Trainer checkpoint loads the same way.
+TEST(MixedPrecision, ExportsInALowTypeAndLoadsByCasting) {
+  Sequential net = make_net(7, 0);
+  const fs::path f32 = scratch("model_f32.safetensors"), bf16 = scratch("model_bf16.safetensors");
+  export_model(net, f32.string());
+  export_model(net, bf16.string(), DType::kBF16);
+  const SafetensorsContents saved = load_safetensors(bf16.string());
+  EXPECT_EQ(saved.metadata_value("dtype"), "bf16");
+  for (const auto& [name, t] : saved.tensors) EXPECT_EQ(t.dtype(), DType::kBF16) << name;
+  const auto bytes = [](const fs::path& p) { return static_cast<double>(fs::file_size(p)); };
+  EXPECT_LT(bytes(bf16), 0.6 * bytes(f32));
+
+  Sequential loaded = make_net(8, 0);  // other weights, all replaced
+  load_model(loaded, bf16.string());
+  const std::vector<Parameter*> a = net.parameters(), b = loaded.parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]->value.dtype(), DType::kF32);
+    EXPECT_EQ(b[i]->value.to_vector<float>(), a[i]->value.cast(DType::kBF16).cast(DType::kF32).to_vector<float>());
+  }
+  // From a checkpoint: the exact FP32 masters.
+  const fs::path ckpt = scratch("model_ckpt.safetensors");
+  {
+    Adam opt(net.parameters(), {.lr = 0.01});
+    CrossEntropyLoss loss;
+    TrainerOptions o = fp16_options();
+    o.precision = Precision::kBF16;
+    Trainer t(net, opt, loss, o);
+    t.save_checkpoint(ckpt.string());
+  }
+  load_model(loaded, ckpt.string());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(b[i]->value.to_vector<float>(), a[i]->value.to_vector<float>());
+  // Anything else is a one-line error naming the file.
+  save_safetensors(scratch("other.safetensors").string(), {{"x", Tensor::zeros({2})}});
+  try {
+    load_model(loaded, scratch("other.safetensors").string());
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("other.safetensors: not a model export or a checkpoint"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(export_model(net, scratch("bad.safetensors").string(), DType::kI32), ValueError);
 }
 
 TEST(MixedPrecisionTrainer, DefaultsToTheDevicesPrecision) {

@@ -3,12 +3,13 @@
 the LeNet-5 of lenet_mnist, built from the same layers (3x3 convolutions without bias before
 batch norm, max/global-average pooling, 1x1 projection shortcuts), PyTorch's default
 initialisation (which libgpudl's defaults follow), SGD with Nesterov momentum (Adam for LeNet),
-FP32 (TF32 off). Timed as gpudl_bench's train_step cases: blocks of 20 steps on a fixed batch
-already on the device, one synchronisation per block, the median block. One JSON object per
-line.
+FP32 (TF32 off) or, with --precision bf16, bf16 autocast on channels-last tensors. Timed as
+gpudl_bench's train_step cases: blocks of 20 steps on a fixed batch already on the device, one
+synchronisation per block, the median block. One JSON object per line.
 
   python3 bench/reference/cnn_cifar10.py --device cpu --model quick lenet --batch 128
   python3 bench/reference/cnn_cifar10.py --device cuda --model resnet --batch 512
+  python3 bench/reference/cnn_cifar10.py --device cuda --model resnet --batch 512 --precision bf16
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ import json
 import torch
 from torch import nn
 
-from timing import median_block, setup
+from timing import add_precision_arg, autocast, median_block, setup
 
 STEPS_PER_BLOCK = 20
 
@@ -76,7 +77,7 @@ def print_profile(block, steps):
     print(f"{'all (' + str(steps * STEPS_PER_BLOCK) + ' steps)':<72} {sum(e.count for e in kernels):>8} {total:>10.1f}")
 
 
-def throughput(name, device, batch, min_time, profile_steps=0):
+def throughput(name, device, batch, min_time, precision, profile_steps=0):
     torch.manual_seed(1)
     net, shape = make(name)
     net = net.to(device)
@@ -87,19 +88,26 @@ def throughput(name, device, batch, min_time, profile_steps=0):
     loss_fn = nn.CrossEntropyLoss()
     x = torch.rand(batch, *shape, device=device)
     y = torch.arange(batch, device=device) % 10
+    if precision == "bf16":
+        # PyTorch's fast path for reduced-precision convolutions (NHWC tensor-core kernels); Module.to
+        # converts in place, so the optimizer keeps the same parameters.
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def block():
         for _ in range(STEPS_PER_BLOCK):
             opt.zero_grad(set_to_none=False)
-            loss_fn(net(x), y).backward()
+            with autocast(device, precision):
+                loss = loss_fn(net(x), y)
+            loss.backward()
             opt.step()
 
     median, blocks = median_block(device, block, min_time)
     if profile_steps > 0:
         print_profile(block, profile_steps)
     return {"benchmark": "train_step", "model": name, "framework": "pytorch " + torch.__version__,
-            "device": str(device), "batch": batch, "threads": torch.get_num_threads(), "blocks": blocks,
-            "images_per_second": batch * STEPS_PER_BLOCK / median}
+            "device": str(device), "precision": precision, "batch": batch, "threads": torch.get_num_threads(),
+            "blocks": blocks, "images_per_second": batch * STEPS_PER_BLOCK / median}
 
 
 def main():
@@ -111,11 +119,12 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     p.add_argument("--profile", type=int, default=0, metavar="BLOCKS",
                    help="after timing, print CUDA time per kernel over this many blocks of steps (GPU only)")
+    add_precision_arg(p)
     args = p.parse_args()
     device = setup(args.device, args.threads)
     for name in args.model:
         for b in args.batch:
-            print(json.dumps(throughput(name, device, b, args.min_time, args.profile)), flush=True)
+            print(json.dumps(throughput(name, device, b, args.min_time, args.precision, args.profile)), flush=True)
 
 
 if __name__ == "__main__":

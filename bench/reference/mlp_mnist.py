@@ -2,10 +2,12 @@
 """PyTorch reference for libgpudl's mlp_mnist: the same 784-512-512-10 network (ReLU, dropout
 0.2, Adam, cross-entropy), timed the way gpudl_bench's train_step cases are (blocks of 20
 steps on a fixed batch already on the device, one synchronisation per block), and optionally
-trained on the real MNIST files for accuracy and wall time. Prints one JSON object per result.
+trained on the real MNIST files for accuracy and wall time, in FP32 or under bf16 autocast
+(--precision, for the steps timed and trained alike). Prints one JSON object per result.
 
   python3 bench/reference/mlp_mnist.py --device cpu            # throughput, batch 128 and 1024
   python3 bench/reference/mlp_mnist.py --device cuda
+  python3 bench/reference/mlp_mnist.py --device cuda --precision bf16
   python3 bench/reference/mlp_mnist.py --train --data ../shared/data/mnist --epochs 8
 """
 import argparse
@@ -18,7 +20,7 @@ import time
 import torch
 from torch import nn
 
-from timing import median_block, setup
+from timing import add_precision_arg, autocast, median_block, setup
 
 STEPS_PER_BLOCK = 20
 
@@ -28,7 +30,7 @@ def make_net():
                          nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10))
 
 
-def throughput(device, batch, min_time):
+def throughput(device, batch, min_time, precision):
     torch.manual_seed(1)
     net = make_net().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -39,12 +41,14 @@ def throughput(device, batch, min_time):
     def block():
         for _ in range(STEPS_PER_BLOCK):
             opt.zero_grad(set_to_none=False)
-            loss_fn(net(x), y).backward()
+            with autocast(device, precision):
+                loss = loss_fn(net(x), y)
+            loss.backward()
             opt.step()
 
     median, blocks = median_block(device, block, min_time)
     return {"benchmark": "train_step", "framework": "pytorch " + torch.__version__, "device": str(device),
-            "batch": batch, "threads": torch.get_num_threads(), "blocks": blocks,
+            "precision": precision, "batch": batch, "threads": torch.get_num_threads(), "blocks": blocks,
             "samples_per_second": batch * STEPS_PER_BLOCK / median}
 
 
@@ -69,7 +73,7 @@ def load(data_dir, prefix):
     return (images.unsqueeze(1) - 0.1307) / 0.3081, labels
 
 
-def train(device, data_dir, epochs, batch, lr):
+def train(device, data_dir, epochs, batch, lr, precision):
     torch.manual_seed(1)
     xtr, ytr = load(data_dir, "train")
     xte, yte = load(data_dir, "t10k")
@@ -87,22 +91,25 @@ def train(device, data_dir, epochs, batch, lr):
         for i in range(0, len(ytr), batch):
             idx = order[i:i + batch]
             opt.zero_grad()
-            loss_fn(net(xtr[idx]), ytr[idx]).backward()
+            with autocast(device, precision):
+                loss = loss_fn(net(xtr[idx]), ytr[idx])
+            loss.backward()
             opt.step()
             sched.step()
         net.eval()
-        with torch.no_grad():
-            logits = torch.cat([net(xte[i:i + 1000]) for i in range(0, len(yte), 1000)])
+        with torch.no_grad(), autocast(device, precision):
+            logits = torch.cat([net(xte[i:i + 1000]) for i in range(0, len(yte), 1000)]).float()
             acc = (logits.argmax(1) == yte).float().mean().item()
             test_loss = loss_fn(logits, yte).item()
         elapsed = time.perf_counter() - start
         if reached is None and acc >= 0.98:
             reached = {"epoch": epoch, "seconds": elapsed}
-        print(json.dumps({"event": "epoch", "epoch": epoch, "test_accuracy": acc, "test_loss": test_loss,
-                          "seconds": elapsed}), flush=True)
+        print(json.dumps({"event": "epoch", "precision": precision, "epoch": epoch, "test_accuracy": acc,
+                          "test_loss": test_loss, "seconds": elapsed}), flush=True)
     print(json.dumps({"event": "final", "framework": "pytorch " + torch.__version__, "device": str(device),
-                      "test_accuracy": acc, "test_loss": test_loss, "seconds": time.perf_counter() - start,
-                      "reached_98": reached, "threads": torch.get_num_threads()}))
+                      "precision": precision, "test_accuracy": acc, "test_loss": test_loss,
+                      "seconds": time.perf_counter() - start, "reached_98": reached,
+                      "threads": torch.get_num_threads()}))
 
 
 def main():
@@ -115,13 +122,14 @@ def main():
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    add_precision_arg(p)
     args = p.parse_args()
     device = setup(args.device, args.threads)
     if args.train:
-        train(device, args.data, args.epochs, args.batch[0], args.lr)
+        train(device, args.data, args.epochs, args.batch[0], args.lr, args.precision)
     else:
         for b in args.batch:
-            print(json.dumps(throughput(device, b, args.min_time)), flush=True)
+            print(json.dumps(throughput(device, b, args.min_time, args.precision)), flush=True)
 
 
 if __name__ == "__main__":

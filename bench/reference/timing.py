@@ -1,6 +1,7 @@
 """The timing protocol the bench/reference scripts share with gpudl_bench: a warm-up block,
 then timed blocks of steps, one synchronisation per block, for at least min_time seconds and
-3 blocks; the median block counts."""
+3 blocks; the median block counts. Also the precision the timed steps run in."""
+import contextlib
 import time
 
 import torch
@@ -37,3 +38,20 @@ def setup(device_name, threads):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     return torch.device(device_name)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def add_precision_arg(parser):
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default), or bf16: forward and loss under torch.autocast to bfloat16, "
+                             "as gpudl's bf16 steps keep FP32 master weights")
+
+
+def autocast(device, precision):
+    """The context for forward and loss; backward and the optimizer step stay outside it (the usual
+    autocast recipe). FP32 gets a no-op, so it runs as it did before --precision existed."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

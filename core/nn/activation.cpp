@@ -17,8 +17,10 @@ namespace cuda = kernels::cuda;
 
 void activation_forward(const Tensor& y, const Tensor& x, Activation kind, float alpha) {
   if (any_low({&y, &x})) {
+    // A widened x is a fresh copy, which the kernel (y may alias x) overwrites in place: one
+    // transient FP32 buffer rather than two.
     const Tensor xf = widen(x);
-    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
+    const Tensor yf = detail::same_memory(y, x) || detail::is_low(x) ? xf : f32_output(y);
     activation_forward(yf, xf, kind, alpha);
     narrow_into(y, yf);
     return;
@@ -33,7 +35,7 @@ void activation_backward(const Tensor& dx, const Tensor& dy, const Tensor& x, co
                          float alpha) {
   if (any_low({&dx, &dy, &x, &y})) {
     const Tensor dyf = widen(dy);
-    const Tensor dxf = detail::same_memory(dx, dy) ? dyf : f32_output(dx);
+    const Tensor dxf = detail::same_memory(dx, dy) || detail::is_low(dy) ? dyf : f32_output(dx);
     activation_backward(dxf, dyf, widen(x), widen(y), kind, alpha);
     narrow_into(dx, dxf);
     return;

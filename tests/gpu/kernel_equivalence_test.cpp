@@ -99,6 +99,45 @@ std::vector<KernelCase> gemm_cases() {
       }
     }
   }
+  // Low-precision operands (the CPU widens them, cuBLAS takes them to the tensor cores): FP32
+  // sums of exact products, so into an f32 C the two agree as FP32 GEMMs do. Into a bf16/f16 C
+  // each backend rounds its own FP32 sum once: a different summation order moves an element
+  // across a rounding boundary now and then, one unit in the last place (2u) at most.
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    const double u = t == DType::kBF16 ? 1.0 / 256 : 1.0 / 2048;
+    for (S s : {S{7, 5, 3}, S{33, 17, 65}, S{128, 512, 784}}) {
+      for (bool ta : {false, true}) {
+        const std::string name = std::string("gemm_") + dtype_name(t) + "_" + std::to_string(s.m) + "x" +
+                                 std::to_string(s.n) + "x" + std::to_string(s.k) + (ta ? "_TN" : "_NT");
+        auto operands = [s, ta, t](Device d) {
+          return std::pair{(ta ? input({s.k, s.m}, d, 15) : input({s.m, s.k}, d, 15)).cast(t),
+                           (ta ? input({s.k, s.n}, d, 16) : input({s.n, s.k}, d, 16)).cast(t)};
+        };
+        cases.push_back({name + "_into_f32", kGemmTolerance, [=](Device d) {
+                           const auto [a, b] = operands(d);
+                           Guarded acc = guarded({s.m, s.n}, DType::kF32, d);
+                           ops::copy(acc.view, input({s.m, s.n}, d, 17));
+                           ops::matmul(acc.view, a, b, {.transpose_a = ta, .transpose_b = !ta, .beta = 1.0f});
+                           return Outputs{collect(acc)};
+                         }});
+        cases.push_back({name + "_into_low", 2.0 * u, [=](Device d) {
+                           const auto [a, b] = operands(d);
+                           Guarded c = guarded({s.m, s.n}, t, d);
+                           ops::matmul(c.view, a, b, {.transpose_a = ta, .transpose_b = !ta});
+                           return Outputs{collect(c)};
+                         }});
+      }
+    }
+  }
+  // TF32 (precision tf32) rounds FP32 operands to 10 mantissa bits (u = 2^-11) on the GPU alone:
+  // against the CPU's FP32 product, products off by 2u each, sums of mixed signs magnify it a
+  // little; 4u.
+  cases.push_back({"gemm_tf32_128x512x784", 4.0 / 2048, [](Device d) {
+                     Tensor a = input({128, 784}, d, 18), b = input({512, 784}, d, 19);
+                     Guarded c = guarded({128, 512}, DType::kF32, d);
+                     ops::matmul(c.view, a, b, {.transpose_b = true, .allow_tf32 = true});
+                     return Outputs{collect(c)};
+                   }});
   cases.push_back({"gemm_strided_batched_6x31x17x40", kGemmTolerance, [](Device d) {
                      Tensor a = input({6, 31, 40}, d, 13), b = input({6, 17, 40}, d, 14);
                      Guarded c = guarded({6, 31, 17}, DType::kF32, d);

@@ -20,6 +20,30 @@ TEST_F(GpuRuntime, DescribesTheDeviceAndLibraries) {
   std::printf("%s (sm_%d): %s\n", d.name().c_str(), cuda_api::compute_capability(0), v.c_str());
 }
 
+// What the policy allows on this GPU: tf32 and bf16 from compute capability 8.0, fp16 from 6.0;
+// the default is bf16 where it can be. A precision the GPU lacks is a one-line DeviceError
+// naming the precision, the device and its capability.
+TEST_F(GpuRuntime, PrecisionPolicyFollowsTheComputeCapability) {
+  const Device d = Device::cuda(0);
+  const int cc = cuda_api::compute_capability(0);
+  EXPECT_EQ(default_precision(d), cc >= 80 ? Precision::kBF16 : Precision::kF32);
+  for (Precision p : {Precision::kF32, Precision::kTF32, Precision::kBF16, Precision::kF16}) {
+    const int need = p == Precision::kF32 ? 0 : p == Precision::kF16 ? 60 : 80;
+    if (cc >= need) {
+      EXPECT_NO_THROW(check_precision(p, d)) << precision_name(p);
+      continue;
+    }
+    try {
+      check_precision(p, d);
+      ADD_FAILURE() << precision_name(p) << " accepted on sm_" << cc;
+    } catch (const DeviceError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(std::string("precision ") + precision_name(p) + " needs"), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
+  }
+}
+
 TEST_F(GpuRuntime, TensorsRoundTripThroughTheDevice) {
   const auto v = testing::random_vector(12345, 30);
   Tensor g = Tensor::from_vector(v, {12345}, Device::cuda(0));

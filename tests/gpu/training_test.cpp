@@ -2,6 +2,7 @@
 // hand and through the Trainer (pinned batches, copy stream, events).
 #include <gtest/gtest.h>
 
+#include "gpudl/core/detail/cuda_api.h"
 #include "gpudl/gpudl.h"
 #include "test_util.h"
 
@@ -73,12 +74,52 @@ TEST_F(GpuTraining, TrainerOnTheGpuFollowsTheCpuStepForStep) {
     o.seed = 5;
     o.progress = false;
     o.record_step_losses = true;
+    o.precision = Precision::kF32;  // the GPU's default would be bf16
     Trainer t(net, opt, loss, o);
     t.fit(train);
     losses[d] = t.step_losses();
   }
   ASSERT_EQ(losses[0].size(), 32u);
   EXPECT_LE(testing::relative_error(losses[1], losses[0]), kStepTolerance);
+}
+
+// The GPU's default precision is bf16 (compute capability 8.0 and newer), and a bf16 or fp16
+// run through the Trainer follows the CPU's run in the same precision: the same stored values,
+// FP32 sums in another order, each rounding landing on the same side nearly always. Losses of
+// a few steps in the low type: a bf16 loss differs by a few u (2^-8), not O(1).
+TEST_F(GpuTraining, LowPrecisionTrainerRunsFollowTheCpu) {
+  const Device gpu = Device::cuda(0);
+  if (cuda_api::compute_capability(0) >= 80) EXPECT_EQ(default_precision(gpu), Precision::kBF16);
+  for (Precision p : {Precision::kBF16, Precision::kF16}) {
+    const data::TensorDataset train = testing::blobs(256, 92), test = testing::blobs(96, 93);
+    std::vector<float> losses[2];
+    double accuracy[2] = {0, 0};
+    float scale[2] = {0, 0};
+    for (int d = 0; d < 2; ++d) {
+      const Device device = d == 0 ? Device::cpu() : gpu;
+      manual_seed(6);
+      Sequential net{Linear(8, 32), ReLU(), Linear(32, 32), Tanh(), Linear(32, 3)};
+      net.to(device);
+      Adam opt(net.parameters(), {.lr = 0.01});
+      CrossEntropyLoss loss;
+      TrainerOptions o;
+      o.batch = 32;
+      o.epochs = 3;
+      o.seed = 5;
+      o.progress = false;
+      o.record_step_losses = true;
+      o.precision = p;
+      Trainer t(net, opt, loss, o);
+      accuracy[d] = t.fit(train, &test).final_test.accuracy;
+      losses[d] = t.step_losses();
+      if (t.loss_scaler() != nullptr) scale[d] = t.loss_scaler()->scale();
+    }
+    const double u = p == Precision::kBF16 ? 1.0 / 256 : 1.0 / 2048;
+    ASSERT_EQ(losses[1].size(), losses[0].size());
+    EXPECT_LE(testing::relative_error(losses[1], losses[0]), 8 * u) << precision_name(p);
+    EXPECT_GT(accuracy[1], 0.8) << precision_name(p);
+    EXPECT_EQ(scale[1], scale[0]) << "the loss scale follows the same overflow history";
+  }
 }
 
 }  // namespace
