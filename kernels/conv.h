@@ -1,4 +1,4 @@
-// 2-D convolution (NCHW f32, im2col + OpenBLAS on the CPU, cuDNN/cuBLAS on CUDA), declared
+// 2-D convolution (NCHW, f32/bf16/f16, im2col + OpenBLAS on the CPU, cuDNN/cuBLAS on CUDA), declared
 // identically for both backends, with the geometry and options they share.
 #pragma once
 
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gpudl/kernels/common.h"
+#include "gpudl/kernels/dtype.h"
 #include "gpudl/kernels/error.h"
 
 namespace gpudl::kernels {
@@ -36,6 +37,8 @@ struct ConvOptions {
   bool deterministic = false;
   // Lets CUDA round operands to TF32 on tensor cores (~1e-3 relative); false means FP32 math.
   bool allow_tf32 = false;
+  // The type of x, weight, y, dx and dy: f32, or bf16/f16 (tensor cores on CUDA, FP32 sums).
+  DType dtype = DType::kF32;
 };
 
 // "x [8, 3, 32, 32], w [64, 3, 3, 3], stride 1x1, padding 1x1, dilation 1x1, groups 1", for messages.

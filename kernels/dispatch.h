@@ -23,4 +23,19 @@ decltype(auto) visit_dtype(DType type, Fn&& fn) {
   throw ValueError("unknown dtype tag " + std::to_string(static_cast<int>(type)));
 }
 
+// Calls fn(T{}) with T the element type of a floating-point `type` (float, BFloat16 or Half),
+// for kernels that compute in FP32 on any of them; throws ValueError naming `op` otherwise.
+template <class Fn>
+void with_float_type(DType type, const char* op, Fn&& fn) {
+  switch (type) {
+    case DType::kF32: fn(float{}); return;
+    case DType::kBF16: fn(BFloat16{}); return;
+    case DType::kF16: fn(Half{}); return;
+    case DType::kI32:
+    case DType::kI64:
+    case DType::kU8: break;
+  }
+  throw ValueError(std::string(op) + ": dtype " + dtype_name(type) + " is not f32, bf16 or f16");
+}
+
 }  // namespace gpudl::kernels::detail

@@ -119,6 +119,22 @@ GPUDL_HD inline BFloat16 float_to_bfloat16(float f) {
 
 GPUDL_HD inline float bfloat16_to_float(BFloat16 b) { return bits_float(static_cast<std::uint32_t>(b.bits) << 16); }
 
+// FP32 arithmetic on stored bf16/f16 values (and on floats): load widens exactly, store<T>
+// rounds to nearest even, once. Shared by the CPU and CUDA kernels with a low-precision path.
+GPUDL_HD inline float load(float v) { return v; }
+GPUDL_HD inline float load(BFloat16 v) { return bfloat16_to_float(v); }
+GPUDL_HD inline float load(Half v) { return half_to_float(v); }
+template <class T>
+GPUDL_HD inline T store(float v) {
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    return float_to_bfloat16(v);
+  } else if constexpr (std::is_same_v<T, Half>) {
+    return float_to_half(v);
+  } else {
+    return v;
+  }
+}
+
 template <class T>
 GPUDL_HD inline double to_double(T v) {
   if constexpr (std::is_same_v<T, Half>) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "gpudl/kernels/common.h"
+#include "gpudl/kernels/dtype.h"
 
 namespace gpudl::kernels {
 

@@ -14,6 +14,7 @@
 #include "gpudl/core/io/model_file.h"
 #include "gpudl/core/io/safetensors.h"
 #include "gpudl/core/training/trainer.h"
+#include "gpudl/kernels/conv.h"
 #include "gpudl/kernels/gemm.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/conv.h"
@@ -136,6 +137,46 @@ TEST(GemmLow, RejectsAMixOfTypesNamingThem) {
     EXPECT_NE(std::string(e.what()).find("operands of dtype bf16 into f16"), std::string::npos) << e.what();
   }
   EXPECT_THROW(ops::matmul(Tensor::zeros({2, 2}, DType::kBF16), Tensor::zeros({2, 2}, DType::kF16)), ValueError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The low-precision convolution's rounding points (conv.inc), which cuDNN's twin must match:
+// y = round(round(x * w) + bias), dx = round(dy * w), dweight += round(dW); dbias in FP32.
+
+TEST(ConvLow, RoundsWhereCudnnStoresAndAccumulatesFp32Gradients) {
+  const kernels::ConvGeometry g{.n = 2, .c = 3, .h = 5, .w = 6, .k = 4, .r = 3, .s = 3, .pad_h = 1, .pad_w = 1};
+  const std::int64_t nx = 2 * 3 * 5 * 6, nw = 4 * 3 * 3 * 3, ny = 2 * 4 * 5 * 6;
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    const auto x = rounded(testing::random_vector(nx, 31), t), w = rounded(testing::random_vector(nw, 32), t);
+    const auto dy = rounded(testing::random_vector(ny, 33), t), bias = testing::random_vector(4, 34);
+    const kernels::ConvOptions f32{}, low{.dtype = t};
+    std::vector<float> ws(kernels::cpu::conv2d_workspace_bytes(g, f32, {}) / sizeof(float) + 1);
+    const std::size_t ws_bytes = ws.size() * sizeof(float);
+    // FP32 references on the same stored values.
+    std::vector<float> y32(ny), dx32(nx), dw32(nw, 0.0f), db32(4, 0.0f);
+    kernels::cpu::conv2d_forward(y32.data(), x.data(), w.data(), nullptr, g, f32, ws.data(), ws_bytes, {});
+    kernels::cpu::conv2d_backward_data(dx32.data(), dy.data(), w.data(), g, f32, ws.data(), ws_bytes, {});
+    kernels::cpu::conv2d_backward_filter(dw32.data(), db32.data(), dy.data(), x.data(), g, f32, ws.data(), ws_bytes,
+                                         {});
+    std::vector<float> y_want = rounded(y32, t);
+    for (std::int64_t i = 0; i < ny; ++i) y_want[static_cast<std::size_t>(i)] += bias[static_cast<std::size_t>((i / 30) % 4)];
+    y_want = rounded(y_want, t);
+    const std::vector<float> dw0 = testing::random_vector(nw, 35), db0 = testing::random_vector(4, 36);
+    std::vector<float> dw_want = rounded(dw32, t), db_want = db0;
+    for (std::size_t i = 0; i < dw_want.size(); ++i) dw_want[i] += dw0[i];
+    for (std::size_t i = 0; i < 4; ++i) db_want[i] += db32[i];
+
+    const Tensor xl = stored(x, t), wl = stored(w, t), dyl = stored(dy, t);
+    const Tensor yl = Tensor::empty({ny}, t), dxl = Tensor::empty({nx}, t);
+    std::vector<float> dw = dw0, db = db0;
+    kernels::cpu::conv2d_forward(yl.raw(), xl.raw(), wl.raw(), bias.data(), g, low, ws.data(), ws_bytes, {});
+    kernels::cpu::conv2d_backward_data(dxl.raw(), dyl.raw(), wl.raw(), g, low, ws.data(), ws_bytes, {});
+    kernels::cpu::conv2d_backward_filter(dw.data(), db.data(), dyl.raw(), xl.raw(), g, low, ws.data(), ws_bytes, {});
+    EXPECT_EQ(yl.cast(DType::kF32).to_vector<float>(), y_want) << dtype_name(t);
+    EXPECT_EQ(dxl.cast(DType::kF32).to_vector<float>(), rounded(dx32, t)) << dtype_name(t);
+    EXPECT_EQ(dw, dw_want) << dtype_name(t);
+    for (std::size_t i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(db[i], db_want[i]) << dtype_name(t);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -319,7 +360,9 @@ TEST(MixedPrecisionTrainer, Bf16TrainsWithoutALossScalerAndSaysSo) {
   EXPECT_EQ(saved.find("trainer.loss_scaler"), nullptr);
   // The masters are what a checkpoint holds: FP32.
   for (const auto& [name, tensor] : saved.tensors) {
-    if (name.rfind("model.", 0) == 0) EXPECT_EQ(tensor.dtype(), DType::kF32) << name;
+    if (name.rfind("model.", 0) == 0) {
+      EXPECT_EQ(tensor.dtype(), DType::kF32) << name;
+    }
   }
 }
 

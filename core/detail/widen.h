@@ -34,6 +34,15 @@ inline Tensor f32_output(const Tensor& t) {
 inline void narrow_into(const Tensor& t, const Tensor& f) {
   if (is_low(t)) ops::cast(t, f);
 }
+// Whether every defined tensor has the first one's type (a kernel's own bf16/f16 path applies;
+// a mix of types goes through FP32 copies instead).
+inline bool one_type(std::initializer_list<const Tensor*> tensors) {
+  const Tensor& first = **tensors.begin();
+  for (const Tensor* t : tensors) {
+    if (t->defined() && first.defined() && t->dtype() != first.dtype()) return false;
+  }
+  return true;
+}
 // Whether two tensors share their first byte (an output computed in place).
 inline bool same_memory(const Tensor& a, const Tensor& b) {
   return a.defined() && b.defined() && a.raw() == b.raw();

@@ -11,42 +11,39 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
-using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
+using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into, detail::one_type;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
 void activation_forward(const Tensor& y, const Tensor& x, Activation kind, float alpha) {
-  if (any_low({&y, &x})) {
-    // A widened x is a fresh copy, which the kernel (y may alias x) overwrites in place: one
-    // transient FP32 buffer rather than two.
+  if (!one_type({&y, &x})) {
+    // Mixed types (f32 in, bf16 out or the reverse): through FP32 copies, one rounding.
     const Tensor xf = widen(x);
-    const Tensor yf = detail::same_memory(y, x) || detail::is_low(x) ? xf : f32_output(y);
+    const Tensor yf = f32_output(y);
     activation_forward(yf, xf, kind, alpha);
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("activation_forward", {&y, &x});
+  const Device d = check_float("activation_forward", {&y, &x});
   same_shape("activation_forward", y, x);
-  twin<&cpu::activation_forward, &cuda::activation_forward>(d, {}, y.data<float>(), x.data<float>(), x.numel(),
-                                                             kind, alpha);
+  twin<&cpu::activation_forward, &cuda::activation_forward>(d, {}, y.raw(), x.raw(), x.dtype(), x.numel(), kind,
+                                                             alpha);
 }
 
 void activation_backward(const Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y, Activation kind,
                          float alpha) {
-  if (any_low({&dx, &dy, &x, &y})) {
-    const Tensor dyf = widen(dy);
-    const Tensor dxf = detail::same_memory(dx, dy) || detail::is_low(dy) ? dyf : f32_output(dx);
-    activation_backward(dxf, dyf, widen(x), widen(y), kind, alpha);
+  if (!one_type({&dx, &dy, &x, &y})) {
+    const Tensor dxf = f32_output(dx);
+    activation_backward(dxf, widen(dy), widen(x), widen(y), kind, alpha);
     narrow_into(dx, dxf);
     return;
   }
-  const Device d = check_f32("activation_backward", {&dx, &dy, &x, &y});
+  const Device d = check_float("activation_backward", {&dx, &dy, &x, &y});
   same_shape("activation_backward", dx, dy);
   same_shape("activation_backward", dy, x);
   same_shape("activation_backward", x, y);
-  twin<&cpu::activation_backward, &cuda::activation_backward>(d, {}, dx.data<float>(), dy.data<float>(),
-                                                               x.data<float>(), y.data<float>(), dx.numel(), kind,
-                                                               alpha);
+  twin<&cpu::activation_backward, &cuda::activation_backward>(d, {}, dx.raw(), dy.raw(), x.raw(), y.raw(), x.dtype(),
+                                                               dx.numel(), kind, alpha);
 }
 
 void softmax_forward(const Tensor& y, const Tensor& x, bool log) {

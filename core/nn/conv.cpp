@@ -3,7 +3,6 @@
 
 #include "gpudl/core/detail/backend.h"
 #include "gpudl/core/detail/nn_checks.h"
-#include "gpudl/core/detail/widen.h"
 #include "gpudl/core/runtime/context.h"
 #include "gpudl/kernels/conv.h"
 
@@ -11,7 +10,6 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
-using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -24,6 +22,11 @@ void check_conv(const char* op, const Tensor& x, const Tensor& weight, const Ten
     throw ShapeError(std::string(op) + ": x " + x.shape().str() + ", weight " + weight.shape().str() + ", y " +
                      y.shape().str() + " do not fit " + kernels::describe(g));
   }
+}
+
+ConvOptions with_dtype(ConvOptions o, DType dtype) {
+  o.dtype = dtype;
+  return o;
 }
 
 // The workspace the convolution kernels of `device` ask for, from its context.
@@ -40,56 +43,50 @@ ConvWorkspace conv_workspace(Device device, const ConvGeometry& g, const ConvOpt
 
 void conv2d_forward(const std::string& who, const Tensor& y, const Tensor& x, const Tensor& weight,
                     const Tensor& bias, const ConvGeometry& g, const ConvOptions& o) {
-  if (any_low({&y, &x, &weight})) {
-    const Tensor yf = f32_output(y);
-    conv2d_forward(who, yf, widen(x), widen(weight), bias, g, o);
-    narrow_into(y, yf);
-    return;
-  }
   named(who, [&] {
-    const Device d = check_f32("conv2d_forward", {&y, &x, &weight});
+    // x, weight and y in one type (f32, or bf16/f16 with FP32 sums); the bias is an FP32 parameter.
+    const Device d = check_float("conv2d_forward", {&y, &x, &weight});
     check_conv("conv2d_forward", x, weight, y, g);
     if (bias.defined()) {
-      check_f32("conv2d_forward", {&x, &bias});
+      check_f32("conv2d_forward", {&bias});
+      same_device("conv2d_forward", x, bias);
       numel_is("conv2d_forward", bias, g.k, "the bias");
     }
-    const ConvWorkspace ws = conv_workspace(d, g, o);
-    twin<&cpu::conv2d_forward, &cuda::conv2d_forward>(d, {.blas = true, .dnn = true}, y.data<float>(),
-                                                       x.data<float>(), weight.data<float>(), data_or_null(bias),
-                                                       g, o, ws.data, ws.bytes);
+    const ConvOptions typed = with_dtype(o, x.dtype());
+    const ConvWorkspace ws = conv_workspace(d, g, typed);
+    twin<&cpu::conv2d_forward, &cuda::conv2d_forward>(d, {.blas = true, .dnn = true}, y.raw(), x.raw(),
+                                                       weight.raw(), data_or_null(bias), g, typed, ws.data, ws.bytes);
   });
 }
 
 void conv2d_backward(const std::string& who, const Tensor& dx, const Tensor& weight_grad, const Tensor& bias_grad,
                      const Tensor& dy, const Tensor& x, const Tensor& weight, const ConvGeometry& g,
                      const ConvOptions& o) {
-  if (any_low({&dx, &dy, &x, &weight})) {
-    const Tensor dxf = f32_output(dx);
-    conv2d_backward(who, dxf, weight_grad, bias_grad, widen(dy), widen(x), widen(weight), g, o);
-    if (dx.defined()) narrow_into(dx, dxf);
-    return;
-  }
   named(who, [&] {
-    const Device d = check_f32("conv2d_backward", {&dy, &x, &weight, &weight_grad});
+    const Device d = check_float("conv2d_backward", {&dy, &x, &weight});
+    check_f32("conv2d_backward", {&weight_grad});
+    same_device("conv2d_backward", x, weight_grad);
     check_conv("conv2d_backward", x, weight, dy, g);
     same_shape("conv2d_backward", weight_grad, weight);
     if (dx.defined()) {
-      check_f32("conv2d_backward", {&x, &dx});
+      check("conv2d_backward", x.dtype(), {&x, &dx});
       same_shape("conv2d_backward", dx, x);
     }
     if (bias_grad.defined()) {
-      check_f32("conv2d_backward", {&x, &bias_grad});
+      check_f32("conv2d_backward", {&bias_grad});
+      same_device("conv2d_backward", x, bias_grad);
       numel_is("conv2d_backward", bias_grad, g.k, "the bias gradient");
     }
-    const ConvWorkspace ws = conv_workspace(d, g, o);
+    const ConvOptions typed = with_dtype(o, x.dtype());
+    const ConvWorkspace ws = conv_workspace(d, g, typed);
     const detail::Handles handles{.blas = true, .dnn = true};
     if (dx.defined()) {
-      twin<&cpu::conv2d_backward_data, &cuda::conv2d_backward_data>(d, handles, dx.data<float>(), dy.data<float>(),
-                                                                     weight.data<float>(), g, o, ws.data, ws.bytes);
+      twin<&cpu::conv2d_backward_data, &cuda::conv2d_backward_data>(d, handles, dx.raw(), dy.raw(), weight.raw(), g,
+                                                                     typed, ws.data, ws.bytes);
     }
-    twin<&cpu::conv2d_backward_filter, &cuda::conv2d_backward_filter>(
-        d, handles, weight_grad.data<float>(), data_or_null(bias_grad), dy.data<float>(), x.data<float>(), g, o,
-        ws.data, ws.bytes);
+    twin<&cpu::conv2d_backward_filter, &cuda::conv2d_backward_filter>(d, handles, weight_grad.data<float>(),
+                                                                       data_or_null(bias_grad), dy.raw(), x.raw(), g,
+                                                                       typed, ws.data, ws.bytes);
   });
 }
 

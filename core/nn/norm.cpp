@@ -10,7 +10,7 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
-using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
+using detail::widen, detail::f32_output, detail::narrow_into, detail::one_type;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -29,7 +29,10 @@ Nci nci_of(const char* op, const Tensor& x, const Tensor& per_channel) {
 // (undefined is fine where they need none).
 float* scratch_for(Device d, const Nci& s, const Tensor& x, const Tensor& scratch) {
   const std::int64_t need = batchnorm_scratch_floats(d, s.n, s.c, s.inner);
-  if (scratch.defined()) check_f32("batch norm scratch", {&x, &scratch});
+  if (scratch.defined()) {
+    check_f32("batch norm scratch", {&scratch});
+    same_device("batch norm scratch", x, scratch);
+  }
   if ((scratch.defined() ? scratch.numel() : 0) < need) {
     throw ShapeError("batch norm: scratch of " + std::to_string(scratch.defined() ? scratch.numel() : 0) +
                      " floats where " + std::to_string(need) + " are needed for " + x.shape().str());
@@ -46,59 +49,61 @@ void batchnorm_forward_train(const Tensor& y, const Tensor& save_mean, const Ten
                              const Tensor& running_mean, const Tensor& running_var, const Tensor& x,
                              const Tensor& gamma, const Tensor& beta, float eps, float momentum,
                              const Tensor& scratch) {
-  if (any_low({&y, &x})) {
-    const Tensor xf = widen(x);
-    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
-    batchnorm_forward_train(yf, save_mean, save_invstd, running_mean, running_var, xf, gamma, beta, eps, momentum,
-                            scratch);
+  if (!one_type({&y, &x})) {
+    // Mixed types: through FP32 copies, one rounding.
+    const Tensor yf = f32_output(y);
+    batchnorm_forward_train(yf, save_mean, save_invstd, running_mean, running_var, widen(x), gamma, beta, eps,
+                            momentum, scratch);
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("batchnorm_forward_train",
-                             {&y, &save_mean, &save_invstd, &running_mean, &running_var, &x, &gamma, &beta});
+  const Device d = check_float("batchnorm_forward_train", {&y, &x});
+  check_f32("batchnorm_forward_train", {&save_mean, &save_invstd, &running_mean, &running_var, &gamma, &beta});
+  same_device("batchnorm_forward_train", x, gamma);
   same_shape("batchnorm_forward_train", y, x);
   const Nci s = nci_of("batchnorm_forward_train", x, gamma);
   for (const Tensor* t : {&beta, &save_mean, &save_invstd, &running_mean, &running_var}) {
     numel_is("batchnorm_forward_train", *t, s.c, "a per-channel tensor");
   }
   twin<&cpu::batchnorm_forward_train, &cuda::batchnorm_forward_train>(
-      d, {}, y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), running_mean.data<float>(),
-      running_var.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, eps,
+      d, {}, y.raw(), save_mean.data<float>(), save_invstd.data<float>(), running_mean.data<float>(),
+      running_var.data<float>(), x.raw(), gamma.data<float>(), beta.data<float>(), x.dtype(), s.n, s.c, s.inner, eps,
       momentum, scratch_for(d, s, x, scratch));
 }
 
 void batchnorm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                             const Tensor& gamma, const Tensor& beta, float eps) {
-  if (any_low({&y, &x})) {
-    const Tensor xf = widen(x);
-    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
-    batchnorm_forward_eval(yf, xf, running_mean, running_var, gamma, beta, eps);
+  if (!one_type({&y, &x})) {
+    const Tensor yf = f32_output(y);
+    batchnorm_forward_eval(yf, widen(x), running_mean, running_var, gamma, beta, eps);
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("batchnorm_forward_eval", {&y, &x, &running_mean, &running_var, &gamma, &beta});
+  const Device d = check_float("batchnorm_forward_eval", {&y, &x});
+  check_f32("batchnorm_forward_eval", {&running_mean, &running_var, &gamma, &beta});
+  same_device("batchnorm_forward_eval", x, gamma);
   same_shape("batchnorm_forward_eval", y, x);
   const Nci s = nci_of("batchnorm_forward_eval", x, gamma);
   for (const Tensor* t : {&beta, &running_mean, &running_var}) {
     numel_is("batchnorm_forward_eval", *t, s.c, "a per-channel tensor");
   }
   twin<&cpu::batchnorm_forward_eval, &cuda::batchnorm_forward_eval>(
-      d, {}, y.data<float>(), x.data<float>(), running_mean.data<float>(), running_var.data<float>(),
-      gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, eps);
+      d, {}, y.raw(), x.raw(), running_mean.data<float>(), running_var.data<float>(), gamma.data<float>(),
+      beta.data<float>(), x.dtype(), s.n, s.c, s.inner, eps);
 }
 
 void batchnorm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
                         const Tensor& x, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& gamma,
                         const Tensor& scratch) {
-  if (any_low({&dx, &dy, &x})) {
-    const Tensor dyf = widen(dy);
-    const Tensor dxf = detail::same_memory(dx, dy) ? dyf : f32_output(dx);
-    batchnorm_backward(dxf, dgamma, dbeta, dyf, widen(x), save_mean, save_invstd, gamma, scratch);
+  if (!one_type({&dx, &dy, &x})) {
+    const Tensor dxf = f32_output(dx);
+    batchnorm_backward(dxf, dgamma, dbeta, widen(dy), widen(x), save_mean, save_invstd, gamma, scratch);
     narrow_into(dx, dxf);
     return;
   }
-  const Device d =
-      check_f32("batchnorm_backward", {&dx, &dgamma, &dbeta, &dy, &x, &save_mean, &save_invstd, &gamma});
+  const Device d = check_float("batchnorm_backward", {&dx, &dy, &x});
+  check_f32("batchnorm_backward", {&dgamma, &dbeta, &save_mean, &save_invstd, &gamma});
+  same_device("batchnorm_backward", x, gamma);
   same_shape("batchnorm_backward", dx, x);
   same_shape("batchnorm_backward", dy, x);
   const Nci s = nci_of("batchnorm_backward", x, gamma);
@@ -106,9 +111,8 @@ void batchnorm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& db
     numel_is("batchnorm_backward", *t, s.c, "a per-channel tensor");
   }
   twin<&cpu::batchnorm_backward, &cuda::batchnorm_backward>(
-      d, {}, dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(), x.data<float>(),
-      save_mean.data<float>(), save_invstd.data<float>(), gamma.data<float>(), s.n, s.c, s.inner,
-      scratch_for(d, s, x, scratch));
+      d, {}, dx.raw(), dgamma.data<float>(), dbeta.data<float>(), dy.raw(), x.raw(), save_mean.data<float>(),
+      save_invstd.data<float>(), gamma.data<float>(), x.dtype(), s.n, s.c, s.inner, scratch_for(d, s, x, scratch));
 }
 
 }  // namespace gpudl::nn

@@ -1,9 +1,13 @@
 // CPU implementations of the activation kernels: one loop per kind, so each vectorises.
 #include "gpudl/kernels/activation.h"
 
+#include <algorithm>
+#include <string>
 #include <utility>
 
+#include "gpudl/kernels/cpu/convert.h"
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/error.h"
 
 namespace gpudl::kernels::cpu {
 namespace {
@@ -49,16 +53,77 @@ void backward_range(float* dx, const float* dy, const float* x, const float* y, 
   }(std::make_integer_sequence<int, kActivationCount>{});
 }
 
-}  // namespace
+// bf16/f16: chunks small enough for the L1 cache are widened into FP32 buffers on the stack,
+// computed by the FP32 loops and rounded back, so no FP32 copy of the tensor is ever made.
+constexpr index_t kChunk = 1024;
 
-void activation_forward(float* y, const float* x, index_t n, Activation kind, float alpha, const Exec&) {
-  parallel_for(n, kGrain, [&](index_t i0, index_t i1) { forward_range(y + i0, x + i0, i1 - i0, kind, alpha); });
+bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+
+void check_type(DType t) {
+  if (t != DType::kF32 && !is_low(t)) {
+    throw ValueError(std::string("activation: dtype ") + dtype_name(t) + " is not f32, bf16 or f16");
+  }
 }
 
-void activation_backward(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
-                         float alpha, const Exec&) {
+void widen(float* out, const void* in, DType t, index_t offset, index_t n) {
+  if (t == DType::kBF16) {
+    bf16_to_f32(out, static_cast<const BFloat16*>(in) + offset, n);
+  } else {
+    f16_to_f32(out, static_cast<const Half*>(in) + offset, n);
+  }
+}
+
+void narrow(void* out, const float* in, DType t, index_t offset, index_t n) {
+  if (t == DType::kBF16) {
+    f32_to_bf16(static_cast<BFloat16*>(out) + offset, in, n);
+  } else {
+    f32_to_f16(static_cast<Half*>(out) + offset, in, n);
+  }
+}
+
+}  // namespace
+
+void activation_forward(void* y, const void* x, DType type, index_t n, Activation kind, float alpha, const Exec&) {
+  check_type(type);
+  if (type == DType::kF32) {
+    float* yf = static_cast<float*>(y);
+    const float* xf = static_cast<const float*>(x);
+    parallel_for(n, kGrain, [&](index_t i0, index_t i1) { forward_range(yf + i0, xf + i0, i1 - i0, kind, alpha); });
+    return;
+  }
   parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
-    backward_range(dx + i0, dy + i0, x + i0, y + i0, i1 - i0, kind, alpha);
+    float buffer[kChunk];
+    for (index_t c0 = i0; c0 < i1; c0 += kChunk) {
+      const index_t len = std::min(kChunk, i1 - c0);
+      widen(buffer, x, type, c0, len);
+      forward_range(buffer, buffer, len, kind, alpha);
+      narrow(y, buffer, type, c0, len);
+    }
+  });
+}
+
+void activation_backward(void* dx, const void* dy, const void* x, const void* y, DType type, index_t n,
+                         Activation kind, float alpha, const Exec&) {
+  check_type(type);
+  if (type == DType::kF32) {
+    float* dxf = static_cast<float*>(dx);
+    const float *dyf = static_cast<const float*>(dy), *xf = static_cast<const float*>(x),
+                *yf = static_cast<const float*>(y);
+    parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
+      backward_range(dxf + i0, dyf + i0, xf + i0, yf + i0, i1 - i0, kind, alpha);
+    });
+    return;
+  }
+  parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
+    float g[kChunk], in[kChunk], out[kChunk], result[kChunk];
+    for (index_t c0 = i0; c0 < i1; c0 += kChunk) {
+      const index_t len = std::min(kChunk, i1 - c0);
+      widen(g, dy, type, c0, len);
+      widen(in, x, type, c0, len);
+      widen(out, y, type, c0, len);
+      backward_range(result, g, in, out, len, kind, alpha);
+      narrow(dx, result, type, c0, len);
+    }
   });
 }
 

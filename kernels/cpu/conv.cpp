@@ -3,10 +3,12 @@
 #include "gpudl/kernels/conv.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/gemm.h"
 
 namespace gpudl::kernels::cpu {
@@ -163,10 +165,8 @@ void block_im2col(float* col, const float* x, index_t b0, index_t nb, index_t gr
   });
 }
 
-}  // namespace
-
-void conv2d_forward(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
-                    const ConvOptions&, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+void forward_f32(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
+                 void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   check_workspace(g, workspace, workspace_bytes, "conv2d_forward");
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, crs = cg * g.r * g.s;
   const index_t hw = g.h * g.w, ohw = g.out_h() * g.out_w();
@@ -213,8 +213,8 @@ void conv2d_forward(float* y, const float* x, const float* weight, const float* 
   }
 }
 
-void conv2d_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g, const ConvOptions&,
-                          void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+void backward_data_f32(float* dx, const float* dy, const float* weight, const ConvGeometry& g, void* workspace,
+                       std::size_t workspace_bytes, const Exec& exec) {
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_data");
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, crs = cg * g.r * g.s;
   const index_t hw = g.h * g.w, ohw = g.out_h() * g.out_w();
@@ -244,8 +244,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* weight, const
   }
 }
 
-void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const float* x, const ConvGeometry& g,
-                            const ConvOptions&, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+void backward_filter_f32(float* dweight, float* dbias, const float* dy, const float* x, const ConvGeometry& g,
+                         void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_filter");
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, crs = cg * g.r * g.s;
   const index_t hw = g.h * g.w, ohw = g.out_h() * g.out_w();
@@ -281,6 +281,97 @@ void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const
     }
   }
   for (std::size_t kk = 0; kk < bias_sums.size(); ++kk) dbias[kk] += static_cast<float>(bias_sums[kk]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16/f16: FP32 kernels on widened operands, rounded where cuDNN stores (see conv.inc)
+
+bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+
+void check_dtype(const ConvOptions& o, const char* op) {
+  if (o.dtype != DType::kF32 && !is_low(o.dtype)) {
+    throw ValueError(std::string(op) + ": dtype " + dtype_name(o.dtype) + " is not f32, bf16 or f16");
+  }
+}
+
+// An FP32 copy of n elements of type t (exact).
+std::vector<float> widened(const void* p, DType t, index_t n) {
+  std::vector<float> out(static_cast<std::size_t>(n));
+  cast(out.data(), DType::kF32, p, t, n, Exec{});
+  return out;
+}
+
+// Rounds every value to the nearest one of type t (to nearest even), in place.
+void round_to(std::vector<float>& v, DType t) {
+  std::vector<std::uint16_t> low(v.size());
+  const auto n = static_cast<index_t>(v.size());
+  cast(low.data(), t, v.data(), DType::kF32, n, Exec{});
+  cast(v.data(), DType::kF32, low.data(), t, n, Exec{});
+}
+
+index_t x_elements(const ConvGeometry& g) { return g.n * g.c * g.h * g.w; }
+index_t w_elements(const ConvGeometry& g) { return g.k * (g.c / g.groups) * g.r * g.s; }
+index_t y_elements(const ConvGeometry& g) { return g.n * g.k * g.out_h() * g.out_w(); }
+
+}  // namespace
+
+void conv2d_forward(void* y, const void* x, const void* weight, const float* bias, const ConvGeometry& g,
+                    const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  check_dtype(o, "conv2d_forward");
+  if (o.dtype == DType::kF32) {
+    forward_f32(static_cast<float*>(y), static_cast<const float*>(x), static_cast<const float*>(weight), bias, g,
+                workspace, workspace_bytes, exec);
+    return;
+  }
+  check_workspace(g, workspace, workspace_bytes, "conv2d_forward");
+  const std::vector<float> xf = widened(x, o.dtype, x_elements(g)), wf = widened(weight, o.dtype, w_elements(g));
+  std::vector<float> yf(static_cast<std::size_t>(y_elements(g)));
+  forward_f32(yf.data(), xf.data(), wf.data(), nullptr, g, workspace, workspace_bytes, exec);
+  if (bias != nullptr) {
+    round_to(yf, o.dtype);  // the convolution as stored, then the bias added to it
+    const index_t ohw = g.out_h() * g.out_w();
+    parallel_for(g.n * g.k, 1, [&](index_t p0, index_t p1) {
+      for (index_t p = p0; p < p1; ++p) {
+        float* plane = yf.data() + p * ohw;
+        const float b = bias[p % g.k];
+        for (index_t i = 0; i < ohw; ++i) plane[i] += b;
+      }
+    });
+  }
+  cast(y, o.dtype, yf.data(), DType::kF32, y_elements(g), exec);
+}
+
+void conv2d_backward_data(void* dx, const void* dy, const void* weight, const ConvGeometry& g, const ConvOptions& o,
+                          void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  check_dtype(o, "conv2d_backward_data");
+  if (o.dtype == DType::kF32) {
+    backward_data_f32(static_cast<float*>(dx), static_cast<const float*>(dy), static_cast<const float*>(weight), g,
+                      workspace, workspace_bytes, exec);
+    return;
+  }
+  check_workspace(g, workspace, workspace_bytes, "conv2d_backward_data");
+  const std::vector<float> dyf = widened(dy, o.dtype, y_elements(g)), wf = widened(weight, o.dtype, w_elements(g));
+  std::vector<float> dxf(static_cast<std::size_t>(x_elements(g)));
+  backward_data_f32(dxf.data(), dyf.data(), wf.data(), g, workspace, workspace_bytes, exec);
+  cast(dx, o.dtype, dxf.data(), DType::kF32, x_elements(g), exec);
+}
+
+void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const void* x, const ConvGeometry& g,
+                            const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  check_dtype(o, "conv2d_backward_filter");
+  if (o.dtype == DType::kF32) {
+    backward_filter_f32(dweight, dbias, static_cast<const float*>(dy), static_cast<const float*>(x), g, workspace,
+                        workspace_bytes, exec);
+    return;
+  }
+  check_workspace(g, workspace, workspace_bytes, "conv2d_backward_filter");
+  const std::vector<float> dyf = widened(dy, o.dtype, y_elements(g)), xf = widened(x, o.dtype, x_elements(g));
+  // This call's weight gradient alone, rounded to the data's type before it joins dweight; the
+  // bias gradient is summed from the (exact) widened dy straight into dbias.
+  std::vector<float> dwf(static_cast<std::size_t>(w_elements(g)), 0.0f);
+  backward_filter_f32(dwf.data(), dbias, dyf.data(), xf.data(), g, workspace, workspace_bytes, exec);
+  round_to(dwf, o.dtype);
+  for (std::size_t i = 0; i < dwf.size(); ++i) dweight[i] += dwf[i];
 }
 
 }  // namespace gpudl::kernels::cpu

@@ -1,5 +1,6 @@
 // CUDA activation kernels; twins of kernels/cpu/activation.cpp.
 #include "gpudl/kernels/activation.h"
+#include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/cuda/launch.cuh"
 
 namespace gpudl::kernels::cuda {
@@ -8,18 +9,21 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
-__global__ void activation_forward_kernel(float* y, const float* x, index_t n, Activation kind, float alpha) {
+
+template <class T>
+__global__ void activation_forward_kernel(T* y, const T* x, index_t n, Activation kind, float alpha) {
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    y[i] = activate(kind, x[i], alpha);
+    y[i] = store<T>(activate(kind, load(x[i]), alpha));
   }
 }
 
-__global__ void activation_backward_kernel(float* dx, const float* dy, const float* x, const float* y, index_t n,
-                                           Activation kind, float alpha) {
+template <class T>
+__global__ void activation_backward_kernel(T* dx, const T* dy, const T* x, const T* y, index_t n, Activation kind,
+                                           float alpha) {
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    dx[i] = activate_grad(kind, dy[i], x[i], y[i], alpha);
+    dx[i] = store<T>(activate_grad(kind, load(dy[i]), load(x[i]), load(y[i]), alpha));
   }
 }
 
@@ -28,17 +32,26 @@ __global__ void activation_backward_kernel(float* dx, const float* dy, const flo
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void activation_forward(float* y, const float* x, index_t n, Activation kind, float alpha, const Exec& exec) {
-  if (n == 0) return;
-  activation_forward_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(y, x, n, kind, alpha);
+void activation_forward(void* y, const void* x, DType type, index_t n, Activation kind, float alpha,
+                        const Exec& exec) {
+  kernels::detail::with_float_type(type, "activation", [&](auto tag) {
+    using T = decltype(tag);
+    if (n == 0) return;
+    activation_forward_kernel<T><<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(y), static_cast<const T*>(x), n, kind, alpha);
+  });
   GPUDL_CHECK_LAUNCH();
 }
 
-void activation_backward(float* dx, const float* dy, const float* x, const float* y, index_t n, Activation kind,
-                         float alpha, const Exec& exec) {
-  if (n == 0) return;
-  activation_backward_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(dx, dy, x, y, n,
-                                                                                                 kind, alpha);
+void activation_backward(void* dx, const void* dy, const void* x, const void* y, DType type, index_t n,
+                         Activation kind, float alpha, const Exec& exec) {
+  kernels::detail::with_float_type(type, "activation", [&](auto tag) {
+    using T = decltype(tag);
+    if (n == 0) return;
+    activation_backward_kernel<T><<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(y), n, kind,
+        alpha);
+  });
   GPUDL_CHECK_LAUNCH();
 }
 

@@ -14,9 +14,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gpudl/kernels/conv.h"
+#include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/cuda/launch.cuh"
 
 namespace gpudl::kernels::cuda {
@@ -25,22 +27,25 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
+
 // y[b, kk, p] += bias[kk] over y (n, k, inner).
-__global__ void add_channel_bias_kernel(float* y, const float* bias, index_t total, index_t k, index_t inner) {
+template <class T>
+__global__ void add_channel_bias_kernel(T* y, const float* bias, index_t total, index_t k, index_t inner) {
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    y[i] += bias[(i / inner) % k];
+    y[i] = store<T>(load(y[i]) + bias[(i / inner) % k]);
   }
 }
 
 // dbias[kk] += sum of dy[b, kk, p] over b and p, one block per channel. The summation order
 // depends only on the sizes, so repeated runs agree bit for bit.
-__global__ void channel_sum_add_kernel(float* dbias, const float* dy, index_t n, index_t k, index_t inner) {
+template <class T>
+__global__ void channel_sum_add_kernel(float* dbias, const T* dy, index_t n, index_t k, index_t inner) {
   const index_t kk = blockIdx.x;
   float sum = 0.0f;
   for (index_t b = 0; b < n; ++b) {
-    const float* plane = dy + (b * k + kk) * inner;
-    for (index_t p = threadIdx.x; p < inner; p += blockDim.x) sum += plane[p];
+    const T* plane = dy + (b * k + kk) * inner;
+    for (index_t p = threadIdx.x; p < inner; p += blockDim.x) sum += load(plane[p]);
   }
   sum = detail::block_sum(sum);
   if (threadIdx.x == 0) dbias[kk] += sum;
@@ -55,6 +60,46 @@ __global__ void sum_partials_kernel(float* out, const float* partial, index_t pa
     out[i] += sum;
   }
 }
+
+// out[i] += in[i] rounded to T and widened again: a low-precision weight gradient joining the
+// FP32 one, rounded as cuDNN stores it (in is FP32 or already of type T).
+template <class T, class In>
+__global__ void accumulate_rounded_kernel(float* out, const In* in, index_t count) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    out[i] += load(store<T>(load(in[i])));
+  }
+}
+
+// Runs fn(T{}) with T the element type of `dtype` (f32, bf16, f16; checked by the callers).
+template <class Fn>
+void with_type(DType dtype, Fn fn) {
+  kernels::detail::with_float_type(dtype, "conv2d", fn);
+}
+
+bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+
+cudnnDataType_t dnn_type(DType t) {
+  return t == DType::kBF16 ? CUDNN_DATA_BFLOAT16 : t == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+}
+cudaDataType_t blas_type(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : t == DType::kF16 ? CUDA_R_16F : CUDA_R_32F; }
+
+void check_dtype(DType t, const char* op) {
+  if (t != DType::kF32 && !is_low(t)) {
+    throw ValueError(std::string(op) + ": dtype " + dtype_name(t) + " is not f32, bf16 or f16");
+  }
+}
+
+// Offsets a pointer to data of type t by `elements`.
+template <class P>
+P* advance(P* p, index_t elements, DType t) {
+  using Byte = std::conditional_t<std::is_const_v<P>, const char, char>;
+  return reinterpret_cast<P*>(reinterpret_cast<Byte*>(p) + elements * static_cast<index_t>(dtype_size(t)));
+}
+
+// Where a low-precision weight gradient waits in the workspace, after cuDNN's own part.
+constexpr std::size_t kAlign = 256;
+std::size_t aligned(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
 // ---------------------------------------------------------------------------------------------
 // status checks that name the geometry
@@ -123,20 +168,25 @@ void check_workspace(const ConvGeometry& g, const void* workspace, std::size_t h
 // Row-major C_i = op(A_i) op(B_i) (+ beta C_i) for i < batch, as column-major C_iᵀ = op(B_i)ᵀ op(A_i)ᵀ
 // (the operands swapped, no data moved). TF32 is asked for through the compute type, per call,
 // rather than through the math mode of the handle that every other GEMM shares.
+// A and B are of type o.dtype (tensor cores for bf16/f16, FP32 sums), C of type c_type.
 void gemm_batched(cublasHandle_t handle, const ConvGeometry& g, const ConvOptions& o, Transpose ta, Transpose tb,
-                  index_t m, index_t n, index_t k, const float* a, index_t lda, index_t stride_a, const float* b,
-                  index_t ldb, index_t stride_b, float beta, float* c, index_t ldc, index_t stride_c, index_t batch) {
+                  index_t m, index_t n, index_t k, const void* a, index_t lda, index_t stride_a, const void* b,
+                  index_t ldb, index_t stride_b, float beta, void* c, DType c_type, index_t ldc, index_t stride_c,
+                  index_t batch) {
   const float alpha = 1.0f;
   const cublasOperation_t op_a = ta == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = tb == Transpose::kYes ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasComputeType_t compute = o.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute =
+      o.allow_tf32 && o.dtype == DType::kF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cudaDataType_t ab = blas_type(o.dtype);
   for (index_t first = 0; first < batch; first += kMaxGemmBatch) {
     const index_t count = std::min(kMaxGemmBatch, batch - first);
     GPUDL_CHECK_CONV(cublasGemmStridedBatchedEx(
                          handle, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha,
-                         b + first * stride_b, CUDA_R_32F, static_cast<int>(ldb), stride_b, a + first * stride_a,
-                         CUDA_R_32F, static_cast<int>(lda), stride_a, &beta, c + first * stride_c, CUDA_R_32F,
-                         static_cast<int>(ldc), stride_c, static_cast<int>(count), compute, CUBLAS_GEMM_DEFAULT),
+                         advance(b, first * stride_b, o.dtype), ab, static_cast<int>(ldb), stride_b,
+                         advance(a, first * stride_a, o.dtype), ab, static_cast<int>(lda), stride_a, &beta,
+                         advance(c, first * stride_c, c_type), blas_type(c_type), static_cast<int>(ldc), stride_c,
+                         static_cast<int>(count), compute, CUBLAS_GEMM_DEFAULT),
                      g);
   }
 }
@@ -147,56 +197,79 @@ index_t partial_images(const ConvGeometry& g) {
   return std::clamp<index_t>(static_cast<index_t>(kPartialCap) / per_image, 1, std::max<index_t>(g.n, 1));
 }
 
-std::size_t pointwise_workspace_bytes(const ConvGeometry& g) {
-  if (g.n <= 1) return 0;  // one image accumulates straight into dweight
-  return static_cast<std::size_t>(partial_images(g) * g.k * (g.c / g.groups)) * sizeof(float);
+std::size_t pointwise_workspace_bytes(const ConvGeometry& g, const ConvOptions& o) {
+  const auto count = static_cast<std::size_t>(g.k * (g.c / g.groups));
+  // A low-precision gradient is summed in FP32 beside the partials, then rounded once as a whole
+  // before it joins dweight; one FP32 image accumulates straight into dweight.
+  if (is_low(o.dtype)) return (static_cast<std::size_t>(partial_images(g)) + 1) * count * sizeof(float);
+  if (g.n <= 1) return 0;
+  return static_cast<std::size_t>(partial_images(g)) * count * sizeof(float);
 }
 
 // y_g[b] (kg, hw) = W_g (kg, cg) · x_g[b] (cg, hw), batched over the images.
-void pointwise_forward(float* y, const float* x, const float* weight, const ConvGeometry& g, const ConvOptions& o,
+void pointwise_forward(void* y, const void* x, const void* weight, const ConvGeometry& g, const ConvOptions& o,
                        cublasHandle_t handle) {
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, hw = g.h * g.w;
+  const DType t = o.dtype;
   for (index_t grp = 0; grp < g.groups; ++grp) {
-    gemm_batched(handle, g, o, Transpose::kNo, Transpose::kNo, kg, hw, cg, weight + grp * kg * cg, cg, 0,
-                 x + grp * cg * hw, hw, g.c * hw, 0.0f, y + grp * kg * hw, hw, g.k * hw, g.n);
+    gemm_batched(handle, g, o, Transpose::kNo, Transpose::kNo, kg, hw, cg, advance(weight, grp * kg * cg, t), cg, 0,
+                 advance(x, grp * cg * hw, t), hw, g.c * hw, 0.0f, advance(y, grp * kg * hw, t), t, hw, g.k * hw, g.n);
   }
 }
 
 // dx_g[b] (cg, hw) = W_gᵀ (cg, kg) · dy_g[b] (kg, hw).
-void pointwise_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g,
+void pointwise_backward_data(void* dx, const void* dy, const void* weight, const ConvGeometry& g,
                              const ConvOptions& o, cublasHandle_t handle) {
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, hw = g.h * g.w;
+  const DType t = o.dtype;
   for (index_t grp = 0; grp < g.groups; ++grp) {
-    gemm_batched(handle, g, o, Transpose::kYes, Transpose::kNo, cg, hw, kg, weight + grp * kg * cg, cg, 0,
-                 dy + grp * kg * hw, hw, g.k * hw, 0.0f, dx + grp * cg * hw, hw, g.c * hw, g.n);
+    gemm_batched(handle, g, o, Transpose::kYes, Transpose::kNo, cg, hw, kg, advance(weight, grp * kg * cg, t), cg, 0,
+                 advance(dy, grp * kg * hw, t), hw, g.k * hw, 0.0f, advance(dx, grp * cg * hw, t), t, hw, g.c * hw,
+                 g.n);
   }
 }
 
 // dW_g (kg, cg) += sum over b of dy_g[b] (kg, hw) · x_g[b]ᵀ (hw, cg). A GEMM cannot sum over
 // the images (they are not one matrix), so each chunk of images writes per-image products to
 // the workspace and a second kernel adds them up in a fixed order.
-void pointwise_backward_filter(float* dweight, const float* dy, const float* x, const ConvGeometry& g,
+void pointwise_backward_filter(float* dweight, const void* dy, const void* x, const ConvGeometry& g,
                                const ConvOptions& o, float* partial, const Exec& exec, cublasHandle_t handle) {
   const index_t cg = g.c / g.groups, kg = g.k / g.groups, hw = g.h * g.w;
-  if (g.n == 1) {
+  const DType t = o.dtype;
+  if (g.n == 1 && t == DType::kF32) {
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, dy + grp * kg * hw, hw, 0,
-                   x + grp * cg * hw, hw, 0, 1.0f, dweight + grp * kg * cg, cg, 0, 1);
+      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, advance(dy, grp * kg * hw, t), hw, 0,
+                   advance(x, grp * cg * hw, t), hw, 0, 1.0f, dweight + grp * kg * cg, DType::kF32, cg, 0, 1);
     }
     return;
   }
   const index_t chunk = partial_images(g), count = g.k * cg;
+  // A low-precision gradient is summed over every chunk in FP32 first and rounded once at the end.
+  float* target = dweight;
+  if (is_low(t)) {
+    target = partial + chunk * count;
+    GPUDL_CHECK_CONV(cudaMemsetAsync(target, 0, static_cast<std::size_t>(count) * sizeof(float),
+                                     detail::stream_of(exec)),
+                     g);
+  }
   for (index_t b0 = 0; b0 < g.n; b0 += chunk) {
     const index_t images = std::min(chunk, g.n - b0);
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, dy + (b0 * g.k + grp * kg) * hw, hw,
-                   g.k * hw, x + (b0 * g.c + grp * cg) * hw, hw, g.c * hw, 0.0f, partial + grp * kg * cg, cg, count,
-                   images);
+      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, advance(dy, (b0 * g.k + grp * kg) * hw, t),
+                   hw, g.k * hw, advance(x, (b0 * g.c + grp * cg) * hw, t), hw, g.c * hw, 0.0f,
+                   partial + grp * kg * cg, DType::kF32, cg, count, images);
     }
-    sum_partials_kernel<<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(dweight, partial,
+    sum_partials_kernel<<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(target, partial,
                                                                                                  images, count);
     GPUDL_CHECK_CONV(cudaGetLastError(), g);
   }
+  if (!is_low(t)) return;
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    accumulate_rounded_kernel<T, float><<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        dweight, target, count);
+  });
+  GPUDL_CHECK_CONV(cudaGetLastError(), g);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,15 +303,20 @@ struct Plan {
 };
 
 // TF32 is off unless asked for: CUDNN_FMA_MATH restricts cuDNN to FP32 FMA kernels, whereas
-// CUDNN_DEFAULT_MATH lets it round FP32 operands to TF32 on tensor cores.
-cudnnMathType_t requested_math(const ConvOptions& o) { return o.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
+// CUDNN_DEFAULT_MATH lets it round FP32 operands to TF32 on tensor cores. bf16/f16 data is what
+// the tensor cores are for: CUDNN_TENSOR_OP_MATH.
+bool tensor_cores_allowed(const ConvOptions& o) { return o.allow_tf32 || is_low(o.dtype); }
+cudnnMathType_t requested_math(const ConvOptions& o) {
+  if (is_low(o.dtype)) return CUDNN_TENSOR_OP_MATH;
+  return o.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+}
 
 void make_convolution(cudnnConvolutionDescriptor_t* desc, const ConvGeometry& g, const ConvOptions& o) {
   GPUDL_CHECK_CONV(cudnnCreateConvolutionDescriptor(desc), g);
   GPUDL_CHECK_CONV(cudnnSetConvolution2dDescriptor(*desc, static_cast<int>(g.pad_h), static_cast<int>(g.pad_w),
                                                    static_cast<int>(g.stride_h), static_cast<int>(g.stride_w),
                                                    static_cast<int>(g.dilation_h), static_cast<int>(g.dilation_w),
-                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),  // FP32 sums
                    g);
   GPUDL_CHECK_CONV(cudnnSetConvolutionGroupCount(*desc, static_cast<int>(g.groups)), g);
   GPUDL_CHECK_CONV(cudnnSetConvolutionMathType(*desc, requested_math(o)), g);
@@ -256,9 +334,9 @@ bool pick(const std::vector<Perf>& candidates, int returned, cudnnConvolutionDes
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
     if (o.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
     const bool tensor_ops = p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    if (!o.allow_tf32 && tensor_ops) continue;
+    if (!tensor_cores_allowed(o) && tensor_ops) continue;
     // Under FP32 the descriptor stays on FMA math whatever the candidate reports.
-    const cudnnMathType_t math = o.allow_tf32 ? p.mathType : CUDNN_FMA_MATH;
+    const cudnnMathType_t math = tensor_cores_allowed(o) ? p.mathType : CUDNN_FMA_MATH;
     GPUDL_CHECK_CONV(cudnnSetConvolutionMathType(conv, math), g);
     std::size_t need = 0;
     if (query(p.algo, &need) != CUDNN_STATUS_SUCCESS) continue;  // not supported with this math type
@@ -357,10 +435,11 @@ struct Search {
 
 bool prepare_scratch_tensors(Search& s) {
   const ConvGeometry& g = s.g;
-  auto floats = [](index_t n) { return static_cast<std::size_t>(n) * sizeof(float); };
-  const bool got = s.x.acquire(s.allocator, floats(g.n * g.c * g.h * g.w), s.stream) &&
-                   s.w.acquire(s.allocator, floats(g.k * (g.c / g.groups) * g.r * g.s), s.stream) &&
-                   s.y.acquire(s.allocator, floats(g.n * g.k * g.out_h() * g.out_w()), s.stream);
+  const std::size_t element = dtype_size(s.o.dtype);
+  auto bytes = [element](index_t n) { return static_cast<std::size_t>(n) * element; };
+  const bool got = s.x.acquire(s.allocator, bytes(g.n * g.c * g.h * g.w), s.stream) &&
+                   s.w.acquire(s.allocator, bytes(g.k * (g.c / g.groups) * g.r * g.s), s.stream) &&
+                   s.y.acquire(s.allocator, bytes(g.n * g.k * g.out_h() * g.out_w()), s.stream);
   if (!got) {
     s.x.reset();
     s.w.reset();
@@ -434,7 +513,9 @@ void rank_and_choose(Search& s, int count, cudnnConvolutionDescriptor_t conv, co
   }
   if (pick(ranked, returned, conv, g, o, kWorkspaceCap, algo, bytes, &too_big, query)) return;
   const std::string what = std::string("cuDNN has no ") + direction + " algorithm" +
-                           (o.deterministic ? " (deterministic)" : "") + (o.allow_tf32 ? "" : " (FP32 math)");
+                           (o.deterministic ? " (deterministic)" : "") +
+                           (is_low(o.dtype) ? std::string(" (") + dtype_name(o.dtype) + ")"
+                                            : o.allow_tf32 ? std::string() : std::string(" (FP32 math)"));
   if (too_big) {
     throw OutOfMemoryError(what + " within the " + std::to_string(kWorkspaceCap >> 20) +
                            " MiB workspace cap for conv2d " + describe(g));
@@ -456,15 +537,15 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
   const index_t oh = g.out_h(), ow = g.out_w();
   GPUDL_CHECK_CONV(cudnnCreateTensorDescriptor(&plan->x), g);
   GPUDL_CHECK_CONV(
-      cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, dim(g.n), dim(g.c), dim(g.h), dim(g.w)),
+      cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, dnn_type(o.dtype), dim(g.n), dim(g.c), dim(g.h), dim(g.w)),
       g);
   GPUDL_CHECK_CONV(cudnnCreateTensorDescriptor(&plan->y), g);
   GPUDL_CHECK_CONV(
-      cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, dim(g.n), dim(g.k), dim(oh), dim(ow)),
+      cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, dnn_type(o.dtype), dim(g.n), dim(g.k), dim(oh), dim(ow)),
       g);
   // KCRS with C the input channels of one group, as cuDNN expects for grouped convolutions.
   GPUDL_CHECK_CONV(cudnnCreateFilterDescriptor(&plan->w), g);
-  GPUDL_CHECK_CONV(cudnnSetFilter4dDescriptor(plan->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, dim(g.k),
+  GPUDL_CHECK_CONV(cudnnSetFilter4dDescriptor(plan->w, dnn_type(o.dtype), CUDNN_TENSOR_NCHW, dim(g.k),
                                               dim(g.c / g.groups), dim(g.r), dim(g.s)),
                    g);
   make_convolution(&plan->fwd, g, o);
@@ -538,7 +619,7 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const ConvGeometry& g, con
   return plan;
 }
 
-using PlanKey = std::array<index_t, 17>;
+using PlanKey = std::array<index_t, 18>;
 using PlanPtr = std::shared_ptr<const Plan>;
 
 // A plan made under a memory shortage: it serves the calls that follow its search (the caller
@@ -583,7 +664,7 @@ PlanPtr plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions&
   GPUDL_CHECK_CONV(cudaGetDevice(&device), g);
   const PlanKey key{device,      g.n,        g.c,     g.h,     g.w,          g.k,          g.r,      g.s,
                     g.stride_h,  g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups, o.deterministic,
-                    o.allow_tf32};
+                    o.allow_tf32, static_cast<index_t>(o.dtype)};
   PlanCache& cache = plan_cache();
   {
     std::lock_guard lock(cache.mutex);
@@ -610,11 +691,21 @@ PlanPtr plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions&
   return cache.plans.emplace(key, plan).first->second;
 }
 
-void add_bias(float* y, const float* bias, const ConvGeometry& g, const Exec& exec) {
+void add_bias(void* y, const float* bias, const ConvGeometry& g, DType t, const Exec& exec) {
   const index_t inner = g.out_h() * g.out_w(), total = g.n * g.k * inner;
-  add_channel_bias_kernel<<<detail::grid_for(total), detail::kBlock, 0, detail::stream_of(exec)>>>(y, bias, total, g.k,
-                                                                                                   inner);
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    add_channel_bias_kernel<T><<<detail::grid_for(total), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(y), bias, total, g.k, inner);
+  });
   GPUDL_CHECK_CONV(cudaGetLastError(), g);
+}
+
+// Bytes after cuDNN's backward-filter workspace where a low-precision weight gradient is put
+// before it is added into the FP32 dweight (cuDNN writes the filter gradient in the data's type).
+std::size_t filter_gradient_bytes(const ConvGeometry& g, const ConvOptions& o) {
+  if (!is_low(o.dtype)) return 0;
+  return aligned(static_cast<std::size_t>(g.k * (g.c / g.groups) * g.r * g.s) * dtype_size(o.dtype));
 }
 
 }  // namespace
@@ -624,15 +715,20 @@ void add_bias(float* y, const float* bias, const ConvGeometry& g, const Exec& ex
 
 std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions& o, const Exec& exec) {
   validate(g);
+  check_dtype(o.dtype, "conv2d_workspace_bytes");
   if (g.n == 0) return 0;
   check_int_range(g, "conv2d_workspace_bytes");
-  if (g.is_pointwise()) return pointwise_workspace_bytes(g);
-  return plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, o, exec, Lookup::kSearchUnlessKept)->workspace_bytes();
+  if (g.is_pointwise()) return pointwise_workspace_bytes(g, o);
+  const PlanPtr plan =
+      plan_for(dnn_of(exec, g, "conv2d_workspace_bytes"), g, o, exec, Lookup::kSearchUnlessKept);
+  // The low-precision filter gradient waits after the part cuDNN uses for that direction.
+  return std::max(plan->workspace_bytes(), aligned(plan->bwd_filter_bytes) + filter_gradient_bytes(g, o));
 }
 
-void conv2d_forward(float* y, const float* x, const float* weight, const float* bias, const ConvGeometry& g,
+void conv2d_forward(void* y, const void* x, const void* weight, const float* bias, const ConvGeometry& g,
                     const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   validate(g);
+  check_dtype(o.dtype, "conv2d_forward");
   if (g.n == 0) return;
   check_int_range(g, "conv2d_forward");
   if (g.is_pointwise()) {
@@ -642,17 +738,20 @@ void conv2d_forward(float* y, const float* x, const float* weight, const float* 
     const PlanPtr plan_ptr = plan_for(handle, g, o, exec, Lookup::kUseProvisional);
     const Plan& plan = *plan_ptr;
     check_workspace(g, workspace, workspace_bytes, plan.fwd_bytes, "conv2d_forward");
+    // alpha and beta are floats for bf16/f16 data too (cuDNN's scaling parameters follow the
+    // compute type, FP32 here).
     const float one = 1.0f, zero = 0.0f;
     GPUDL_CHECK_CONV(cudnnConvolutionForward(handle, &one, plan.x, x, plan.w, weight, plan.fwd, plan.fwd_algo,
                                              workspace, workspace_bytes, &zero, plan.y, y),
                      g);
   }
-  if (bias != nullptr) add_bias(y, bias, g, exec);
+  if (bias != nullptr) add_bias(y, bias, g, o.dtype, exec);
 }
 
-void conv2d_backward_data(float* dx, const float* dy, const float* weight, const ConvGeometry& g, const ConvOptions& o,
+void conv2d_backward_data(void* dx, const void* dy, const void* weight, const ConvGeometry& g, const ConvOptions& o,
                           void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   validate(g);
+  check_dtype(o.dtype, "conv2d_backward_data");
   if (g.n == 0) return;
   check_int_range(g, "conv2d_backward_data");
   if (g.is_pointwise()) {
@@ -669,30 +768,53 @@ void conv2d_backward_data(float* dx, const float* dy, const float* weight, const
                    g);
 }
 
-void conv2d_backward_filter(float* dweight, float* dbias, const float* dy, const float* x, const ConvGeometry& g,
+void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const void* x, const ConvGeometry& g,
                             const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   validate(g);
+  check_dtype(o.dtype, "conv2d_backward_filter");
   if (g.n == 0) return;
   check_int_range(g, "conv2d_backward_filter");
   if (g.is_pointwise()) {
-    check_workspace(g, workspace, workspace_bytes, pointwise_workspace_bytes(g), "conv2d_backward_filter");
+    check_workspace(g, workspace, workspace_bytes, pointwise_workspace_bytes(g, o), "conv2d_backward_filter");
     pointwise_backward_filter(dweight, dy, x, g, o, static_cast<float*>(workspace), exec,
                               blas_of(exec, g, "conv2d_backward_filter"));
   } else {
     cudnnHandle_t handle = dnn_of(exec, g, "conv2d_backward_filter");
     const PlanPtr plan_ptr = plan_for(handle, g, o, exec, Lookup::kUseProvisional);
     const Plan& plan = *plan_ptr;
-    check_workspace(g, workspace, workspace_bytes, plan.bwd_filter_bytes, "conv2d_backward_filter");
-    // beta = 1: parameter gradients accumulate, as everywhere in this library.
-    const float one = 1.0f;
-    GPUDL_CHECK_CONV(
-        cudnnConvolutionBackwardFilter(handle, &one, plan.x, x, plan.y, dy, plan.bwd_filter, plan.bwd_filter_algo,
-                                       workspace, workspace_bytes, &one, plan.w, dweight),
-        g);
+    const float one = 1.0f, zero = 0.0f;
+    if (!is_low(o.dtype)) {
+      check_workspace(g, workspace, workspace_bytes, plan.bwd_filter_bytes, "conv2d_backward_filter");
+      // beta = 1: parameter gradients accumulate, as everywhere in this library.
+      GPUDL_CHECK_CONV(
+          cudnnConvolutionBackwardFilter(handle, &one, plan.x, x, plan.y, dy, plan.bwd_filter, plan.bwd_filter_algo,
+                                         workspace, workspace_bytes, &one, plan.w, dweight),
+          g);
+    } else {
+      // cuDNN writes the filter gradient in the data's type: into the workspace past its own
+      // part, then added (widened) into the FP32 dweight.
+      const std::size_t own = aligned(plan.bwd_filter_bytes);
+      check_workspace(g, workspace, workspace_bytes, own + filter_gradient_bytes(g, o), "conv2d_backward_filter");
+      void* low = static_cast<char*>(workspace) + own;
+      GPUDL_CHECK_CONV(
+          cudnnConvolutionBackwardFilter(handle, &one, plan.x, x, plan.y, dy, plan.bwd_filter, plan.bwd_filter_algo,
+                                         workspace, plan.bwd_filter_bytes, &zero, plan.w, low),
+          g);
+      const index_t count = g.k * (g.c / g.groups) * g.r * g.s;
+      with_type(o.dtype, [&](auto tag) {
+        using T = decltype(tag);
+        accumulate_rounded_kernel<T, T><<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(
+            dweight, static_cast<const T*>(low), count);
+      });
+      GPUDL_CHECK_CONV(cudaGetLastError(), g);
+    }
   }
   if (dbias == nullptr) return;
-  channel_sum_add_kernel<<<static_cast<unsigned>(g.k), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      dbias, dy, g.n, g.k, g.out_h() * g.out_w());
+  with_type(o.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    channel_sum_add_kernel<T><<<static_cast<unsigned>(g.k), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        dbias, static_cast<const T*>(dy), g.n, g.k, g.out_h() * g.out_w());
+  });
   GPUDL_CHECK_CONV(cudaGetLastError(), g);
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/cuda/launch.cuh"
 #include "gpudl/kernels/norm.h"
 
@@ -14,6 +15,8 @@ namespace {
 // for bit: (1) block (part, channel) reduces its slice of the channel to a partial; (2) one
 // thread per channel merges the parts in order; (3) an element-wise pass writes the output.
 // I is the index type: 32-bit where the tensor allows, since 64-bit division costs ~4x more.
+// T is the type of x, y, dy and dx (float, BFloat16 or Half): loaded in FP32, stored rounded.
+
 
 // Values [begin, end) of channel ch, as offsets k in [0, n * inner).
 template <class I>
@@ -32,18 +35,18 @@ __device__ inline void part_range(I m, I parts, I part, I* begin, I* end) {
 // Grid y covers at most kMaxGridY channels; a block walks channels ch, ch + gridDim.y, ... so
 // that more channels than a grid's y extent allows (65535) still run (the loop is uniform
 // across the block, as block_sum requires).
-template <class I>
-__global__ void bn_part_stats_kernel(float* partial, const float* x, I c, I inner, I m, I parts) {
+template <class I, class T>
+__global__ void bn_part_stats_kernel(float* partial, const T* x, I c, I inner, I m, I parts) {
   const I part = blockIdx.x;
   I begin, end;
   part_range(m, parts, part, &begin, &end);
   for (I ch = blockIdx.y; ch < c; ch += gridDim.y) {
     float sum = 0.0f;
-    for (I k = begin + threadIdx.x; k < end; k += blockDim.x) sum += x[channel_index(k, c, inner, ch)];
+    for (I k = begin + threadIdx.x; k < end; k += blockDim.x) sum += load(x[channel_index(k, c, inner, ch)]);
     const float mean = detail::block_sum(sum) / static_cast<float>(end - begin);
     float sq = 0.0f;
     for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
-      const float d = x[channel_index(k, c, inner, ch)] - mean;
+      const float d = load(x[channel_index(k, c, inner, ch)]) - mean;
       sq += d * d;
     }
     sq = detail::block_sum(sq);
@@ -79,21 +82,21 @@ __global__ void bn_merge_stats_kernel(float* save_mean, float* save_invstd, floa
 
 // y = (x - mean) * gamma * invstd + beta with per-channel mean and invstd (train: the batch's;
 // eval: from the running statistics, computed per channel as the CPU does).
-template <class I>
-__global__ void bn_normalize_kernel(float* y, const float* x, const float* mean, const float* invstd,
+template <class I, class T>
+__global__ void bn_normalize_kernel(T* y, const T* x, const float* mean, const float* invstd,
                                     const float* running_var, const float* gamma, const float* beta, I c, I inner,
                                     I total, float eps) {
   for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const I ch = (i / inner) % c;
     const float is = running_var != nullptr ? 1.0f / sqrtf(running_var[ch] + eps) : invstd[ch];
-    y[i] = (x[i] - mean[ch]) * (gamma[ch] * is) + beta[ch];
+    y[i] = store<T>((load(x[i]) - mean[ch]) * (gamma[ch] * is) + beta[ch]);
   }
 }
 
 // Per part: Σ dy and Σ dy x̂ over its slice.
 // Channels loop over grid y as in bn_part_stats_kernel.
-template <class I>
-__global__ void bn_part_grads_kernel(float* partial, const float* dy, const float* x, const float* save_mean,
+template <class I, class T>
+__global__ void bn_part_grads_kernel(float* partial, const T* dy, const T* x, const float* save_mean,
                                      const float* save_invstd, I c, I inner, I m, I parts) {
   const I part = blockIdx.x;
   I begin, end;
@@ -103,8 +106,9 @@ __global__ void bn_part_grads_kernel(float* partial, const float* dy, const floa
     float sdy = 0.0f, sdx = 0.0f;
     for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
       const I i = channel_index(k, c, inner, ch);
-      sdy += dy[i];
-      sdx += dy[i] * (x[i] - mean) * invstd;
+      const float g = load(dy[i]);
+      sdy += g;
+      sdx += g * (load(x[i]) - mean) * invstd;
     }
     sdy = detail::block_sum(sdy);
     sdx = detail::block_sum(sdx);
@@ -131,16 +135,16 @@ __global__ void bn_merge_grads_kernel(float* totals, float* dgamma, float* dbeta
   dgamma[ch] += static_cast<float>(sdx);
 }
 
-template <class I>
-__global__ void bn_input_grad_kernel(float* dx, const float* dy, const float* x, const float* save_mean,
+template <class I, class T>
+__global__ void bn_input_grad_kernel(T* dx, const T* dy, const T* x, const float* save_mean,
                                      const float* save_invstd, const float* gamma, const float* totals, I c, I inner,
                                      I total, float m) {
   for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const I ch = (i / inner) % c;
     const float mean = save_mean[ch], invstd = save_invstd[ch];
     const float k = gamma[ch] * invstd / m;
-    const float xhat = (x[i] - mean) * invstd;
-    dx[i] = k * (m * dy[i] - totals[2 * ch] - xhat * totals[2 * ch + 1]);
+    const float xhat = (load(x[i]) - mean) * invstd;
+    dx[i] = store<T>(k * (m * load(dy[i]) - totals[2 * ch] - xhat * totals[2 * ch + 1]));
   }
 }
 
@@ -158,37 +162,37 @@ dim3 part_grid(index_t parts, index_t c) {
   return dim3(static_cast<unsigned>(parts), static_cast<unsigned>(std::min(c, kMaxGridY)));
 }
 
-template <class I>
-void forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
-                   const float* x, const float* gamma, const float* beta, index_t n, index_t c, index_t inner,
-                   float eps, float momentum, float* scratch, cudaStream_t stream) {
+template <class I, class T>
+void forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var, const T* x,
+                   const float* gamma, const float* beta, index_t n, index_t c, index_t inner, float eps,
+                   float momentum, float* scratch, cudaStream_t stream) {
   const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
-  bn_part_stats_kernel<I><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
+  bn_part_stats_kernel<I, T><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
       scratch, x, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m), static_cast<I>(parts));
   GPUDL_CHECK_LAUNCH();
   bn_merge_stats_kernel<<<channel_blocks(c), detail::kBlock, 0, stream>>>(save_mean, save_invstd, running_mean,
                                                                          running_var, scratch, c, m, parts, eps,
                                                                          momentum);
   GPUDL_CHECK_LAUNCH();
-  bn_normalize_kernel<I><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+  bn_normalize_kernel<I, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
       y, x, save_mean, save_invstd, nullptr, gamma, beta, static_cast<I>(c), static_cast<I>(inner),
       static_cast<I>(n * c * inner), eps);
   GPUDL_CHECK_LAUNCH();
 }
 
-template <class I>
-void backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x, const float* save_mean,
+template <class I, class T>
+void backward(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x, const float* save_mean,
               const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner, float* scratch,
               cudaStream_t stream) {
   const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
   float* totals = scratch + 2 * c * parts;
-  bn_part_grads_kernel<I><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
+  bn_part_grads_kernel<I, T><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
       scratch, dy, x, save_mean, save_invstd, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m),
       static_cast<I>(parts));
   GPUDL_CHECK_LAUNCH();
   bn_merge_grads_kernel<<<channel_blocks(c), detail::kBlock, 0, stream>>>(totals, dgamma, dbeta, scratch, c, parts);
   GPUDL_CHECK_LAUNCH();
-  bn_input_grad_kernel<I><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+  bn_input_grad_kernel<I, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
       dx, dy, x, save_mean, save_invstd, gamma, totals, static_cast<I>(c), static_cast<I>(inner),
       static_cast<I>(n * c * inner), static_cast<float>(m));
   GPUDL_CHECK_LAUNCH();
@@ -199,48 +203,64 @@ void backward(float* dx, float* dgamma, float* dbeta, const float* dy, const flo
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
-                             const float* x, const float* gamma, const float* beta, index_t n, index_t c,
+void batchnorm_forward_train(void* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
+                             const void* x, const float* gamma, const float* beta, DType type, index_t n, index_t c,
                              index_t inner, float eps, float momentum, float* scratch, const Exec& exec) {
-  if (c == 0 || n * inner == 0) return;
-  if (scratch == nullptr) throw CudaError("batchnorm_forward_train: CUDA needs a scratch buffer");
-  const cudaStream_t stream = detail::stream_of(exec);
-  if (fits_32(n, c, inner)) {
-    forward_train<std::uint32_t>(y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, n, c, inner,
-                                 eps, momentum, scratch, stream);
-  } else {
-    forward_train<index_t>(y, save_mean, save_invstd, running_mean, running_var, x, gamma, beta, n, c, inner, eps,
-                           momentum, scratch, stream);
-  }
+  kernels::detail::with_float_type(type, "batchnorm_forward_train", [&](auto tag) {
+    using T = decltype(tag);
+    if (c == 0 || n * inner == 0) return;
+    if (scratch == nullptr) throw CudaError("batchnorm_forward_train: CUDA needs a scratch buffer");
+    const cudaStream_t stream = detail::stream_of(exec);
+    T* yt = static_cast<T*>(y);
+    const T* xt = static_cast<const T*>(x);
+    if (fits_32(n, c, inner)) {
+      forward_train<std::uint32_t>(yt, save_mean, save_invstd, running_mean, running_var, xt, gamma, beta, n, c,
+                                   inner, eps, momentum, scratch, stream);
+    } else {
+      forward_train<index_t>(yt, save_mean, save_invstd, running_mean, running_var, xt, gamma, beta, n, c, inner, eps,
+                             momentum, scratch, stream);
+    }
+  });
 }
 
-void batchnorm_forward_eval(float* y, const float* x, const float* running_mean, const float* running_var,
-                            const float* gamma, const float* beta, index_t n, index_t c, index_t inner, float eps,
-                            const Exec& exec) {
-  if (n * c * inner == 0) return;
-  const cudaStream_t stream = detail::stream_of(exec);
-  if (fits_32(n, c, inner)) {
-    bn_normalize_kernel<std::uint32_t><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
-        y, x, running_mean, nullptr, running_var, gamma, beta, static_cast<std::uint32_t>(c),
-        static_cast<std::uint32_t>(inner), static_cast<std::uint32_t>(n * c * inner), eps);
-  } else {
-    bn_normalize_kernel<index_t><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
-        y, x, running_mean, nullptr, running_var, gamma, beta, c, inner, n * c * inner, eps);
-  }
-  GPUDL_CHECK_LAUNCH();
+void batchnorm_forward_eval(void* y, const void* x, const float* running_mean, const float* running_var,
+                            const float* gamma, const float* beta, DType type, index_t n, index_t c, index_t inner,
+                            float eps, const Exec& exec) {
+  kernels::detail::with_float_type(type, "batchnorm_forward_eval", [&](auto tag) {
+    using T = decltype(tag);
+    if (n * c * inner == 0) return;
+    const cudaStream_t stream = detail::stream_of(exec);
+    T* yt = static_cast<T*>(y);
+    const T* xt = static_cast<const T*>(x);
+    if (fits_32(n, c, inner)) {
+      bn_normalize_kernel<std::uint32_t, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+          yt, xt, running_mean, nullptr, running_var, gamma, beta, static_cast<std::uint32_t>(c),
+          static_cast<std::uint32_t>(inner), static_cast<std::uint32_t>(n * c * inner), eps);
+    } else {
+      bn_normalize_kernel<index_t, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
+          yt, xt, running_mean, nullptr, running_var, gamma, beta, c, inner, n * c * inner, eps);
+    }
+    GPUDL_CHECK_LAUNCH();
+  });
 }
 
-void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
-                        const float* save_mean, const float* save_invstd, const float* gamma, index_t n, index_t c,
-                        index_t inner, float* scratch, const Exec& exec) {
-  if (c == 0 || n * inner == 0) return;
-  if (scratch == nullptr) throw CudaError("batchnorm_backward: CUDA needs a scratch buffer");
-  const cudaStream_t stream = detail::stream_of(exec);
-  if (fits_32(n, c, inner)) {
-    backward<std::uint32_t>(dx, dgamma, dbeta, dy, x, save_mean, save_invstd, gamma, n, c, inner, scratch, stream);
-  } else {
-    backward<index_t>(dx, dgamma, dbeta, dy, x, save_mean, save_invstd, gamma, n, c, inner, scratch, stream);
-  }
+void batchnorm_backward(void* dx, float* dgamma, float* dbeta, const void* dy, const void* x,
+                        const float* save_mean, const float* save_invstd, const float* gamma, DType type, index_t n,
+                        index_t c, index_t inner, float* scratch, const Exec& exec) {
+  kernels::detail::with_float_type(type, "batchnorm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (c == 0 || n * inner == 0) return;
+    if (scratch == nullptr) throw CudaError("batchnorm_backward: CUDA needs a scratch buffer");
+    const cudaStream_t stream = detail::stream_of(exec);
+    T* dxt = static_cast<T*>(dx);
+    const T *dyt = static_cast<const T*>(dy), *xt = static_cast<const T*>(x);
+    if (fits_32(n, c, inner)) {
+      backward<std::uint32_t>(dxt, dgamma, dbeta, dyt, xt, save_mean, save_invstd, gamma, n, c, inner, scratch,
+                              stream);
+    } else {
+      backward<index_t>(dxt, dgamma, dbeta, dyt, xt, save_mean, save_invstd, gamma, n, c, inner, scratch, stream);
+    }
+  });
 }
 
 }  // namespace gpudl::kernels::cuda

@@ -166,11 +166,12 @@ Outputs run_batchnorm(Device d, std::int64_t n, std::int64_t c, std::int64_t inn
   auto* eval = cuda ? &kernels::cuda::batchnorm_forward_eval : &kernels::cpu::batchnorm_forward_eval;
   auto* backward = cuda ? &kernels::cuda::batchnorm_backward : &kernels::cpu::batchnorm_backward;
   train(y.view.data<float>(), mean.view.data<float>(), invstd.view.data<float>(), rm.data<float>(), rv.data<float>(),
-        x.data<float>(), gamma.data<float>(), beta.data<float>(), n, c, inner, 1e-5f, 0.1f, sp, exec);
+        x.data<float>(), gamma.data<float>(), beta.data<float>(), DType::kF32, n, c, inner, 1e-5f, 0.1f, sp, exec);
   eval(ye.view.data<float>(), x.data<float>(), rm.data<float>(), rv.data<float>(), gamma.data<float>(),
-       beta.data<float>(), n, c, inner, 1e-5f, exec);
+       beta.data<float>(), DType::kF32, n, c, inner, 1e-5f, exec);
   backward(dx.view.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(), x.data<float>(),
-           mean.view.data<float>(), invstd.view.data<float>(), gamma.data<float>(), n, c, inner, sp, exec);
+           mean.view.data<float>(), invstd.view.data<float>(), gamma.data<float>(), DType::kF32, n, c, inner, sp,
+           exec);
   return Outputs{collect(y),           collect(mean),          collect(invstd),
                  rm.to_vector<float>(), rv.to_vector<float>(),  collect(ye),
                  collect(dx),          dgamma.to_vector<float>(), dbeta.to_vector<float>()};

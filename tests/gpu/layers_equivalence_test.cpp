@@ -40,18 +40,41 @@ std::vector<KernelCase> activation_cases() {
                          Tensor x = input({n}, d, 60, -4.0f, 4.0f), dy = input({n}, d, 61);
                          Guarded y = guarded({n}, DType::kF32, d), dx = guarded({n}, DType::kF32, d);
                          detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(
-                             d, {}, y.view.data<float>(), x.data<float>(), n, kind, 0.2f);
+                             d, {}, y.view.data<float>(), x.data<float>(), DType::kF32, n, kind, 0.2f);
                          // Both backwards read the CPU forward's y: tanh' = 1 - y^2 cancels for |x| near 4,
                          // turning a 1-ulp difference between the two forwards into ~1e-5 in dx, which
                          // says nothing about the backward kernels being compared.
                          Tensor y_cpu = Tensor::empty({n});
                          Tensor x_cpu = x.to(Device::cpu());
                          detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(
-                             Device::cpu(), {}, y_cpu.data<float>(), x_cpu.data<float>(), n, kind, 0.2f);
+                             Device::cpu(), {}, y_cpu.data<float>(), x_cpu.data<float>(), DType::kF32, n, kind, 0.2f);
                          Tensor y_in = y_cpu.to(d);
                          detail::twin<&kernels::cpu::activation_backward, &kernels::cuda::activation_backward>(
-                             d, {}, dx.view.data<float>(), dy.data<float>(), x.data<float>(), y_in.data<float>(), n,
-                             kind, 0.2f);
+                             d, {}, dx.view.data<float>(), dy.data<float>(), x.data<float>(), y_in.data<float>(),
+                             DType::kF32, n, kind, 0.2f);
+                         return Outputs{collect(y), collect(dx)};
+                       }});
+    }
+  }
+  // bf16/f16 tensors: FP32 arithmetic, one rounding per store on both sides. The two forwards'
+  // FP32 values differ by an ulp of FP32 at most (expf, tanhf), which moves a rounding to the low
+  // type now and then: one unit in its last place (2u) on a few elements.
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    const double u = t == DType::kBF16 ? 1.0 / 256 : 1.0 / 2048;
+    for (auto [kind, name] : kinds) {
+      const std::int64_t n = (1 << 20) + 3;
+      cases.push_back({std::string(name) + "_" + dtype_name(t), 2 * u, [n, kind, t](Device d) {
+                         Tensor x = input({n}, d, 62, -4.0f, 4.0f).cast(t), dy = input({n}, d, 63).cast(t);
+                         Guarded y = guarded({n}, t, d), dx = guarded({n}, t, d);
+                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(
+                             d, {}, y.view.raw(), x.raw(), t, n, kind, 0.2f);
+                         // The CPU's y for both backwards, as above.
+                         Tensor y_cpu = Tensor::empty({n}, t), x_cpu = x.to(Device::cpu());
+                         detail::twin<&kernels::cpu::activation_forward, &kernels::cuda::activation_forward>(
+                             Device::cpu(), {}, y_cpu.raw(), x_cpu.raw(), t, n, kind, 0.2f);
+                         Tensor y_in = y_cpu.to(d);
+                         detail::twin<&kernels::cpu::activation_backward, &kernels::cuda::activation_backward>(
+                             d, {}, dx.view.raw(), dy.raw(), x.raw(), y_in.raw(), t, n, kind, 0.2f);
                          return Outputs{collect(y), collect(dx)};
                        }});
     }
@@ -145,15 +168,30 @@ std::vector<KernelCase> norm_cases() {
   // The smallest case has three samples per channel, not two: with two, x_hat = +-1 and dx is
   // zero up to eps-sized terms, so its relative error would measure float noise, not the kernels.
   // 64x8x1024 splits each channel over 16 blocks on CUDA (kernels::batchnorm_parts).
-  for (S s : {S{3, 3, 1}, S{128, 512, 1}, S{32, 16, 49}, S{5, 7, 33}, S{64, 8, 1024}}) {
-    const std::string sz = std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.inner);
-    cases.push_back({"batchnorm_" + sz, kReductionTolerance, [s](Device d) {
+  // bf16/f16 x, y, dy, dx (statistics and parameters FP32): the same FP32 values on both sides
+  // up to summation order, so a stored value moves across a rounding boundary now and then, one
+  // unit in the last place (2u) on a few elements.
+  struct T {
+    DType dtype;
+    S shape;
+  };
+  std::vector<T> configs;
+  for (S s : {S{3, 3, 1}, S{128, 512, 1}, S{32, 16, 49}, S{5, 7, 33}, S{64, 8, 1024}}) configs.push_back({DType::kF32, s});
+  for (DType t : {DType::kBF16, DType::kF16}) {
+    for (S s : {S{32, 16, 49}, S{64, 8, 1024}}) configs.push_back({t, s});
+  }
+  for (const auto& [dtype, s] : configs) {
+    const std::string sz = std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.inner) +
+                           (dtype == DType::kF32 ? "" : std::string("_") + dtype_name(dtype));
+    const double tolerance =
+        dtype == DType::kBF16 ? 2.0 / 256 : dtype == DType::kF16 ? 2.0 / 2048 : kReductionTolerance;
+    cases.push_back({"batchnorm_" + sz, tolerance, [s, dtype](Device d) {
                        const Shape shape{s.n, s.c, s.inner};
-                       Tensor x = input(shape, d, 70, -2.0f, 3.0f), dy = input(shape, d, 71);
+                       Tensor x = input(shape, d, 70, -2.0f, 3.0f).as(dtype), dy = input(shape, d, 71).as(dtype);
                        Tensor gamma = input({s.c}, d, 72, 0.5f, 1.5f), beta = input({s.c}, d, 73);
                        Tensor rm = input({s.c}, d, 74), rv = input({s.c}, d, 75, 0.5f, 2.0f);
-                       Guarded y = guarded(shape, DType::kF32, d), ye = guarded(shape, DType::kF32, d);
-                       Guarded dx = guarded(shape, DType::kF32, d);
+                       Guarded y = guarded(shape, dtype, d), ye = guarded(shape, dtype, d);
+                       Guarded dx = guarded(shape, dtype, d);
                        Tensor mean = Tensor::empty({s.c}, DType::kF32, d),
                               invstd = Tensor::empty({s.c}, DType::kF32, d);
                        Tensor dgamma = input({s.c}, d, 76), dbeta = input({s.c}, d, 77);
@@ -163,16 +201,16 @@ std::vector<KernelCase> norm_cases() {
                                : Tensor();
                        float* sp = d.is_cuda() ? scratch.data<float>() : nullptr;
                        detail::twin<&kernels::cpu::batchnorm_forward_train, &kernels::cuda::batchnorm_forward_train>(
-                           d, {}, y.view.data<float>(), mean.data<float>(), invstd.data<float>(), rm.data<float>(),
-                           rv.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(), s.n, s.c,
+                           d, {}, y.view.raw(), mean.data<float>(), invstd.data<float>(), rm.data<float>(),
+                           rv.data<float>(), x.raw(), gamma.data<float>(), beta.data<float>(), dtype, s.n, s.c,
                            s.inner, 1e-5f, 0.1f, sp);
                        detail::twin<&kernels::cpu::batchnorm_forward_eval, &kernels::cuda::batchnorm_forward_eval>(
-                           d, {}, ye.view.data<float>(), x.data<float>(), rm.data<float>(), rv.data<float>(),
-                           gamma.data<float>(), beta.data<float>(), s.n, s.c, s.inner, 1e-5f);
+                           d, {}, ye.view.raw(), x.raw(), rm.data<float>(), rv.data<float>(), gamma.data<float>(),
+                           beta.data<float>(), dtype, s.n, s.c, s.inner, 1e-5f);
                        detail::twin<&kernels::cpu::batchnorm_backward, &kernels::cuda::batchnorm_backward>(
-                           d, {}, dx.view.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
-                           x.data<float>(), mean.data<float>(), invstd.data<float>(), gamma.data<float>(), s.n, s.c,
-                           s.inner, sp);
+                           d, {}, dx.view.raw(), dgamma.data<float>(), dbeta.data<float>(), dy.raw(), x.raw(),
+                           mean.data<float>(), invstd.data<float>(), gamma.data<float>(), dtype, s.n, s.c, s.inner,
+                           sp);
                        return Outputs{collect(y),
                                       mean.to_vector<float>(),
                                       invstd.to_vector<float>(),

@@ -89,7 +89,9 @@ TEST_F(GpuTraining, TrainerOnTheGpuFollowsTheCpuStepForStep) {
 // a few steps in the low type: a bf16 loss differs by a few u (2^-8), not O(1).
 TEST_F(GpuTraining, LowPrecisionTrainerRunsFollowTheCpu) {
   const Device gpu = Device::cuda(0);
-  if (cuda_api::compute_capability(0) >= 80) EXPECT_EQ(default_precision(gpu), Precision::kBF16);
+  if (cuda_api::compute_capability(0) >= 80) {
+    EXPECT_EQ(default_precision(gpu), Precision::kBF16);
+  }
   for (Precision p : {Precision::kBF16, Precision::kF16}) {
     const data::TensorDataset train = testing::blobs(256, 92), test = testing::blobs(96, 93);
     std::vector<float> losses[2];
