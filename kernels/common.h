@@ -26,7 +26,8 @@ inline constexpr index_t kMaxGemmBatch = 65535;
 // Context lends its caching pool through this, so the kernels layer never allocates on its own.
 class ScratchAllocator {
  public:
-  // At least `bytes` bytes usable by work on `stream` (a cudaStream_t); nullptr for 0 bytes.
+  // At least `bytes` bytes usable by work on `stream` (a cudaStream_t; nullptr on the CPU);
+  // nullptr for 0 bytes.
   // Throws OutOfMemoryError when the device has no room even after the pool released its cache.
   virtual void* allocate(std::size_t bytes, void* stream) = 0;
   // Returns memory from allocate(); work already enqueued on its stream may still use it.

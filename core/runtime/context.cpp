@@ -18,8 +18,9 @@ detail::EnvFlag& deterministic_flag() {
   return flag;
 }
 
-// The device pool lent to kernels (cuDNN's algorithm search) through kernels::Exec, so that
-// their scratch memory is counted, cached and released like every other allocation.
+// The device's pool lent to kernels through kernels::Exec (cuDNN's algorithm search; the CPU
+// twins' FP32 copies of bf16/f16 operands), so that their scratch memory is counted, cached and
+// released like every other allocation.
 class PoolScratch final : public kernels::ScratchAllocator {
  public:
   explicit PoolScratch(MemoryPool* pool) : pool_(pool) {}
@@ -67,7 +68,7 @@ Context::Context(Device device) : device_(device) {
   copy_ = Stream::create(device);
   pool_ = std::make_shared<MemoryPool>(device.is_cuda() ? make_cuda_device_upstream(device.index())
                                                         : make_host_upstream());
-  if (device.is_cuda()) scratch_ = std::make_unique<PoolScratch>(pool_.get());
+  scratch_ = std::make_unique<PoolScratch>(pool_.get());
 }
 
 Context::~Context() {

@@ -92,12 +92,13 @@ void activation_forward(void* y, const void* x, DType type, index_t n, Activatio
     return;
   }
   parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
-    float buffer[kChunk];
+    // Two buffers, not one in place: forward_range's vectorised loops need distinct pointers.
+    float in[kChunk], out[kChunk];
     for (index_t c0 = i0; c0 < i1; c0 += kChunk) {
       const index_t len = std::min(kChunk, i1 - c0);
-      widen(buffer, x, type, c0, len);
-      forward_range(buffer, buffer, len, kind, alpha);
-      narrow(y, buffer, type, c0, len);
+      widen(in, x, type, c0, len);
+      forward_range(out, in, len, kind, alpha);
+      narrow(y, out, type, c0, len);
     }
   });
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/cpu/scratch.h"
 #include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/gemm.h"
 
@@ -294,19 +295,19 @@ void check_dtype(const ConvOptions& o, const char* op) {
   }
 }
 
-// An FP32 copy of n elements of type t (exact).
-std::vector<float> widened(const void* p, DType t, index_t n) {
-  std::vector<float> out(static_cast<std::size_t>(n));
-  cast(out.data(), DType::kF32, p, t, n, Exec{});
+// An FP32 copy of n elements of type t (exact), in memory from the caller's pool.
+FloatScratch widened(const void* p, DType t, index_t n, const Exec& exec) {
+  FloatScratch out(exec, n);
+  cast(out.data(), DType::kF32, p, t, n, exec);
   return out;
 }
 
-// Rounds every value to the nearest one of type t (to nearest even), in place.
-void round_to(std::vector<float>& v, DType t) {
-  std::vector<std::uint16_t> low(v.size());
-  const auto n = static_cast<index_t>(v.size());
-  cast(low.data(), t, v.data(), DType::kF32, n, Exec{});
-  cast(v.data(), DType::kF32, low.data(), t, n, Exec{});
+// Rounds n values to the nearest ones of type t (to nearest even), in place: a round trip
+// through t, in halves of the buffer's own bytes (t is 2 bytes wide).
+void round_to(float* v, index_t n, DType t, const Exec& exec) {
+  FloatScratch low(exec, (n + 1) / 2);
+  cast(low.data(), t, v, DType::kF32, n, exec);
+  cast(v, DType::kF32, low.data(), t, n, exec);
 }
 
 index_t x_elements(const ConvGeometry& g) { return g.n * g.c * g.h * g.w; }
@@ -324,11 +325,11 @@ void conv2d_forward(void* y, const void* x, const void* weight, const float* bia
     return;
   }
   check_workspace(g, workspace, workspace_bytes, "conv2d_forward");
-  const std::vector<float> xf = widened(x, o.dtype, x_elements(g)), wf = widened(weight, o.dtype, w_elements(g));
-  std::vector<float> yf(static_cast<std::size_t>(y_elements(g)));
+  const FloatScratch xf = widened(x, o.dtype, x_elements(g), exec), wf = widened(weight, o.dtype, w_elements(g), exec);
+  const FloatScratch yf(exec, y_elements(g));
   forward_f32(yf.data(), xf.data(), wf.data(), nullptr, g, workspace, workspace_bytes, exec);
   if (bias != nullptr) {
-    round_to(yf, o.dtype);  // the convolution as stored, then the bias added to it
+    round_to(yf.data(), y_elements(g), o.dtype, exec);  // the convolution as stored, then the bias added to it
     const index_t ohw = g.out_h() * g.out_w();
     parallel_for(g.n * g.k, 1, [&](index_t p0, index_t p1) {
       for (index_t p = p0; p < p1; ++p) {
@@ -350,8 +351,8 @@ void conv2d_backward_data(void* dx, const void* dy, const void* weight, const Co
     return;
   }
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_data");
-  const std::vector<float> dyf = widened(dy, o.dtype, y_elements(g)), wf = widened(weight, o.dtype, w_elements(g));
-  std::vector<float> dxf(static_cast<std::size_t>(x_elements(g)));
+  const FloatScratch dyf = widened(dy, o.dtype, y_elements(g), exec), wf = widened(weight, o.dtype, w_elements(g), exec);
+  const FloatScratch dxf(exec, x_elements(g));
   backward_data_f32(dxf.data(), dyf.data(), wf.data(), g, workspace, workspace_bytes, exec);
   cast(dx, o.dtype, dxf.data(), DType::kF32, x_elements(g), exec);
 }
@@ -365,13 +366,15 @@ void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const 
     return;
   }
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_filter");
-  const std::vector<float> dyf = widened(dy, o.dtype, y_elements(g)), xf = widened(x, o.dtype, x_elements(g));
+  const FloatScratch dyf = widened(dy, o.dtype, y_elements(g), exec), xf = widened(x, o.dtype, x_elements(g), exec);
   // This call's weight gradient alone, rounded to the data's type before it joins dweight; the
   // bias gradient is summed from the (exact) widened dy straight into dbias.
-  std::vector<float> dwf(static_cast<std::size_t>(w_elements(g)), 0.0f);
+  const index_t nw = w_elements(g);
+  const FloatScratch dwf(exec, nw);
+  std::fill(dwf.data(), dwf.data() + nw, 0.0f);
   backward_filter_f32(dwf.data(), dbias, dyf.data(), xf.data(), g, workspace, workspace_bytes, exec);
-  round_to(dwf, o.dtype);
-  for (std::size_t i = 0; i < dwf.size(); ++i) dweight[i] += dwf[i];
+  round_to(dwf.data(), nw, o.dtype, exec);
+  for (index_t i = 0; i < nw; ++i) dweight[i] += dwf.data()[i];
 }
 
 }  // namespace gpudl::kernels::cpu
