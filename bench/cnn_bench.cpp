@@ -146,7 +146,8 @@ void register_cnn_benchmarks(const std::vector<Device>& devices) {
     for (const auto& [model, b] : steps) {
       for (Precision p : {Precision::kF32, Precision::kBF16}) {
         const std::string suffix = p == Precision::kF32 ? "" : std::string("/") + precision_name(p);
-        auto* r = benchmark::RegisterBenchmark(("cnn_step/" + dev + "/" + model + suffix).c_str(), cnn_step, d, model, p)
+        const std::string name = "cnn_step/" + dev + "/" + model + suffix;
+        auto* r = benchmark::RegisterBenchmark(name.c_str(), cnn_step, d, model, p)
                       ->Arg(b)
                       ->Unit(benchmark::kMillisecond)
                       ->MinTime(2.0);

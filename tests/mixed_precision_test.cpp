@@ -49,6 +49,19 @@ TEST(Precision, NamesRoundTripAndUnknownOnesAreOneLineErrors) {
   }
 }
 
+// What check_precision throws on a GPU that lacks a precision, without needing such a GPU.
+TEST(Precision, AGpuWithoutSupportIsNamedInOneLine) {
+  EXPECT_EQ(precision_unsupported(Precision::kBF16, 75, "cuda:0 (Tesla T4)"),
+            "precision bf16 needs a GPU of compute capability 8.0 or newer; cuda:0 (Tesla T4) is 7.5");
+  EXPECT_EQ(precision_unsupported(Precision::kTF32, 70, "cuda:1 (V100)"),
+            "precision tf32 needs a GPU of compute capability 8.0 or newer; cuda:1 (V100) is 7.0");
+  EXPECT_EQ(precision_unsupported(Precision::kF16, 52, "cuda:0 (M40)"),
+            "precision fp16 needs a GPU of compute capability 6.0 or newer; cuda:0 (M40) is 5.2");
+  EXPECT_EQ(precision_unsupported(Precision::kF16, 70, "cuda:0 (V100)"), "");
+  EXPECT_EQ(precision_unsupported(Precision::kBF16, 90, "cuda:0 (H100)"), "");
+  EXPECT_EQ(precision_unsupported(Precision::kF32, 35, "cuda:0 (K20)"), "");
+}
+
 TEST(Precision, TheCpuDefaultsToFp32AndRunsEveryPrecision) {
   EXPECT_EQ(default_precision(Device::cpu()), Precision::kF32);
   for (Precision p : {Precision::kF32, Precision::kTF32, Precision::kBF16, Precision::kF16}) {
@@ -159,7 +172,9 @@ TEST(ConvLow, RoundsWhereCudnnStoresAndAccumulatesFp32Gradients) {
     kernels::cpu::conv2d_backward_filter(dw32.data(), db32.data(), dy.data(), x.data(), g, f32, ws.data(), ws_bytes,
                                          {});
     std::vector<float> y_want = rounded(y32, t);
-    for (std::int64_t i = 0; i < ny; ++i) y_want[static_cast<std::size_t>(i)] += bias[static_cast<std::size_t>((i / 30) % 4)];
+    for (std::int64_t i = 0; i < ny; ++i) {
+      y_want[static_cast<std::size_t>(i)] += bias[static_cast<std::size_t>((i / 30) % 4)];  // 30 = 5 x 6 outputs
+    }
     y_want = rounded(y_want, t);
     const std::vector<float> dw0 = testing::random_vector(nw, 35), db0 = testing::random_vector(4, 36);
     std::vector<float> dw_want = rounded(dw32, t), db_want = db0;

@@ -126,20 +126,23 @@ TEST(Elementwise, MismatchesNameTheOperationAndBothShapes) {
 TEST(Elementwise, LowPrecisionOperandsComputeInF32AndRoundOnce) {
   const std::vector<float> av = {1.0f, 1.0f / 3.0f, -2.5f, 1000.1f}, bv = {1e-3f, 2.0f / 3.0f, 0.75f, -0.2f};
   const Tensor a = Tensor::from_vector(av, {4}), b = Tensor::from_vector(bv, {4});
+  const auto values = [](const Tensor& t) { return t.cast(DType::kF32).to_vector<float>(); };
   for (DType low : {DType::kBF16, DType::kF16}) {
+    const auto rounded = [&](const std::vector<float>& v) { return values(Tensor::from_vector(v, {4}).cast(low)); };
     const Tensor al = a.cast(low), bl = b.cast(low);
-    const std::vector<float> aw = al.cast(DType::kF32).to_vector<float>(), bw = bl.cast(DType::kF32).to_vector<float>();
-    std::vector<float> exact(4);
-    for (int i = 0; i < 4; ++i) exact[static_cast<std::size_t>(i)] = aw[static_cast<std::size_t>(i)] * bv[static_cast<std::size_t>(i)];
+    const std::vector<float> aw = values(al), bw = values(bl);
+    std::vector<float> product(4), sum(4);
+    for (std::size_t i = 0; i < 4; ++i) {
+      product[i] = aw[i] * bv[i];
+      sum[i] = aw[i] + bw[i];
+    }
     // low x f32 -> low: the product of the stored values, rounded once.
     const Tensor mixed = ops::mul(al, b);
     ASSERT_EQ(mixed.dtype(), low);
-    EXPECT_EQ(mixed.cast(DType::kF32).to_vector<float>(), Tensor::from_vector(exact, {4}).cast(low).cast(DType::kF32).to_vector<float>());
+    EXPECT_EQ(values(mixed), rounded(product));
     // low + low in place.
-    std::vector<float> sum(4);
-    for (int i = 0; i < 4; ++i) sum[static_cast<std::size_t>(i)] = aw[static_cast<std::size_t>(i)] + bw[static_cast<std::size_t>(i)];
     ops::add(al, al, bl);
-    EXPECT_EQ(al.cast(DType::kF32).to_vector<float>(), Tensor::from_vector(sum, {4}).cast(low).cast(DType::kF32).to_vector<float>());
+    EXPECT_EQ(values(al), rounded(sum));
   }
 }
 

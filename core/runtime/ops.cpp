@@ -139,7 +139,8 @@ void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOpt
   const bool low = ab == DType::kBF16 || ab == DType::kF16;
   if ((ab != DType::kF32 && !low) || b.dtype() != ab || (out.dtype() != DType::kF32 && out.dtype() != ab)) {
     throw ValueError(std::string("matmul: a ") + dtype_name(ab) + ", b " + dtype_name(b.dtype()) + " into out " +
-                     dtype_name(out.dtype()) + " (expected a and b of one type, f32, bf16 or f16, into f32 or that type)");
+                     dtype_name(out.dtype()) +
+                     " (expected a and b of one type, f32, bf16 or f16, into f32 or that type)");
   }
   require_same_device(a, b, "matmul");
   require_same_device(out, a, "matmul");

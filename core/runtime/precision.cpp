@@ -51,15 +51,19 @@ Precision default_precision(Device device) {
   return Precision::kF32;
 }
 
+std::string precision_unsupported(Precision p, int capability, const std::string& where) {
+  const int need = needed_capability(p);
+  if (capability >= need) return "";
+  return std::string("precision ") + precision_name(p) + " needs a GPU of compute capability " +
+         std::to_string(need / 10) + "." + std::to_string(need % 10) + " or newer; " + where + " is " +
+         std::to_string(capability / 10) + "." + std::to_string(capability % 10);
+}
+
 void check_precision(Precision p, Device device) {
   if (device.is_cpu()) return;
-  const int have = cuda_api::compute_capability(device.index());
-  const int need = needed_capability(p);
-  if (have < need) {
-    throw DeviceError(std::string("precision ") + precision_name(p) + " needs a GPU of compute capability " +
-                      std::to_string(need / 10) + "." + std::to_string(need % 10) + " or newer; " + device.str() +
-                      " (" + device.name() + ") is " + std::to_string(have / 10) + "." + std::to_string(have % 10));
-  }
+  const std::string why = precision_unsupported(p, cuda_api::compute_capability(device.index()),
+                                                device.str() + " (" + device.name() + ")");
+  if (!why.empty()) throw DeviceError(why);
 }
 
 }  // namespace gpudl

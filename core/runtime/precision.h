@@ -34,5 +34,9 @@ Precision default_precision(Device device);
 // run `p` (tf32 and bf16 need compute capability 8.0, fp16 6.0). Every precision runs on the
 // CPU: bf16/fp16 there are stored in that type and computed in FP32, as on the GPU.
 void check_precision(Precision p, Device device);
+// The same rule on its own, for a GPU of compute capability `capability` (major * 10 + minor):
+// "" when it can run `p`, else the one-line message check_precision throws, naming `where`
+// ("cuda:0 (Tesla T4)").
+std::string precision_unsupported(Precision p, int capability, const std::string& where);
 
 }  // namespace gpudl

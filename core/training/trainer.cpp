@@ -173,8 +173,8 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
   train.set_pinned(device.is_cuda());
   if (options_.progress) {
     // A run says what it computes on and in.
-    std::string line = "training on " + (device.is_cpu() ? std::string("cpu") : device.str() + " (" + device.name() + ")") +
-                       " in " + precision_name(precision_);
+    const std::string where = device.is_cpu() ? std::string("cpu") : device.str() + " (" + device.name() + ")";
+    std::string line = "training on " + where + " in " + precision_name(precision_);
     if (scaler_) line += ", loss scale " + format_number(scaler_->scale());
     std::fprintf(stderr, "%s\n", line.c_str());
   }

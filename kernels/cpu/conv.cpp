@@ -351,7 +351,8 @@ void conv2d_backward_data(void* dx, const void* dy, const void* weight, const Co
     return;
   }
   check_workspace(g, workspace, workspace_bytes, "conv2d_backward_data");
-  const FloatScratch dyf = widened(dy, o.dtype, y_elements(g), exec), wf = widened(weight, o.dtype, w_elements(g), exec);
+  const FloatScratch dyf = widened(dy, o.dtype, y_elements(g), exec);
+  const FloatScratch wf = widened(weight, o.dtype, w_elements(g), exec);
   const FloatScratch dxf(exec, x_elements(g));
   backward_data_f32(dxf.data(), dyf.data(), wf.data(), g, workspace, workspace_bytes, exec);
   cast(dx, o.dtype, dxf.data(), DType::kF32, x_elements(g), exec);

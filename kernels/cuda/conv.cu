@@ -82,7 +82,9 @@ bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
 cudnnDataType_t dnn_type(DType t) {
   return t == DType::kBF16 ? CUDNN_DATA_BFLOAT16 : t == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
 }
-cudaDataType_t blas_type(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : t == DType::kF16 ? CUDA_R_16F : CUDA_R_32F; }
+cudaDataType_t blas_type(DType t) {
+  return t == DType::kBF16 ? CUDA_R_16BF : t == DType::kF16 ? CUDA_R_16F : CUDA_R_32F;
+}
 
 void check_dtype(DType t, const char* op) {
   if (t != DType::kF32 && !is_low(t)) {
@@ -255,9 +257,9 @@ void pointwise_backward_filter(float* dweight, const void* dy, const void* x, co
   for (index_t b0 = 0; b0 < g.n; b0 += chunk) {
     const index_t images = std::min(chunk, g.n - b0);
     for (index_t grp = 0; grp < g.groups; ++grp) {
-      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw, advance(dy, (b0 * g.k + grp * kg) * hw, t),
-                   hw, g.k * hw, advance(x, (b0 * g.c + grp * cg) * hw, t), hw, g.c * hw, 0.0f,
-                   partial + grp * kg * cg, DType::kF32, cg, count, images);
+      gemm_batched(handle, g, o, Transpose::kNo, Transpose::kYes, kg, cg, hw,
+                   advance(dy, (b0 * g.k + grp * kg) * hw, t), hw, g.k * hw, advance(x, (b0 * g.c + grp * cg) * hw, t),
+                   hw, g.c * hw, 0.0f, partial + grp * kg * cg, DType::kF32, cg, count, images);
     }
     sum_partials_kernel<<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(target, partial,
                                                                                                  images, count);

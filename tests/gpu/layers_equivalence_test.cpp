@@ -176,7 +176,9 @@ std::vector<KernelCase> norm_cases() {
     S shape;
   };
   std::vector<T> configs;
-  for (S s : {S{3, 3, 1}, S{128, 512, 1}, S{32, 16, 49}, S{5, 7, 33}, S{64, 8, 1024}}) configs.push_back({DType::kF32, s});
+  for (S s : {S{3, 3, 1}, S{128, 512, 1}, S{32, 16, 49}, S{5, 7, 33}, S{64, 8, 1024}}) {
+    configs.push_back({DType::kF32, s});
+  }
   for (DType t : {DType::kBF16, DType::kF16}) {
     for (S s : {S{32, 16, 49}, S{64, 8, 1024}}) configs.push_back({t, s});
   }
