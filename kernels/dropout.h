@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "gpudl/kernels/common.h"
+#include "gpudl/kernels/dtype.h"
 #include "gpudl/kernels/philox.h"
 
 namespace gpudl::kernels {

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "gpudl/kernels/common.h"
+#include "gpudl/kernels/dtype.h"
 
 namespace gpudl::kernels {
 

@@ -39,7 +39,8 @@ Tensor Dropout::backward(const Tensor& grad_output) {
   kept_ = false;
   if (identity_) return grad_output;
   require_grad_shape(grad_output, mask_.shape());
-  Tensor dx = ops::mul(grad_output, mask_);
+  Tensor dx = Tensor::empty(grad_output.shape(), grad_output.dtype(), grad_output.device());
+  nn::dropout_backward(dx, grad_output, mask_);
   mask_ = Tensor();
   return dx;
 }

@@ -76,7 +76,7 @@ TEST(Philox, CpuDropoutMaskFollowsTheDocumentedLayout) {
   for (const kernels::index_t n : {1, 3, 5, 63, 64, 65, 1000, 200003}) {
     std::vector<float> x(static_cast<std::size_t>(n)), y(x.size()), mask(x.size());
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.5f + static_cast<float>(i % 7);
-    kernels::cpu::dropout_forward(y.data(), mask.data(), x.data(), n, p, 42, 9, kernels::Exec{});
+    kernels::cpu::dropout_forward(y.data(), mask.data(), x.data(), DType::kF32, n, p, 42, 9, kernels::Exec{});
     int dropped = 0;
     for (std::size_t i = 0; i < x.size(); ++i) {
       const float u = kernels::uniform01(kernels::philox_block(42, 9, i / 4).v[i % 4]);

@@ -12,32 +12,26 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
-using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
+using detail::widen, detail::f32_output, detail::narrow_into;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
 void add_bias(const Tensor& y, const Tensor& bias) {
-  if (any_low({&y})) {
-    const Tensor yf = widen(y);
-    add_bias(yf, bias);
-    narrow_into(y, yf);
-    return;
-  }
-  const Device d = check_f32("add_bias", {&y, &bias});
+  const Device d = check_float("add_bias", {&y});
+  check_f32("add_bias", {&bias});
+  same_device("add_bias", y, bias);
   const Rows r = rows_of("add_bias", y);
   numel_is("add_bias", bias, r.cols, "bias");
-  twin<&cpu::add_row_vector, &cuda::add_row_vector>(d, {}, y.data<float>(), bias.data<float>(), r.rows, r.cols);
+  twin<&cpu::add_row_vector, &cuda::add_row_vector>(d, {}, y.raw(), y.dtype(), bias.data<float>(), r.rows, r.cols);
 }
 
 void accumulate_bias_grad(const Tensor& bias_grad, const Tensor& dy) {
-  if (any_low({&dy})) {
-    accumulate_bias_grad(bias_grad, widen(dy));
-    return;
-  }
-  const Device d = check_f32("accumulate_bias_grad", {&bias_grad, &dy});
+  const Device d = check_f32("accumulate_bias_grad", {&bias_grad});
+  check_float("accumulate_bias_grad", {&dy});
+  same_device("accumulate_bias_grad", bias_grad, dy);
   const Rows r = rows_of("accumulate_bias_grad", dy);
   numel_is("accumulate_bias_grad", bias_grad, r.cols, "bias gradient");
-  twin<&cpu::column_sum_add, &cuda::column_sum_add>(d, {}, bias_grad.data<float>(), dy.data<float>(), r.rows,
+  twin<&cpu::column_sum_add, &cuda::column_sum_add>(d, {}, bias_grad.data<float>(), dy.raw(), dy.dtype(), r.rows,
                                                      r.cols);
 }
 
@@ -64,18 +58,35 @@ void copy_columns(const Tensor& dst, std::int64_t dst_col, const Tensor& src, st
 
 void dropout_forward(const Tensor& y, const Tensor& mask, const Tensor& x, float p, std::uint64_t seed,
                      std::uint64_t offset) {
-  if (any_low({&y, &x})) {
-    const Tensor xf = widen(x);
-    const Tensor yf = detail::same_memory(y, x) ? xf : f32_output(y);
-    dropout_forward(yf, mask, xf, p, seed, offset);
+  if (!detail::one_type({&y, &x})) {
+    const Tensor yf = f32_output(y);
+    dropout_forward(yf, mask, widen(x), p, seed, offset);
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("dropout_forward", {&y, &mask, &x});
+  const Device d = check_float("dropout_forward", {&y, &x});
+  check_f32("dropout_forward", {&mask});
+  same_device("dropout_forward", x, mask);
   same_shape("dropout_forward", y, x);
   same_shape("dropout_forward", mask, x);
-  twin<&cpu::dropout_forward, &cuda::dropout_forward>(d, {}, y.data<float>(), mask.data<float>(), x.data<float>(),
+  twin<&cpu::dropout_forward, &cuda::dropout_forward>(d, {}, y.raw(), mask.data<float>(), x.raw(), x.dtype(),
                                                        x.numel(), p, seed, offset);
+}
+
+void dropout_backward(const Tensor& dx, const Tensor& dy, const Tensor& mask) {
+  if (!detail::one_type({&dx, &dy})) {
+    const Tensor dxf = f32_output(dx);
+    dropout_backward(dxf, widen(dy), mask);
+    narrow_into(dx, dxf);
+    return;
+  }
+  const Device d = check_float("dropout_backward", {&dx, &dy});
+  check_f32("dropout_backward", {&mask});
+  same_device("dropout_backward", dy, mask);
+  same_shape("dropout_backward", dx, dy);
+  same_shape("dropout_backward", mask, dy);
+  twin<&cpu::dropout_backward, &cuda::dropout_backward>(d, {}, dx.raw(), dy.raw(), mask.data<float>(), dy.dtype(),
+                                                         dy.numel());
 }
 
 }  // namespace gpudl::nn

@@ -91,10 +91,14 @@ void axpy(float* y, float alpha, const float* x, index_t n, const Exec&) {
 
 namespace gpudl::kernels::cpu {
 
-void add_row_vector(float* y, const float* v, index_t rows, index_t cols, const Exec&) {
-  for (index_t r = 0; r < rows; ++r) {
-    for (index_t c = 0; c < cols; ++c) y[r * cols + c] += v[c];
-  }
+void add_row_vector(void* y, DType type, const float* v, index_t rows, index_t cols, const Exec&) {
+  detail::with_float_type(type, "add_row_vector", [&](auto tag) {
+    using T = decltype(tag);
+    T* yt = static_cast<T*>(y);
+    for (index_t r = 0; r < rows; ++r) {
+      for (index_t c = 0; c < cols; ++c) yt[r * cols + c] = store<T>(load(yt[r * cols + c]) + v[c]);
+    }
+  });
 }
 
 }  // namespace gpudl::kernels::cpu

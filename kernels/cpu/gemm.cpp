@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/cpu/scratch.h"
 #include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/error.h"
 
@@ -33,12 +35,13 @@ void scale_c(index_t m, index_t n, float beta, float* c, index_t ldc) {
 // Elements a row-major matrix of `rows` rows, `cols` columns and row stride ld spans.
 index_t span(index_t rows, index_t cols, index_t ld) { return rows == 0 || cols == 0 ? 0 : (rows - 1) * ld + cols; }
 
-// An FP32 copy of a span of `type` (the span itself when it is FP32 already).
-const float* widened(std::vector<float>& buffer, const void* p, DType type, index_t count) {
+// An FP32 copy of a span of `type` in `buffer` (the span itself when it is FP32 already).
+const float* widened(std::optional<FloatScratch>& buffer, const void* p, DType type, index_t count,
+                     const Exec& exec) {
   if (type == DType::kF32) return static_cast<const float*>(p);
-  buffer.resize(static_cast<std::size_t>(count));
-  cast(buffer.data(), DType::kF32, p, type, count, Exec{});
-  return buffer.data();
+  buffer.emplace(exec, count);
+  cast(buffer->data(), DType::kF32, p, type, count, exec);
+  return buffer->data();
 }
 
 }  // namespace
@@ -104,11 +107,13 @@ void gemm_ex(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t
                      " (expected f32, bf16 or f16 operands into f32 or their own type)");
   }
   if (m == 0 || n == 0) return;
-  std::vector<float> wa, wb, wc;
+  // From the caller's pool (Exec::scratch): a heap block of megabytes per call would be mapped
+  // and faulted in every time.
+  std::optional<FloatScratch> wa, wb, wc;
   const index_t rows_a = trans_a == Transpose::kNo ? m : k, cols_a = trans_a == Transpose::kNo ? k : m;
   const index_t rows_b = trans_b == Transpose::kNo ? k : n, cols_b = trans_b == Transpose::kNo ? n : k;
-  const float* fa = widened(wa, a, ab, span(rows_a, cols_a, lda));
-  const float* fb = widened(wb, b, ab, span(rows_b, cols_b, ldb));
+  const float* fa = widened(wa, a, ab, span(rows_a, cols_a, lda), exec);
+  const float* fb = widened(wb, b, ab, span(rows_b, cols_b, ldb), exec);
   if (c_type == DType::kF32) {
     gemm(trans_a, trans_b, m, n, k, alpha, fa, lda, fb, ldb, beta, static_cast<float*>(c), ldc, exec);
     return;
@@ -117,10 +122,10 @@ void gemm_ex(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t
   const index_t count = span(m, n, ldc);
   float* fc = nullptr;
   if (beta != 0.0f) {
-    fc = const_cast<float*>(widened(wc, c, c_type, count));
+    fc = const_cast<float*>(widened(wc, c, c_type, count, exec));
   } else {
-    wc.resize(static_cast<std::size_t>(count));
-    fc = wc.data();
+    wc.emplace(exec, count);
+    fc = wc->data();
   }
   gemm(trans_a, trans_b, m, n, k, alpha, fa, lda, fb, ldb, beta, fc, ldc, exec);
   if (ldc == n) {

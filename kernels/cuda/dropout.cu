@@ -1,5 +1,6 @@
 // CUDA dropout; twin of kernels/cpu/dropout.cpp (identical masks).
 #include "gpudl/kernels/cuda/launch.cuh"
+#include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/dropout.h"
 
 namespace gpudl::kernels::cuda {
@@ -9,7 +10,8 @@ namespace {
 // kernels
 
 // One thread per block of four elements: one Philox call feeds four masks.
-__global__ void dropout_forward_kernel(float* y, float* mask, const float* x, index_t n, float p, std::uint64_t seed,
+template <class T>
+__global__ void dropout_forward_kernel(T* y, float* mask, const T* x, index_t n, float p, std::uint64_t seed,
                                        std::uint64_t offset) {
   const index_t blocks = (n + 3) / 4;
   for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < blocks;
@@ -20,9 +22,17 @@ __global__ void dropout_forward_kernel(float* y, float* mask, const float* x, in
       if (i < n) {
         const float m = dropout_scale(uniform01(r.v[j]), p);
         mask[i] = m;
-        y[i] = x[i] * m;
+        y[i] = store<T>(load(x[i]) * m);
       }
     }
+  }
+}
+
+template <class T>
+__global__ void dropout_backward_kernel(T* dx, const T* dy, const float* mask, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    dx[i] = store<T>(load(dy[i]) * mask[i]);
   }
 }
 
@@ -31,11 +41,24 @@ __global__ void dropout_forward_kernel(float* y, float* mask, const float* x, in
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void dropout_forward(float* y, float* mask, const float* x, index_t n, float p, std::uint64_t seed,
+void dropout_forward(void* y, float* mask, const void* x, DType type, index_t n, float p, std::uint64_t seed,
                      std::uint64_t offset, const Exec& exec) {
-  if (n == 0) return;
-  dropout_forward_kernel<<<detail::grid_for((n + 3) / 4), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      y, mask, x, n, p, seed, offset);
+  kernels::detail::with_float_type(type, "dropout_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if (n == 0) return;
+    dropout_forward_kernel<T><<<detail::grid_for((n + 3) / 4), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(y), mask, static_cast<const T*>(x), n, p, seed, offset);
+  });
+  GPUDL_CHECK_LAUNCH();
+}
+
+void dropout_backward(void* dx, const void* dy, const float* mask, DType type, index_t n, const Exec& exec) {
+  kernels::detail::with_float_type(type, "dropout_backward", [&](auto tag) {
+    using T = decltype(tag);
+    if (n == 0) return;
+    dropout_backward_kernel<T><<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(dx), static_cast<const T*>(dy), mask, n);
+  });
   GPUDL_CHECK_LAUNCH();
 }
 

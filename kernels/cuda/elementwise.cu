@@ -47,11 +47,12 @@ __global__ void axpy_kernel(float* y, float alpha, const float* x, index_t n) {
   }
 }
 
-__global__ void add_row_vector_kernel(float* y, const float* v, index_t rows, index_t cols) {
+template <class T>
+__global__ void add_row_vector_kernel(T* y, const float* v, index_t rows, index_t cols) {
   const index_t n = rows * cols;
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    y[i] += v[i % cols];
+    y[i] = store<T>(load(y[i]) + v[i % cols]);
   }
 }
 
@@ -120,10 +121,13 @@ void axpy(float* y, float alpha, const float* x, index_t n, const Exec& exec) {
   GPUDL_CHECK_LAUNCH();
 }
 
-void add_row_vector(float* y, const float* v, index_t rows, index_t cols, const Exec& exec) {
-  if (rows == 0 || cols == 0) return;
-  add_row_vector_kernel<<<detail::grid_for(rows * cols), detail::kBlock, 0, detail::stream_of(exec)>>>(y, v, rows,
-                                                                                                     cols);
+void add_row_vector(void* y, DType type, const float* v, index_t rows, index_t cols, const Exec& exec) {
+  kernels::detail::with_float_type(type, "add_row_vector", [&](auto tag) {
+    using T = decltype(tag);
+    if (rows == 0 || cols == 0) return;
+    add_row_vector_kernel<T><<<detail::grid_for(rows * cols), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(y), v, rows, cols);
+  });
   GPUDL_CHECK_LAUNCH();
 }
 

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "gpudl/kernels/cuda/launch.cuh"
+#include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/reduce.h"
 
 namespace gpudl::kernels::cuda {
@@ -83,11 +84,12 @@ __global__ void reduce_cols_kernel(T* out, const float* in, index_t outer, index
 }
 
 // One thread per column walks the rows (coalesced across columns) and adds into out.
-__global__ void column_sum_add_kernel(float* out, const float* x, index_t rows, index_t cols) {
+template <class T>
+__global__ void column_sum_add_kernel(float* out, const T* x, index_t rows, index_t cols) {
   for (index_t c = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; c < cols;
        c += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float acc = 0.0f;
-    for (index_t r = 0; r < rows; ++r) acc += x[r * cols + c];
+    for (index_t r = 0; r < rows; ++r) acc += load(x[r * cols + c]);
     out[c] += acc;
   }
 }
@@ -126,9 +128,13 @@ void reduce_argmax(std::int64_t* out, const float* in, index_t outer, index_t ax
   launch<Out::kArgmax, ArgMaxAcc>(out, in, outer, axis_len, inner, exec);
 }
 
-void column_sum_add(float* out, const float* x, index_t rows, index_t cols, const Exec& exec) {
-  if (cols == 0) return;
-  column_sum_add_kernel<<<detail::grid_for(cols), detail::kBlock, 0, detail::stream_of(exec)>>>(out, x, rows, cols);
+void column_sum_add(float* out, const void* x, DType type, index_t rows, index_t cols, const Exec& exec) {
+  kernels::detail::with_float_type(type, "column_sum_add", [&](auto tag) {
+    using T = decltype(tag);
+    if (cols == 0) return;
+    column_sum_add_kernel<T><<<detail::grid_for(cols), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        out, static_cast<const T*>(x), rows, cols);
+  });
   GPUDL_CHECK_LAUNCH();
 }
 

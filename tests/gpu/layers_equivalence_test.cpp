@@ -148,14 +148,20 @@ std::vector<KernelCase> loss_cases() {
                          return Outputs{loss.to_vector<float>(), hits.to_vector<float>(), collect(grad)};
                        }});
     }
-    cases.push_back({"dropout_" + std::to_string(n), kExact, [n](Device d) {
-                       Tensor x = input({n}, d, 68);
-                       Guarded y = guarded({n}, DType::kF32, d), mask = guarded({n}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::dropout_forward, &kernels::cuda::dropout_forward>(
-                           d, {}, y.view.data<float>(), mask.view.data<float>(), x.data<float>(), n, 0.3f, test_seed(),
-                           5);
-                       return Outputs{collect(y), collect(mask)};
-                     }});
+    // Every type exact: the same mask, one product rounded once on both sides.
+    for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+      const std::string suffix = t == DType::kF32 ? "" : std::string("_") + dtype_name(t);
+      cases.push_back({"dropout_" + std::to_string(n) + suffix, kExact, [n, t](Device d) {
+                         Tensor x = input({n}, d, 68).as(t);
+                         Guarded y = guarded({n}, t, d), mask = guarded({n}, DType::kF32, d);
+                         Guarded dx = guarded({n}, t, d);
+                         detail::twin<&kernels::cpu::dropout_forward, &kernels::cuda::dropout_forward>(
+                             d, {}, y.view.raw(), mask.view.data<float>(), x.raw(), t, n, 0.3f, test_seed(), 5);
+                         detail::twin<&kernels::cpu::dropout_backward, &kernels::cuda::dropout_backward>(
+                             d, {}, dx.view.raw(), x.raw(), mask.view.data<float>(), t, n);
+                         return Outputs{collect(y), collect(mask), collect(dx)};
+                       }});
+    }
   }
   return cases;
 }
@@ -227,22 +233,28 @@ std::vector<KernelCase> norm_cases() {
   struct M {
     std::int64_t rows, cols;
   };
-  for (M m : {M{1, 1}, M{128, 512}, M{1000, 3}, M{3, 4099}}) {
-    const std::string sz = std::to_string(m.rows) + "x" + std::to_string(m.cols);
-    cases.push_back({"add_row_vector_" + sz, kExact, [m](Device d) {
-                       Guarded y = guarded({m.rows, m.cols}, DType::kF32, d);
-                       ops::copy(y.view, input({m.rows, m.cols}, d, 78));
-                       detail::twin<&kernels::cpu::add_row_vector, &kernels::cuda::add_row_vector>(
-                           d, {}, y.view.data<float>(), input({m.cols}, d, 79).data<float>(), m.rows, m.cols);
-                       return Outputs{collect(y)};
-                     }});
-    cases.push_back({"column_sum_add_" + sz, kReductionTolerance, [m](Device d) {
-                       Guarded out = guarded({m.cols}, DType::kF32, d);
-                       ops::copy(out.view, input({m.cols}, d, 80));
-                       detail::twin<&kernels::cpu::column_sum_add, &kernels::cuda::column_sum_add>(
-                           d, {}, out.view.data<float>(), input({m.rows, m.cols}, d, 81).data<float>(), m.rows, m.cols);
-                       return Outputs{collect(out)};
-                     }});
+  // bf16/f16 rows: one FP32 addition rounded once, the same on both sides (exact); column sums of
+  // stored values in FP32 (the reduction's order differs, as for f32).
+  for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const std::string suffix = t == DType::kF32 ? "" : std::string("_") + dtype_name(t);
+    for (M m : {M{1, 1}, M{128, 512}, M{1000, 3}, M{3, 4099}}) {
+      const std::string sz = std::to_string(m.rows) + "x" + std::to_string(m.cols) + suffix;
+      cases.push_back({"add_row_vector_" + sz, kExact, [m, t](Device d) {
+                         Guarded y = guarded({m.rows, m.cols}, t, d);
+                         ops::copy(y.view, input({m.rows, m.cols}, d, 78).as(t));
+                         detail::twin<&kernels::cpu::add_row_vector, &kernels::cuda::add_row_vector>(
+                             d, {}, y.view.raw(), t, input({m.cols}, d, 79).data<float>(), m.rows, m.cols);
+                         return Outputs{collect(y)};
+                       }});
+      cases.push_back({"column_sum_add_" + sz, kReductionTolerance, [m, t](Device d) {
+                         Guarded out = guarded({m.cols}, DType::kF32, d);
+                         ops::copy(out.view, input({m.cols}, d, 80));
+                         const Tensor x = input({m.rows, m.cols}, d, 81).as(t);
+                         detail::twin<&kernels::cpu::column_sum_add, &kernels::cuda::column_sum_add>(
+                             d, {}, out.view.data<float>(), x.raw(), t, m.rows, m.cols);
+                         return Outputs{collect(out)};
+                       }});
+    }
   }
   return cases;
 }
