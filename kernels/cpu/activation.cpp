@@ -65,22 +65,6 @@ void check_type(DType t) {
   }
 }
 
-void widen(float* out, const void* in, DType t, index_t offset, index_t n) {
-  if (t == DType::kBF16) {
-    bf16_to_f32(out, static_cast<const BFloat16*>(in) + offset, n);
-  } else {
-    f16_to_f32(out, static_cast<const Half*>(in) + offset, n);
-  }
-}
-
-void narrow(void* out, const float* in, DType t, index_t offset, index_t n) {
-  if (t == DType::kBF16) {
-    f32_to_bf16(static_cast<BFloat16*>(out) + offset, in, n);
-  } else {
-    f32_to_f16(static_cast<Half*>(out) + offset, in, n);
-  }
-}
-
 }  // namespace
 
 void activation_forward(void* y, const void* x, DType type, index_t n, Activation kind, float alpha, const Exec&) {
@@ -96,9 +80,9 @@ void activation_forward(void* y, const void* x, DType type, index_t n, Activatio
     float in[kChunk], out[kChunk];
     for (index_t c0 = i0; c0 < i1; c0 += kChunk) {
       const index_t len = std::min(kChunk, i1 - c0);
-      widen(in, x, type, c0, len);
+      widen_to_f32(in, x, type, c0, len);
       forward_range(out, in, len, kind, alpha);
-      narrow(y, out, type, c0, len);
+      narrow_from_f32(y, type, out, c0, len);
     }
   });
 }
@@ -119,11 +103,11 @@ void activation_backward(void* dx, const void* dy, const void* x, const void* y,
     float g[kChunk], in[kChunk], out[kChunk], result[kChunk];
     for (index_t c0 = i0; c0 < i1; c0 += kChunk) {
       const index_t len = std::min(kChunk, i1 - c0);
-      widen(g, dy, type, c0, len);
-      widen(in, x, type, c0, len);
-      widen(out, y, type, c0, len);
+      widen_to_f32(g, dy, type, c0, len);
+      widen_to_f32(in, x, type, c0, len);
+      widen_to_f32(out, y, type, c0, len);
       backward_range(result, g, in, out, len, kind, alpha);
-      narrow(dx, result, type, c0, len);
+      narrow_from_f32(dx, type, result, c0, len);
     }
   });
 }

@@ -1,9 +1,12 @@
 // f32 <-> bf16 and f32 <-> f16 conversion loops: vectorised bf16, F16C for f16 chosen at run time.
 #include "gpudl/kernels/cpu/convert.h"
 
+#include <algorithm>
 #include <bit>
+#include <string>
 
 #include "gpudl/kernels/cpu/clones.h"
+#include "gpudl/kernels/error.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -133,6 +136,30 @@ void f32_to_f16(Half* out, const float* in, index_t n) {
 
 void f16_to_f32(float* out, const Half* in, index_t n) {
   if (!f16_to_f32_path(HalfPath::kF16c, out, in, n)) f16_to_f32_portable(out, in, n);
+}
+
+void widen_to_f32(float* out, const void* in, DType t, index_t offset, index_t n) {
+  switch (t) {
+    case DType::kBF16: bf16_to_f32(out, static_cast<const BFloat16*>(in) + offset, n); return;
+    case DType::kF16: f16_to_f32(out, static_cast<const Half*>(in) + offset, n); return;
+    case DType::kF32: std::copy_n(static_cast<const float*>(in) + offset, n, out); return;
+    case DType::kI32:
+    case DType::kI64:
+    case DType::kU8: break;
+  }
+  throw ValueError(std::string("widen_to_f32: dtype ") + dtype_name(t) + " is not f32, bf16 or f16");
+}
+
+void narrow_from_f32(void* out, DType t, const float* in, index_t offset, index_t n) {
+  switch (t) {
+    case DType::kBF16: f32_to_bf16(static_cast<BFloat16*>(out) + offset, in, n); return;
+    case DType::kF16: f32_to_f16(static_cast<Half*>(out) + offset, in, n); return;
+    case DType::kF32: std::copy_n(in, n, static_cast<float*>(out) + offset); return;
+    case DType::kI32:
+    case DType::kI64:
+    case DType::kU8: break;
+  }
+  throw ValueError(std::string("narrow_from_f32: dtype ") + dtype_name(t) + " is not f32, bf16 or f16");
 }
 
 }  // namespace gpudl::kernels::cpu

@@ -18,6 +18,12 @@ void bf16_to_f32(float* out, const BFloat16* in, index_t n);
 void f32_to_f16(Half* out, const float* in, index_t n);
 void f16_to_f32(float* out, const Half* in, index_t n);
 
+// Elements [offset, offset + n) of `in` (of type t: f32, bf16 or f16) widened into out, and
+// the reverse (rounded to nearest even): the vectorised loops above chosen by type, for CPU
+// kernels that work on bf16/f16 tensors in cache-sized FP32 chunks.
+void widen_to_f32(float* out, const void* in, DType t, index_t offset, index_t n);
+void narrow_from_f32(void* out, DType t, const float* in, index_t offset, index_t n);
+
 // The ways to convert f16: F16C, else the scalar reference. For tests: false (nothing written)
 // where this CPU or build lacks the path.
 enum class HalfPath { kF16c, kPortable };

@@ -2,10 +2,10 @@
 #include "gpudl/kernels/reduce.h"
 
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
 #include "gpudl/kernels/cpu/clones.h"
+#include "gpudl/kernels/cpu/convert.h"
 #include "gpudl/kernels/cpu/parallel.h"
 #include "gpudl/kernels/dispatch.h"
 
@@ -79,20 +79,21 @@ void column_sum_add(float* out, const void* x, DType type, index_t rows, index_t
   // walk, but contiguous and vectorised (the column walk was a fifth of an LSTM step). Threads
   // take column ranges, so each column's order stays fixed; small sums stay on one thread.
   const index_t grain = std::max<index_t>(16, (index_t{1} << 16) / std::max<index_t>(rows, 1));
-  detail::with_float_type(type, "column_sum_add", [&](auto tag) {
-    using T = decltype(tag);
-    const T* xt = static_cast<const T*>(x);
-    parallel_for(cols, grain, [&](index_t c0, index_t c1) {
-      std::vector<double> acc(static_cast<std::size_t>(c1 - c0), 0.0);
-      for (index_t r = 0; r < rows; ++r) {
-        if constexpr (std::is_same_v<T, float>) {
-          add_row_to_double(acc.data(), xt + r * cols + c0, c1 - c0);
-        } else {
-          for (index_t c = c0; c < c1; ++c) acc[static_cast<std::size_t>(c - c0)] += load(xt[r * cols + c]);
-        }
+  detail::with_float_type(type, "column_sum_add", [](auto) {});  // names a type without a path
+  parallel_for(cols, grain, [&](index_t c0, index_t c1) {
+    std::vector<double> acc(static_cast<std::size_t>(c1 - c0), 0.0);
+    // bf16/f16 rows are widened (exactly, vectorised) into one FP32 row first.
+    std::vector<float> row(type == DType::kF32 ? 0 : static_cast<std::size_t>(c1 - c0));
+    for (index_t r = 0; r < rows; ++r) {
+      const float* src = row.data();
+      if (type == DType::kF32) {
+        src = static_cast<const float*>(x) + r * cols + c0;
+      } else {
+        widen_to_f32(row.data(), x, type, r * cols + c0, c1 - c0);
       }
-      for (index_t c = c0; c < c1; ++c) out[c] += static_cast<float>(acc[static_cast<std::size_t>(c - c0)]);
-    });
+      add_row_to_double(acc.data(), src, c1 - c0);
+    }
+    for (index_t c = c0; c < c1; ++c) out[c] += static_cast<float>(acc[static_cast<std::size_t>(c - c0)]);
   });
 }
 
