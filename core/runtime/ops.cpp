@@ -89,7 +89,8 @@ void cast(const Tensor& out, const Tensor& in) {
 #define GPUDL_BINARY_OP(name)                                                                                     \
   void name(const Tensor& out, const Tensor& a, const Tensor& b) {                                                \
     check_binary(out, a, b, #name);                                                                               \
-    if (detail::any_low({&out, &a, &b})) {                                                                        \
+    if (!detail::one_type({&out, &a, &b})) {                                                                      \
+      /* A mix of types goes through FP32 copies, one rounding. */                                                \
       const Tensor af = detail::widen(a), bf = detail::same_memory(b, a) ? af : detail::widen(b);                \
       const Tensor of = detail::same_memory(out, a)   ? af                                                        \
                         : detail::same_memory(out, b) ? bf                                                        \
@@ -98,8 +99,8 @@ void cast(const Tensor& out, const Tensor& in) {
       detail::narrow_into(out, of);                                                                               \
       return;                                                                                                     \
     }                                                                                                             \
-    detail::twin<&kernels::cpu::name, &kernels::cuda::name>(out.device(), {}, out.data<float>(), a.data<float>(), \
-                                                            b.data<float>(), out.numel());                        \
+    detail::twin<&kernels::cpu::name, &kernels::cuda::name>(out.device(), {}, out.raw(), a.raw(), b.raw(),       \
+                                                            a.dtype(), out.numel());                              \
   }                                                                                                               \
   Tensor name(const Tensor& a, const Tensor& b) {                                                                 \
     require_defined(a, #name, "a");                                                                               \

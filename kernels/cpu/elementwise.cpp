@@ -12,8 +12,25 @@ namespace gpudl::kernels::cpu {
 namespace {
 
 template <class Op>
-void binary(float* out, const float* a, const float* b, index_t n, Op op) {
-  for (index_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
+void binary(void* out, const void* a, const void* b, DType type, index_t n, Op op) {
+  if (type == DType::kF32) {
+    float* o = static_cast<float*>(out);
+    const float *x = static_cast<const float*>(a), *y = static_cast<const float*>(b);
+    for (index_t i = 0; i < n; ++i) o[i] = op(x[i], y[i]);
+    return;
+  }
+  detail::with_float_type(type, "element-wise op", [](auto) {});  // names a type without a path
+  // bf16/f16 in cache-sized FP32 chunks; each chunk is read before it is written, so out may
+  // alias a or b.
+  constexpr index_t kChunk = 1024;
+  float xa[kChunk], xb[kChunk];
+  for (index_t c0 = 0; c0 < n; c0 += kChunk) {
+    const index_t len = std::min(kChunk, n - c0);
+    widen_to_f32(xa, a, type, c0, len);
+    widen_to_f32(xb, b, type, c0, len);
+    for (index_t i = 0; i < len; ++i) xa[i] = op(xa[i], xb[i]);
+    narrow_from_f32(out, type, xa, c0, len);
+  }
 }
 
 }  // namespace
@@ -75,10 +92,18 @@ void cast(void* out, DType out_type, const void* in, DType in_type, index_t n, c
   });
 }
 
-void add(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, AddOp{}); }
-void sub(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, SubOp{}); }
-void mul(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, MulOp{}); }
-void div(float* out, const float* a, const float* b, index_t n, const Exec&) { binary(out, a, b, n, DivOp{}); }
+void add(void* out, const void* a, const void* b, DType type, index_t n, const Exec&) {
+  binary(out, a, b, type, n, AddOp{});
+}
+void sub(void* out, const void* a, const void* b, DType type, index_t n, const Exec&) {
+  binary(out, a, b, type, n, SubOp{});
+}
+void mul(void* out, const void* a, const void* b, DType type, index_t n, const Exec&) {
+  binary(out, a, b, type, n, MulOp{});
+}
+void div(void* out, const void* a, const void* b, DType type, index_t n, const Exec&) {
+  binary(out, a, b, type, n, DivOp{});
+}
 
 void scale(float* out, const float* in, float alpha, index_t n, const Exec&) {
   for (index_t i = 0; i < n; ++i) out[i] = alpha * in[i];

@@ -25,11 +25,11 @@ __global__ void cast_kernel(To* out, const From* in, index_t n) {
   }
 }
 
-template <class Op>
-__global__ void binary_kernel(float* out, const float* a, const float* b, index_t n, Op op) {
+template <class T, class Op>
+__global__ void binary_kernel(T* out, const T* a, const T* b, index_t n, Op op) {
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    out[i] = op(a[i], b[i]);
+    out[i] = store<T>(op(load(a[i]), load(b[i])));
   }
 }
 
@@ -60,9 +60,13 @@ __global__ void add_row_vector_kernel(T* y, const float* v, index_t rows, index_
 // launchers
 
 template <class Op>
-void launch_binary(float* out, const float* a, const float* b, index_t n, const Exec& exec, Op op) {
-  if (n == 0) return;
-  binary_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(out, a, b, n, op);
+void launch_binary(void* out, const void* a, const void* b, DType type, index_t n, const Exec& exec, Op op) {
+  kernels::detail::with_float_type(type, "element-wise op", [&](auto tag) {
+    using T = decltype(tag);
+    if (n == 0) return;
+    binary_kernel<T><<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n, op);
+  });
   GPUDL_CHECK_LAUNCH();
 }
 
@@ -96,17 +100,17 @@ void cast(void* out, DType out_type, const void* in, DType in_type, index_t n, c
   GPUDL_CHECK_LAUNCH();
 }
 
-void add(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
-  launch_binary(out, a, b, n, exec, AddOp{});
+void add(void* out, const void* a, const void* b, DType type, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, type, n, exec, AddOp{});
 }
-void sub(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
-  launch_binary(out, a, b, n, exec, SubOp{});
+void sub(void* out, const void* a, const void* b, DType type, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, type, n, exec, SubOp{});
 }
-void mul(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
-  launch_binary(out, a, b, n, exec, MulOp{});
+void mul(void* out, const void* a, const void* b, DType type, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, type, n, exec, MulOp{});
 }
-void div(float* out, const float* a, const float* b, index_t n, const Exec& exec) {
-  launch_binary(out, a, b, n, exec, DivOp{});
+void div(void* out, const void* a, const void* b, DType type, index_t n, const Exec& exec) {
+  launch_binary(out, a, b, type, n, exec, DivOp{});
 }
 
 void scale(float* out, const float* in, float alpha, index_t n, const Exec& exec) {

@@ -11,18 +11,22 @@ std::vector<KernelCase> elementwise_cases() {
   std::vector<KernelCase> cases;
   for (std::int64_t n : {1, 1000, (1 << 20) + 3}) {
     const std::string sz = std::to_string(n);
-    auto binary = [n](auto op) {
-      return [n, op](Device d) {
-        Tensor a = input({n}, d, 1), b = input({n}, d, 2, 0.5f, 2.0f);
-        Guarded out = guarded({n}, DType::kF32, d);
-        op(out.view, a, b);
-        return Outputs{collect(out)};
+    // In every float type exact: one FP32 operation on the same stored values, rounded once.
+    for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+      const std::string name = sz + (t == DType::kF32 ? "" : std::string("_") + dtype_name(t));
+      auto binary = [n, t](auto op) {
+        return [n, t, op](Device d) {
+          Tensor a = input({n}, d, 1).as(t), b = input({n}, d, 2, 0.5f, 2.0f).as(t);
+          Guarded out = guarded({n}, t, d);
+          op(out.view, a, b);
+          return Outputs{collect(out)};
+        };
       };
-    };
-    cases.push_back({"add_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::add(o, a, b); })});
-    cases.push_back({"sub_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::sub(o, a, b); })});
-    cases.push_back({"mul_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::mul(o, a, b); })});
-    cases.push_back({"div_" + sz, kExact, binary([](auto& o, auto& a, auto& b) { ops::div(o, a, b); })});
+      cases.push_back({"add_" + name, kExact, binary([](auto& o, auto& a, auto& b) { ops::add(o, a, b); })});
+      cases.push_back({"sub_" + name, kExact, binary([](auto& o, auto& a, auto& b) { ops::sub(o, a, b); })});
+      cases.push_back({"mul_" + name, kExact, binary([](auto& o, auto& a, auto& b) { ops::mul(o, a, b); })});
+      cases.push_back({"div_" + name, kExact, binary([](auto& o, auto& a, auto& b) { ops::div(o, a, b); })});
+    }
     cases.push_back({"scale_" + sz, kExact, [n](Device d) {
                        Guarded out = guarded({n}, DType::kF32, d);
                        ops::scale(out.view, input({n}, d, 3), -1.75f);
