@@ -1,10 +1,12 @@
-// Pooling over NCHW f32 images (max, average, global average), declared identically for both
-// backends; the per-window math is written once here and shared, so the twins agree exactly.
+// Pooling over NCHW images (max, average, global average; f32, bf16 or f16 read in FP32),
+// declared identically for both backends; the per-window math is written once here and shared,
+// so the twins agree exactly.
 #pragma once
 
 #include <cstdint>
 
 #include "gpudl/kernels/common.h"
+#include "gpudl/kernels/dtype.h"
 
 namespace gpudl::kernels {
 
@@ -58,16 +60,17 @@ GPUDL_HD inline Span covering_windows(index_t i, index_t outputs, index_t kernel
 // Maximum of window (oh, ow) over one (h, w) plane: stores it in *value and returns its index
 // in the plane. Padding never wins; the first NaN wins, so NaN propagates; among equal values
 // the first in row-major window order wins. All three keep the backward pass unambiguous.
-GPUDL_HD inline std::int32_t max_pool_window(float* value, const float* plane, const PoolGeometry& g, index_t oh,
+template <class T>
+GPUDL_HD inline std::int32_t max_pool_window(float* value, const T* plane, const PoolGeometry& g, index_t oh,
                                              index_t ow) {
   const pool_detail::Span rows = pool_detail::window_span(oh, g.h, g.kernel_h, g.stride_h, g.pad_h);
   const pool_detail::Span cols = pool_detail::window_span(ow, g.w, g.kernel_w, g.stride_w, g.pad_w);
   index_t best_at = rows.begin * g.w + cols.begin;
-  float best = plane[best_at];
+  float best = load(plane[best_at]);
   for (index_t r = rows.begin; r < rows.end; ++r) {
     for (index_t col = cols.begin; col < cols.end; ++col) {
       const index_t at = r * g.w + col;
-      const float v = plane[at];
+      const float v = load(plane[at]);
       if (v > best || (v != v && best == best)) {
         best = v;
         best_at = at;
@@ -81,7 +84,8 @@ GPUDL_HD inline std::int32_t max_pool_window(float* value, const float* plane, c
 // dL/dx at input (ih, iw) of one plane: the sum of dy over the windows whose winner it was,
 // in row-major window order. Gathering (rather than scattering from the windows) gives each
 // element one writer, so the CUDA twin needs no atomics and is deterministic.
-GPUDL_HD inline float max_pool_input_grad(const float* dy_plane, const std::int32_t* argmax_plane,
+template <class T>
+GPUDL_HD inline float max_pool_input_grad(const T* dy_plane, const std::int32_t* argmax_plane,
                                           const PoolGeometry& g, index_t ih, index_t iw) {
   const index_t out_w = g.out_w();
   const pool_detail::Span rows = pool_detail::covering_windows(ih, g.out_h(), g.kernel_h, g.stride_h, g.pad_h);
@@ -91,7 +95,7 @@ GPUDL_HD inline float max_pool_input_grad(const float* dy_plane, const std::int3
   for (index_t r = rows.begin; r < rows.end; ++r) {
     for (index_t col = cols.begin; col < cols.end; ++col) {
       const index_t o = r * out_w + col;
-      if (argmax_plane[o] == self) sum += dy_plane[o];
+      if (argmax_plane[o] == self) sum += load(dy_plane[o]);
     }
   }
   return sum;
@@ -100,34 +104,37 @@ GPUDL_HD inline float max_pool_input_grad(const float* dy_plane, const std::int3
 // Mean of window (oh, ow) with padding counted as zeros (count_include_pad = true, PyTorch's
 // default): the divisor is always kernel_h * kernel_w. In floor mode with padding at most half
 // the kernel no window reaches past the padded edge, so that matches PyTorch everywhere.
-GPUDL_HD inline float avg_pool_window(const float* plane, const PoolGeometry& g, index_t oh, index_t ow) {
+template <class T>
+GPUDL_HD inline float avg_pool_window(const T* plane, const PoolGeometry& g, index_t oh, index_t ow) {
   const pool_detail::Span rows = pool_detail::window_span(oh, g.h, g.kernel_h, g.stride_h, g.pad_h);
   const pool_detail::Span cols = pool_detail::window_span(ow, g.w, g.kernel_w, g.stride_w, g.pad_w);
   float sum = 0.0f;
   for (index_t r = rows.begin; r < rows.end; ++r) {
-    for (index_t col = cols.begin; col < cols.end; ++col) sum += plane[r * g.w + col];
+    for (index_t col = cols.begin; col < cols.end; ++col) sum += load(plane[r * g.w + col]);
   }
   return sum / static_cast<float>(g.kernel_h * g.kernel_w);
 }
 
 // dL/dx at input (ih, iw): the dy of every window covering it, summed in row-major window order,
 // over the same fixed divisor as the forward pass.
-GPUDL_HD inline float avg_pool_input_grad(const float* dy_plane, const PoolGeometry& g, index_t ih, index_t iw) {
+template <class T>
+GPUDL_HD inline float avg_pool_input_grad(const T* dy_plane, const PoolGeometry& g, index_t ih, index_t iw) {
   const index_t out_w = g.out_w();
   const pool_detail::Span rows = pool_detail::covering_windows(ih, g.out_h(), g.kernel_h, g.stride_h, g.pad_h);
   const pool_detail::Span cols = pool_detail::covering_windows(iw, out_w, g.kernel_w, g.stride_w, g.pad_w);
   float sum = 0.0f;
   for (index_t r = rows.begin; r < rows.end; ++r) {
-    for (index_t col = cols.begin; col < cols.end; ++col) sum += dy_plane[r * out_w + col];
+    for (index_t col = cols.begin; col < cols.end; ++col) sum += load(dy_plane[r * out_w + col]);
   }
   return sum / static_cast<float>(g.kernel_h * g.kernel_w);
 }
 
 // Mean of a plane of hw values, summed in order in float: planes here are small (a ResNet's
 // last feature map), and one order on both backends makes their results identical.
-GPUDL_HD inline float plane_mean(const float* plane, index_t hw) {
+template <class T>
+GPUDL_HD inline float plane_mean(const T* plane, index_t hw) {
   float sum = 0.0f;
-  for (index_t i = 0; i < hw; ++i) sum += plane[i];
+  for (index_t i = 0; i < hw; ++i) sum += load(plane[i]);
   return sum / static_cast<float>(hw);
 }
 

@@ -60,7 +60,7 @@ struct MaxResult {
 MaxResult cpu_max_pool(const std::vector<float>& x, const kernels::PoolGeometry& g) {
   const auto outputs = static_cast<std::size_t>(g.out_h() * g.out_w());
   MaxResult r{std::vector<float>(outputs), std::vector<std::int32_t>(outputs)};
-  kernels::cpu::max_pool_forward(r.y.data(), r.argmax.data(), x.data(), g, kernels::Exec{});
+  kernels::cpu::max_pool_forward(r.y.data(), r.argmax.data(), x.data(), DType::kF32, g, kernels::Exec{});
   return r;
 }
 
@@ -311,10 +311,10 @@ TEST(PoolKernels, GeometryValidity) {
 TEST(PoolKernels, GlobalAveragePoolKernels) {
   const std::vector<float> x{1, 2, 3, 4, 5, 6};
   std::vector<float> y(2), dx(6);
-  kernels::cpu::global_avg_pool_forward(y.data(), x.data(), 1, 2, 3, kernels::Exec{});
+  kernels::cpu::global_avg_pool_forward(y.data(), x.data(), DType::kF32, 1, 2, 3, kernels::Exec{});
   EXPECT_EQ(y, (std::vector<float>{2, 5}));
   const std::vector<float> dy{3, -6};
-  kernels::cpu::global_avg_pool_backward(dx.data(), dy.data(), 1, 2, 3, kernels::Exec{});
+  kernels::cpu::global_avg_pool_backward(dx.data(), dy.data(), DType::kF32, 1, 2, 3, kernels::Exec{});
   EXPECT_EQ(dx, (std::vector<float>{1, 1, 1, -2, -2, -2}));
 }
 

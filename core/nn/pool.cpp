@@ -10,7 +10,7 @@ namespace gpudl::nn {
 
 using namespace checks;
 using detail::twin;
-using detail::any_low, detail::widen, detail::f32_output, detail::narrow_into;
+using detail::widen, detail::f32_output, detail::narrow_into, detail::one_type;
 namespace cpu = kernels::cpu;
 namespace cuda = kernels::cuda;
 
@@ -25,59 +25,59 @@ void check_pool(const char* op, const Tensor& in, const Tensor& out, const PoolG
 }  // namespace
 
 void max_pool_forward(const Tensor& y, const Tensor& argmax, const Tensor& x, const PoolGeometry& g) {
-  if (any_low({&y, &x})) {
+  if (!one_type({&y, &x})) {
     const Tensor yf = f32_output(y);
     max_pool_forward(yf, argmax, widen(x), g);
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("max_pool_forward", {&y, &x});
+  const Device d = check_float("max_pool_forward", {&y, &x});
   check("max_pool_forward", DType::kI32, {&argmax});
   same_device("max_pool_forward", argmax, x);
   check_pool("max_pool_forward", x, y, g);
   same_shape("max_pool_forward", argmax, y);
-  twin<&cpu::max_pool_forward, &cuda::max_pool_forward>(d, {}, y.data<float>(), argmax.data<std::int32_t>(),
-                                                         x.data<float>(), g);
+  twin<&cpu::max_pool_forward, &cuda::max_pool_forward>(d, {}, y.raw(), argmax.data<std::int32_t>(), x.raw(),
+                                                         x.dtype(), g);
 }
 
 void max_pool_backward(const Tensor& dx, const Tensor& dy, const Tensor& argmax, const PoolGeometry& g) {
-  if (any_low({&dx, &dy})) {
+  if (!one_type({&dx, &dy})) {
     const Tensor dxf = f32_output(dx);
     max_pool_backward(dxf, widen(dy), argmax, g);
     narrow_into(dx, dxf);
     return;
   }
-  const Device d = check_f32("max_pool_backward", {&dx, &dy});
+  const Device d = check_float("max_pool_backward", {&dx, &dy});
   check("max_pool_backward", DType::kI32, {&argmax});
   same_device("max_pool_backward", argmax, dy);
   check_pool("max_pool_backward", dx, dy, g);
   same_shape("max_pool_backward", argmax, dy);
-  twin<&cpu::max_pool_backward, &cuda::max_pool_backward>(d, {}, dx.data<float>(), dy.data<float>(),
-                                                           argmax.data<std::int32_t>(), g);
+  twin<&cpu::max_pool_backward, &cuda::max_pool_backward>(d, {}, dx.raw(), dy.raw(), argmax.data<std::int32_t>(),
+                                                           dy.dtype(), g);
 }
 
 void avg_pool_forward(const Tensor& y, const Tensor& x, const PoolGeometry& g) {
-  if (any_low({&y, &x})) {
+  if (!one_type({&y, &x})) {
     const Tensor yf = f32_output(y);
     avg_pool_forward(yf, widen(x), g);
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("avg_pool_forward", {&y, &x});
+  const Device d = check_float("avg_pool_forward", {&y, &x});
   check_pool("avg_pool_forward", x, y, g);
-  twin<&cpu::avg_pool_forward, &cuda::avg_pool_forward>(d, {}, y.data<float>(), x.data<float>(), g);
+  twin<&cpu::avg_pool_forward, &cuda::avg_pool_forward>(d, {}, y.raw(), x.raw(), x.dtype(), g);
 }
 
 void avg_pool_backward(const Tensor& dx, const Tensor& dy, const PoolGeometry& g) {
-  if (any_low({&dx, &dy})) {
+  if (!one_type({&dx, &dy})) {
     const Tensor dxf = f32_output(dx);
     avg_pool_backward(dxf, widen(dy), g);
     narrow_into(dx, dxf);
     return;
   }
-  const Device d = check_f32("avg_pool_backward", {&dx, &dy});
+  const Device d = check_float("avg_pool_backward", {&dx, &dy});
   check_pool("avg_pool_backward", dx, dy, g);
-  twin<&cpu::avg_pool_backward, &cuda::avg_pool_backward>(d, {}, dx.data<float>(), dy.data<float>(), g);
+  twin<&cpu::avg_pool_backward, &cuda::avg_pool_backward>(d, {}, dx.raw(), dy.raw(), dy.dtype(), g);
 }
 
 namespace {
@@ -90,29 +90,29 @@ void check_global_pool(const char* op, const Tensor& image, const Tensor& pooled
 }  // namespace
 
 void global_avg_pool_forward(const Tensor& y, const Tensor& x) {
-  if (any_low({&y, &x})) {
+  if (!one_type({&y, &x})) {
     const Tensor yf = f32_output(y);
     global_avg_pool_forward(yf, widen(x));
     narrow_into(y, yf);
     return;
   }
-  const Device d = check_f32("global_avg_pool_forward", {&y, &x});
+  const Device d = check_float("global_avg_pool_forward", {&y, &x});
   check_global_pool("global_avg_pool_forward", x, y);
-  twin<&cpu::global_avg_pool_forward, &cuda::global_avg_pool_forward>(d, {}, y.data<float>(), x.data<float>(),
-                                                                       x.dim(0), x.dim(1), x.dim(2) * x.dim(3));
+  twin<&cpu::global_avg_pool_forward, &cuda::global_avg_pool_forward>(d, {}, y.raw(), x.raw(), x.dtype(), x.dim(0),
+                                                                       x.dim(1), x.dim(2) * x.dim(3));
 }
 
 void global_avg_pool_backward(const Tensor& dx, const Tensor& dy) {
-  if (any_low({&dx, &dy})) {
+  if (!one_type({&dx, &dy})) {
     const Tensor dxf = f32_output(dx);
     global_avg_pool_backward(dxf, widen(dy));
     narrow_into(dx, dxf);
     return;
   }
-  const Device d = check_f32("global_avg_pool_backward", {&dx, &dy});
+  const Device d = check_float("global_avg_pool_backward", {&dx, &dy});
   check_global_pool("global_avg_pool_backward", dx, dy);
   twin<&cpu::global_avg_pool_backward, &cuda::global_avg_pool_backward>(
-      d, {}, dx.data<float>(), dy.data<float>(), dx.dim(0), dx.dim(1), dx.dim(2) * dx.dim(3));
+      d, {}, dx.raw(), dy.raw(), dy.dtype(), dx.dim(0), dx.dim(1), dx.dim(2) * dx.dim(3));
 }
 
 }  // namespace gpudl::nn

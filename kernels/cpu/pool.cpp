@@ -2,8 +2,11 @@
 #include "gpudl/kernels/pool.h"
 
 #include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/dispatch.h"
 
 namespace gpudl::kernels::cpu {
 
@@ -42,9 +45,7 @@ void max_pool_2x2(float* y, std::int32_t* argmax, const float* x, const PoolGeom
   });
 }
 
-}  // namespace
-
-void max_pool_forward(float* y, std::int32_t* argmax, const float* x, const PoolGeometry& geom, const Exec&) {
+void max_pool_forward_f32(float* y, std::int32_t* argmax, const float* x, const PoolGeometry& geom) {
   const index_t out_h = geom.out_h(), out_w = geom.out_w();
   const index_t in_plane = geom.h * geom.w, out_plane = out_h * out_w;
   if (geom.kernel_h == 2 && geom.kernel_w == 2 && geom.stride_h == 2 && geom.stride_w == 2 && geom.pad_h == 0 &&
@@ -95,55 +96,121 @@ void max_pool_forward(float* y, std::int32_t* argmax, const float* x, const Pool
   }
 }
 
-// Scatters each window's dy to its winner instead of gathering per input as the CUDA twin
-// does: the same additions in the same (row-major window) order, so the same bits, at the
-// cost of one pass over the outputs instead of a window search per input.
-void max_pool_backward(float* dx, const float* dy, const std::int32_t* argmax, const PoolGeometry& geom, const Exec&) {
-  const index_t in_plane = geom.h * geom.w, out_plane = geom.out_h() * geom.out_w();
+// bf16/f16 max pooling: the shared window search on the stored values (the winner is the same
+// value, so only the index matters), every output stored as it is (a max is exact).
+template <class T>
+void max_pool_forward_typed(T* y, std::int32_t* argmax, const T* x, const PoolGeometry& geom) {
+  const index_t out_h = geom.out_h(), out_w = geom.out_w();
+  const index_t in_plane = geom.h * geom.w, out_plane = out_h * out_w;
   parallel_for(geom.n * geom.c, 16, [&](index_t p0, index_t p1) {
-    std::fill(dx + p0 * in_plane, dx + p1 * in_plane, 0.0f);
     for (index_t p = p0; p < p1; ++p) {
-      float* dxp = dx + p * in_plane;
-      const float* dyp = dy + p * out_plane;
-      const std::int32_t* ap = argmax + p * out_plane;
-      for (index_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
+      for (index_t oh = 0; oh < out_h; ++oh) {
+        for (index_t ow = 0; ow < out_w; ++ow) {
+          const index_t o = p * out_plane + oh * out_w + ow;
+          float value = 0.0f;
+          argmax[o] = max_pool_window(&value, x + p * in_plane, geom, oh, ow);
+          y[o] = store<T>(value);
+        }
+      }
     }
   });
 }
 
-void avg_pool_forward(float* y, const float* x, const PoolGeometry& geom, const Exec&) {
+}  // namespace
+
+void max_pool_forward(void* y, std::int32_t* argmax, const void* x, DType type, const PoolGeometry& geom,
+                      const Exec&) {
+  detail::with_float_type(type, "max_pool_forward", [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>) {
+      max_pool_forward_f32(static_cast<float*>(y), argmax, static_cast<const float*>(x), geom);
+    } else {
+      max_pool_forward_typed(static_cast<T*>(y), argmax, static_cast<const T*>(x), geom);
+    }
+  });
+}
+
+// Scatters each window's dy to its winner instead of gathering per input as the CUDA twin
+// does: the same additions in the same (row-major window) order, so the same bits, at the
+// cost of one pass over the outputs instead of a window search per input. bf16/f16 planes are
+// summed in an FP32 plane and rounded once.
+void max_pool_backward(void* dx, const void* dy, const std::int32_t* argmax, DType type, const PoolGeometry& geom,
+                       const Exec&) {
+  const index_t in_plane = geom.h * geom.w, out_plane = geom.out_h() * geom.out_w();
+  detail::with_float_type(type, "max_pool_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* dxt = static_cast<T*>(dx);
+    const T* dyt = static_cast<const T*>(dy);
+    parallel_for(geom.n * geom.c, 16, [&](index_t p0, index_t p1) {
+      std::vector<float> sums(std::is_same_v<T, float> ? 0 : static_cast<std::size_t>(in_plane));
+      for (index_t p = p0; p < p1; ++p) {
+        float* dxp = sums.data();
+        if constexpr (std::is_same_v<T, float>) dxp = dxt + p * in_plane;
+        const T* dyp = dyt + p * out_plane;
+        const std::int32_t* ap = argmax + p * out_plane;
+        std::fill(dxp, dxp + in_plane, 0.0f);
+        for (index_t o = 0; o < out_plane; ++o) dxp[ap[o]] += load(dyp[o]);
+        if constexpr (!std::is_same_v<T, float>) {
+          for (index_t i = 0; i < in_plane; ++i) dxt[p * in_plane + i] = store<T>(sums[static_cast<std::size_t>(i)]);
+        }
+      }
+    });
+  });
+}
+
+void avg_pool_forward(void* y, const void* x, DType type, const PoolGeometry& geom, const Exec&) {
   const index_t out_h = geom.out_h(), out_w = geom.out_w();
   const index_t in_plane = geom.h * geom.w, out_plane = out_h * out_w;
-  for (index_t p = 0; p < geom.n * geom.c; ++p) {
-    for (index_t oh = 0; oh < out_h; ++oh) {
-      for (index_t ow = 0; ow < out_w; ++ow) {
-        y[p * out_plane + oh * out_w + ow] = avg_pool_window(x + p * in_plane, geom, oh, ow);
+  detail::with_float_type(type, "avg_pool_forward", [&](auto tag) {
+    using T = decltype(tag);
+    T* yt = static_cast<T*>(y);
+    const T* xt = static_cast<const T*>(x);
+    for (index_t p = 0; p < geom.n * geom.c; ++p) {
+      for (index_t oh = 0; oh < out_h; ++oh) {
+        for (index_t ow = 0; ow < out_w; ++ow) {
+          yt[p * out_plane + oh * out_w + ow] = store<T>(avg_pool_window(xt + p * in_plane, geom, oh, ow));
+        }
       }
     }
-  }
+  });
 }
 
-void avg_pool_backward(float* dx, const float* dy, const PoolGeometry& geom, const Exec&) {
+void avg_pool_backward(void* dx, const void* dy, DType type, const PoolGeometry& geom, const Exec&) {
   const index_t in_plane = geom.h * geom.w, out_plane = geom.out_h() * geom.out_w();
-  for (index_t p = 0; p < geom.n * geom.c; ++p) {
-    for (index_t ih = 0; ih < geom.h; ++ih) {
-      for (index_t iw = 0; iw < geom.w; ++iw) {
-        dx[p * in_plane + ih * geom.w + iw] = avg_pool_input_grad(dy + p * out_plane, geom, ih, iw);
+  detail::with_float_type(type, "avg_pool_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* dxt = static_cast<T*>(dx);
+    const T* dyt = static_cast<const T*>(dy);
+    for (index_t p = 0; p < geom.n * geom.c; ++p) {
+      for (index_t ih = 0; ih < geom.h; ++ih) {
+        for (index_t iw = 0; iw < geom.w; ++iw) {
+          dxt[p * in_plane + ih * geom.w + iw] = store<T>(avg_pool_input_grad(dyt + p * out_plane, geom, ih, iw));
+        }
       }
     }
-  }
+  });
 }
 
-void global_avg_pool_forward(float* y, const float* x, index_t n, index_t c, index_t hw, const Exec&) {
-  for (index_t p = 0; p < n * c; ++p) y[p] = plane_mean(x + p * hw, hw);
+void global_avg_pool_forward(void* y, const void* x, DType type, index_t n, index_t c, index_t hw, const Exec&) {
+  detail::with_float_type(type, "global_avg_pool_forward", [&](auto tag) {
+    using T = decltype(tag);
+    T* yt = static_cast<T*>(y);
+    const T* xt = static_cast<const T*>(x);
+    for (index_t p = 0; p < n * c; ++p) yt[p] = store<T>(plane_mean(xt + p * hw, hw));
+  });
 }
 
-void global_avg_pool_backward(float* dx, const float* dy, index_t n, index_t c, index_t hw, const Exec&) {
+void global_avg_pool_backward(void* dx, const void* dy, DType type, index_t n, index_t c, index_t hw, const Exec&) {
   const float count = static_cast<float>(hw);
-  for (index_t p = 0; p < n * c; ++p) {
-    const float g = dy[p] / count;
-    for (index_t i = 0; i < hw; ++i) dx[p * hw + i] = g;
-  }
+  detail::with_float_type(type, "global_avg_pool_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* dxt = static_cast<T*>(dx);
+    const T* dyt = static_cast<const T*>(dy);
+    for (index_t p = 0; p < n * c; ++p) {
+      const T g = store<T>(load(dyt[p]) / count);
+      for (index_t i = 0; i < hw; ++i) dxt[p * hw + i] = g;
+    }
+  });
 }
 
 }  // namespace gpudl::kernels::cpu

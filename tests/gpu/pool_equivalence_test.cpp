@@ -56,7 +56,7 @@ std::vector<float> nan_to_stand_in(std::vector<float> v) {
 }
 
 // Max pool forward and backward; `nan_every` > 0 makes every such input element NaN.
-Outputs run_max_pool(const Geometry& s, Device d, std::int64_t nan_every) {
+Outputs run_max_pool(const Geometry& s, Device d, std::int64_t nan_every, DType t = DType::kF32) {
   const kernels::PoolGeometry g = s.pool();
   const Shape in{s.n, s.c, s.h, s.w}, out{s.n, s.c, g.out_h(), g.out_w()};
   Tensor host = input(in, Device::cpu(), 90);
@@ -64,12 +64,12 @@ Outputs run_max_pool(const Geometry& s, Device d, std::int64_t nan_every) {
     float* p = host.data<float>();
     for (std::int64_t i = 0; i < host.numel(); i += nan_every) p[i] = std::numeric_limits<float>::quiet_NaN();
   }
-  const Tensor x = host.to(d), dy = input(out, d, 91);
-  Guarded y = guarded(out, DType::kF32, d), argmax = guarded(out, DType::kI32, d), dx = guarded(in, DType::kF32, d);
+  const Tensor x = host.to(d).as(t), dy = input(out, d, 91).as(t);
+  Guarded y = guarded(out, t, d), argmax = guarded(out, DType::kI32, d), dx = guarded(in, t, d);
   detail::twin<&kernels::cpu::max_pool_forward, &kernels::cuda::max_pool_forward>(
-      d, {}, y.view.data<float>(), argmax.view.data<std::int32_t>(), x.data<float>(), g);
+      d, {}, y.view.raw(), argmax.view.data<std::int32_t>(), x.raw(), t, g);
   detail::twin<&kernels::cpu::max_pool_backward, &kernels::cuda::max_pool_backward>(
-      d, {}, dx.view.data<float>(), dy.data<float>(), argmax.view.data<std::int32_t>(), g);
+      d, {}, dx.view.raw(), dy.raw(), argmax.view.data<std::int32_t>(), t, g);
   std::vector<float> values = collect(y);
   if (nan_every > 0) values = nan_to_stand_in(std::move(values));
   return Outputs{values, collect(argmax), collect(dx)};
@@ -80,12 +80,18 @@ std::vector<KernelCase> pool_cases() {
   for (const Geometry& s : kGeometries) {
     // The winners and the gathered gradient come from identical code and order: bit for bit.
     cases.push_back({"max_pool_" + s.name(), kExact, [s](Device d) { return run_max_pool(s, d, 0); }});
+    // bf16/f16: the same search on the same stored values and the same FP32 gradient sums,
+    // rounded once: still bit for bit.
+    for (DType t : {DType::kBF16, DType::kF16}) {
+      cases.push_back({"max_pool_" + s.name() + "_" + dtype_name(t), kExact,
+                       [s, t](Device d) { return run_max_pool(s, d, 0, t); }});
+    }
     cases.push_back({"avg_pool_forward_" + s.name(), kExact, [s](Device d) {
                        const kernels::PoolGeometry g = s.pool();
                        const Tensor x = input({s.n, s.c, s.h, s.w}, d, 92);
                        Guarded y = guarded({s.n, s.c, g.out_h(), g.out_w()}, DType::kF32, d);
                        detail::twin<&kernels::cpu::avg_pool_forward, &kernels::cuda::avg_pool_forward>(
-                           d, {}, y.view.data<float>(), x.data<float>(), g);
+                           d, {}, y.view.data<float>(), x.data<float>(), DType::kF32, g);
                        return Outputs{collect(y)};
                      }});
     cases.push_back({"avg_pool_backward_" + s.name(), kAvgPoolGradTolerance, [s](Device d) {
@@ -93,7 +99,7 @@ std::vector<KernelCase> pool_cases() {
                        const Tensor dy = input({s.n, s.c, g.out_h(), g.out_w()}, d, 93);
                        Guarded dx = guarded({s.n, s.c, s.h, s.w}, DType::kF32, d);
                        detail::twin<&kernels::cpu::avg_pool_backward, &kernels::cuda::avg_pool_backward>(
-                           d, {}, dx.view.data<float>(), dy.data<float>(), g);
+                           d, {}, dx.view.data<float>(), dy.data<float>(), DType::kF32, g);
                        return Outputs{collect(dx)};
                      }});
   }
@@ -109,17 +115,21 @@ std::vector<KernelCase> pool_cases() {
     const std::string sz =
         std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.h) + "x" + std::to_string(s.w);
     // The plane sum runs in the same order on both and the gradient is one division: bit for bit.
-    cases.push_back({"global_avg_pool_" + sz, kExact, [s](Device d) {
-                       const std::int64_t hw = s.h * s.w;
-                       const Tensor x = input({s.n, s.c, s.h, s.w}, d, 94), dy = input({s.n, s.c}, d, 95);
-                       Guarded y = guarded({s.n, s.c}, DType::kF32, d);
-                       Guarded dx = guarded({s.n, s.c, s.h, s.w}, DType::kF32, d);
-                       detail::twin<&kernels::cpu::global_avg_pool_forward, &kernels::cuda::global_avg_pool_forward>(
-                           d, {}, y.view.data<float>(), x.data<float>(), s.n, s.c, hw);
-                       detail::twin<&kernels::cpu::global_avg_pool_backward, &kernels::cuda::global_avg_pool_backward>(
-                           d, {}, dx.view.data<float>(), dy.data<float>(), s.n, s.c, hw);
-                       return Outputs{collect(y), collect(dx)};
-                     }});
+    for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+      const std::string name = sz + (t == DType::kF32 ? "" : std::string("_") + dtype_name(t));
+      cases.push_back({"global_avg_pool_" + name, kExact, [s, t](Device d) {
+                         const std::int64_t hw = s.h * s.w;
+                         const Tensor x = input({s.n, s.c, s.h, s.w}, d, 94).as(t), dy = input({s.n, s.c}, d, 95).as(t);
+                         Guarded y = guarded({s.n, s.c}, t, d);
+                         Guarded dx = guarded({s.n, s.c, s.h, s.w}, t, d);
+                         detail::twin<&kernels::cpu::global_avg_pool_forward, &kernels::cuda::global_avg_pool_forward>(
+                             d, {}, y.view.raw(), x.raw(), t, s.n, s.c, hw);
+                         detail::twin<&kernels::cpu::global_avg_pool_backward,
+                                      &kernels::cuda::global_avg_pool_backward>(d, {}, dx.view.raw(), dy.raw(), t, s.n,
+                                                                                s.c, hw);
+                         return Outputs{collect(y), collect(dx)};
+                       }});
+    }
   }
   return cases;
 }
