@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "gpudl/kernels/cpu/parallel.h"
+#include "gpudl/kernels/cpu/scratch.h"
+#include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/dispatch.h"
 
 namespace gpudl::kernels::cpu {
@@ -96,38 +98,23 @@ void max_pool_forward_f32(float* y, std::int32_t* argmax, const float* x, const 
   }
 }
 
-// bf16/f16 max pooling: the shared window search on the stored values (the winner is the same
-// value, so only the index matters), every output stored as it is (a max is exact).
-template <class T>
-void max_pool_forward_typed(T* y, std::int32_t* argmax, const T* x, const PoolGeometry& geom) {
-  const index_t out_h = geom.out_h(), out_w = geom.out_w();
-  const index_t in_plane = geom.h * geom.w, out_plane = out_h * out_w;
-  parallel_for(geom.n * geom.c, 16, [&](index_t p0, index_t p1) {
-    for (index_t p = p0; p < p1; ++p) {
-      for (index_t oh = 0; oh < out_h; ++oh) {
-        for (index_t ow = 0; ow < out_w; ++ow) {
-          const index_t o = p * out_plane + oh * out_w + ow;
-          float value = 0.0f;
-          argmax[o] = max_pool_window(&value, x + p * in_plane, geom, oh, ow);
-          y[o] = store<T>(value);
-        }
-      }
-    }
-  });
-}
-
 }  // namespace
 
+// bf16/f16: the FP32 search (with its vectorised 2x2 path) on a widened copy from the caller's
+// pool; the winners are the same stored values, so the outputs are exact and only the indices
+// matter. The CUDA twin reads the low type directly through the same window rule.
 void max_pool_forward(void* y, std::int32_t* argmax, const void* x, DType type, const PoolGeometry& geom,
-                      const Exec&) {
-  detail::with_float_type(type, "max_pool_forward", [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float>) {
-      max_pool_forward_f32(static_cast<float*>(y), argmax, static_cast<const float*>(x), geom);
-    } else {
-      max_pool_forward_typed(static_cast<T*>(y), argmax, static_cast<const T*>(x), geom);
-    }
-  });
+                      const Exec& exec) {
+  detail::with_float_type(type, "max_pool_forward", [](auto) {});  // names a type without a path
+  if (type == DType::kF32) {
+    max_pool_forward_f32(static_cast<float*>(y), argmax, static_cast<const float*>(x), geom);
+    return;
+  }
+  const index_t in = geom.n * geom.c * geom.h * geom.w, out = geom.n * geom.c * geom.out_h() * geom.out_w();
+  const FloatScratch xf(exec, in), yf(exec, out);
+  cast(xf.data(), DType::kF32, x, type, in, exec);
+  max_pool_forward_f32(yf.data(), argmax, xf.data(), geom);
+  cast(y, type, yf.data(), DType::kF32, out, exec);
 }
 
 // Scatters each window's dy to its winner instead of gathering per input as the CUDA twin
