@@ -38,6 +38,10 @@ constexpr const char* dtype_name(DType t) {
   return "?";
 }
 
+// The 16-bit floating-point types of mixed precision, and every floating-point type.
+constexpr bool is_low_precision(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+constexpr bool is_floating(DType t) { return t == DType::kF32 || is_low_precision(t); }
+
 // IEEE binary16 and bfloat16 as bit patterns; the arithmetic happens in float.
 struct Half {
   std::uint16_t bits;

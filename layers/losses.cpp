@@ -12,7 +12,7 @@ namespace {
 void check_pair(const Tensor& output, const Tensor& target, const std::string& loss) {
   if (!output.defined()) throw ValueError(loss + ": the output is an undefined tensor");
   const DType t = output.dtype();
-  if (t != DType::kF32 && t != DType::kBF16 && t != DType::kF16) {
+  if (!is_floating(t)) {
     throw ValueError(loss + ": expected an f32, bf16 or f16 output, got " + dtype_name(t));
   }
   if (output.device() != target.device()) {

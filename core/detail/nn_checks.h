@@ -33,8 +33,7 @@ inline Device check_f32(const char* op, std::initializer_list<const Tensor*> ten
 // All of the first tensor's type, which is f32, bf16 or f16 (a kernel with a low-precision path).
 inline Device check_float(const char* op, std::initializer_list<const Tensor*> tensors) {
   const Tensor& first = **tensors.begin();
-  if (first.defined() && first.dtype() != DType::kF32 && first.dtype() != DType::kBF16 &&
-      first.dtype() != DType::kF16) {
+  if (first.defined() && !is_floating(first.dtype())) {
     throw ValueError(std::string(op) + ": a tensor of dtype " + dtype_name(first.dtype()) +
                      " where f32, bf16 or f16 is needed");
   }

@@ -15,7 +15,7 @@ namespace gpudl::detail {
 // of a transient FP32 copy. A native kernel can replace the detour without changing a result
 // beyond the summation order.
 inline bool is_low(const Tensor& t) {
-  return t.defined() && (t.dtype() == DType::kBF16 || t.dtype() == DType::kF16);
+  return t.defined() && is_low_precision(t.dtype());
 }
 inline bool any_low(std::initializer_list<const Tensor*> tensors) {
   for (const Tensor* t : tensors) {

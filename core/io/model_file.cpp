@@ -14,16 +14,14 @@ constexpr const char* kModelFormat = "gpudl-model-1";
 // What the Trainer writes (core/training/trainer.cpp): its model's entries carry this prefix.
 constexpr const char* kCheckpointFormat = "gpudl-checkpoint-1";
 constexpr const char* kCheckpointPrefix = "model.";
-
-bool is_float(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
 }  // namespace
 
 void export_model(Module& model, const std::string& path, DType dtype) {
-  if (!is_float(dtype)) {
+  if (!is_floating(dtype)) {
     throw ValueError(std::string("export_model: dtype ") + dtype_name(dtype) + " is not f32, bf16 or f16");
   }
   std::vector<NamedTensor> tensors;
-  for (auto& [name, t] : model.state()) tensors.emplace_back(name, is_float(t.dtype()) ? t.as(dtype) : t);
+  for (auto& [name, t] : model.state()) tensors.emplace_back(name, is_floating(t.dtype()) ? t.as(dtype) : t);
   save_safetensors(path, tensors, {{"format", kModelFormat}, {"dtype", dtype_name(dtype)}});
 }
 

@@ -101,7 +101,7 @@ void Module::require_forward(bool kept) const {
 void Module::require_float(const Tensor& x) const {
   if (!x.defined()) throw ValueError(describe() + ": the input is an undefined tensor");
   const DType t = x.dtype();
-  if (t != DType::kF32 && t != DType::kBF16 && t != DType::kF16) {
+  if (!is_floating(t)) {
     throw ValueError(describe() + ": expected an f32, bf16 or f16 input, got " + dtype_name(t));
   }
 }

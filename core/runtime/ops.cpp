@@ -42,7 +42,7 @@ void require_same_shape(const Tensor& a, const Tensor& b, const char* op) {
 void require_float(const Tensor& t, const char* op, const char* name) {
   require_defined(t, op, name);
   const DType d = t.dtype();
-  if (d != DType::kF32 && d != DType::kBF16 && d != DType::kF16) {
+  if (!is_floating(d)) {
     throw ValueError(std::string(op) + ": " + name + " has dtype " + dtype_name(d) + ", expected f32, bf16 or f16");
   }
 }
@@ -137,8 +137,8 @@ void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOpt
   require_defined(a, "matmul", "a");
   require_defined(b, "matmul", "b");
   const DType ab = a.dtype();
-  const bool low = ab == DType::kBF16 || ab == DType::kF16;
-  if ((ab != DType::kF32 && !low) || b.dtype() != ab || (out.dtype() != DType::kF32 && out.dtype() != ab)) {
+  const bool low = is_low_precision(ab);
+  if (!is_floating(ab) || b.dtype() != ab || (out.dtype() != DType::kF32 && out.dtype() != ab)) {
     throw ValueError(std::string("matmul: a ") + dtype_name(ab) + ", b " + dtype_name(b.dtype()) + " into out " +
                      dtype_name(out.dtype()) +
                      " (expected a and b of one type, f32, bf16 or f16, into f32 or that type)");
@@ -252,7 +252,7 @@ GPUDL_REDUCE_OP(argmax, reduce_argmax, DType::kI64, std::int64_t)
 bool all_finite(const Tensor& t) {
   require_defined(t, "all_finite", "t");
   const DType d = t.dtype();
-  if (t.numel() == 0 || (d != DType::kF32 && d != DType::kF16 && d != DType::kBF16)) return true;
+  if (t.numel() == 0 || !is_floating(d)) return true;
   const Tensor flat = (d == DType::kF32 ? t : t.cast(DType::kF32)).reshape({t.numel()});
   // x - x is 0 for every finite x and NaN for NaN or ±Inf, and a sum of zeros cannot overflow
   // (a plain sum of large finite values could).

@@ -7,7 +7,7 @@
 
 #include "gpudl/kernels/cpu/convert.h"
 #include "gpudl/kernels/cpu/parallel.h"
-#include "gpudl/kernels/error.h"
+#include "gpudl/kernels/dispatch.h"
 
 namespace gpudl::kernels::cpu {
 namespace {
@@ -57,18 +57,10 @@ void backward_range(float* dx, const float* dy, const float* x, const float* y, 
 // computed by the FP32 loops and rounded back, so no FP32 copy of the tensor is ever made.
 constexpr index_t kChunk = 1024;
 
-bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
-
-void check_type(DType t) {
-  if (t != DType::kF32 && !is_low(t)) {
-    throw ValueError(std::string("activation: dtype ") + dtype_name(t) + " is not f32, bf16 or f16");
-  }
-}
-
 }  // namespace
 
 void activation_forward(void* y, const void* x, DType type, index_t n, Activation kind, float alpha, const Exec&) {
-  check_type(type);
+  detail::require_floating(type, "activation");
   if (type == DType::kF32) {
     float* yf = static_cast<float*>(y);
     const float* xf = static_cast<const float*>(x);
@@ -89,7 +81,7 @@ void activation_forward(void* y, const void* x, DType type, index_t n, Activatio
 
 void activation_backward(void* dx, const void* dy, const void* x, const void* y, DType type, index_t n,
                          Activation kind, float alpha, const Exec&) {
-  check_type(type);
+  detail::require_floating(type, "activation");
   if (type == DType::kF32) {
     float* dxf = static_cast<float*>(dx);
     const float *dyf = static_cast<const float*>(dy), *xf = static_cast<const float*>(x),

@@ -9,6 +9,7 @@
 
 #include "gpudl/kernels/cpu/parallel.h"
 #include "gpudl/kernels/cpu/scratch.h"
+#include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/elementwise.h"
 #include "gpudl/kernels/gemm.h"
 
@@ -287,14 +288,6 @@ void backward_filter_f32(float* dweight, float* dbias, const float* dy, const fl
 // ---------------------------------------------------------------------------------------------
 // bf16/f16: FP32 kernels on widened operands, rounded where cuDNN stores (see conv.inc)
 
-bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
-
-void check_dtype(const ConvOptions& o, const char* op) {
-  if (o.dtype != DType::kF32 && !is_low(o.dtype)) {
-    throw ValueError(std::string(op) + ": dtype " + dtype_name(o.dtype) + " is not f32, bf16 or f16");
-  }
-}
-
 // An FP32 copy of n elements of type t (exact), in memory from the caller's pool.
 FloatScratch widened(const void* p, DType t, index_t n, const Exec& exec) {
   FloatScratch out(exec, n);
@@ -318,7 +311,7 @@ index_t y_elements(const ConvGeometry& g) { return g.n * g.k * g.out_h() * g.out
 
 void conv2d_forward(void* y, const void* x, const void* weight, const float* bias, const ConvGeometry& g,
                     const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
-  check_dtype(o, "conv2d_forward");
+  detail::require_floating(o.dtype, "conv2d_forward");
   if (o.dtype == DType::kF32) {
     forward_f32(static_cast<float*>(y), static_cast<const float*>(x), static_cast<const float*>(weight), bias, g,
                 workspace, workspace_bytes, exec);
@@ -344,7 +337,7 @@ void conv2d_forward(void* y, const void* x, const void* weight, const float* bia
 
 void conv2d_backward_data(void* dx, const void* dy, const void* weight, const ConvGeometry& g, const ConvOptions& o,
                           void* workspace, std::size_t workspace_bytes, const Exec& exec) {
-  check_dtype(o, "conv2d_backward_data");
+  detail::require_floating(o.dtype, "conv2d_backward_data");
   if (o.dtype == DType::kF32) {
     backward_data_f32(static_cast<float*>(dx), static_cast<const float*>(dy), static_cast<const float*>(weight), g,
                       workspace, workspace_bytes, exec);
@@ -360,7 +353,7 @@ void conv2d_backward_data(void* dx, const void* dy, const void* weight, const Co
 
 void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const void* x, const ConvGeometry& g,
                             const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
-  check_dtype(o, "conv2d_backward_filter");
+  detail::require_floating(o.dtype, "conv2d_backward_filter");
   if (o.dtype == DType::kF32) {
     backward_filter_f32(dweight, dbias, static_cast<const float*>(dy), static_cast<const float*>(x), g, workspace,
                         workspace_bytes, exec);

@@ -41,7 +41,7 @@ void dropout_range(void* y, float* __restrict mask, const void* x, DType type, i
 
 void dropout_forward(void* y, float* mask, const void* x, DType type, index_t n, float p, std::uint64_t seed,
                      std::uint64_t offset, const Exec&) {
-  detail::with_float_type(type, "dropout_forward", [](auto) {});  // names a type without a path
+  detail::require_floating(type, "dropout_forward");
   // Threads take whole runs of 64-element chunks, so every chunk starts on a block boundary.
   parallel_for((n + kPhiloxChunk - 1) / kPhiloxChunk, 1 << 9, [&](index_t c0, index_t c1) {
     dropout_range(y, mask, x, type, c0 * kPhiloxChunk, std::min(n, c1 * kPhiloxChunk), p, seed, offset);
@@ -49,7 +49,7 @@ void dropout_forward(void* y, float* mask, const void* x, DType type, index_t n,
 }
 
 void dropout_backward(void* dx, const void* dy, const float* mask, DType type, index_t n, const Exec&) {
-  detail::with_float_type(type, "dropout_backward", [](auto) {});  // names a type without a path
+  detail::require_floating(type, "dropout_backward");
   if (type == DType::kF32) {
     float* out = static_cast<float*>(dx);
     const float* g = static_cast<const float*>(dy);

@@ -19,7 +19,7 @@ void binary(void* out, const void* a, const void* b, DType type, index_t n, Op o
     for (index_t i = 0; i < n; ++i) o[i] = op(x[i], y[i]);
     return;
   }
-  detail::with_float_type(type, "element-wise op", [](auto) {});  // names a type without a path
+  detail::require_floating(type, "element-wise op");
   // bf16/f16 in cache-sized FP32 chunks; each chunk is read before it is written, so out may
   // alias a or b.
   constexpr index_t kChunk = 1024;
@@ -125,7 +125,7 @@ void add_row_vector(void* y, DType type, const float* v, index_t rows, index_t c
     }
     return;
   }
-  detail::with_float_type(type, "add_row_vector", [](auto) {});  // names a type without a path
+  detail::require_floating(type, "add_row_vector");
   // bf16/f16 rows in cache-sized FP32 chunks (vectorised conversions both ways).
   constexpr index_t kChunk = 1024;
   float buffer[kChunk];

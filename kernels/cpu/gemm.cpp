@@ -101,8 +101,7 @@ void gemm_strided_batched(Transpose trans_a, Transpose trans_b, index_t m, index
 void gemm_ex(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t k, float alpha, DType ab,
              const void* a, index_t lda, const void* b, index_t ldb, float beta, DType c_type, void* c, index_t ldc,
              bool /*tf32*/, const Exec& exec) {
-  const auto low = [](DType t) { return t == DType::kBF16 || t == DType::kF16; };
-  if (!(ab == DType::kF32 || low(ab)) || !(c_type == DType::kF32 || c_type == ab)) {
+  if (!is_floating(ab) || !(c_type == DType::kF32 || c_type == ab)) {
     throw ValueError(std::string("gemm_ex: operands of dtype ") + dtype_name(ab) + " into " + dtype_name(c_type) +
                      " (expected f32, bf16 or f16 operands into f32 or their own type)");
   }

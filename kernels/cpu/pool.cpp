@@ -105,7 +105,7 @@ void max_pool_forward_f32(float* y, std::int32_t* argmax, const float* x, const 
 // matter. The CUDA twin reads the low type directly through the same window rule.
 void max_pool_forward(void* y, std::int32_t* argmax, const void* x, DType type, const PoolGeometry& geom,
                       const Exec& exec) {
-  detail::with_float_type(type, "max_pool_forward", [](auto) {});  // names a type without a path
+  detail::require_floating(type, "max_pool_forward");
   if (type == DType::kF32) {
     max_pool_forward_f32(static_cast<float*>(y), argmax, static_cast<const float*>(x), geom);
     return;

@@ -79,7 +79,7 @@ void column_sum_add(float* out, const void* x, DType type, index_t rows, index_t
   // walk, but contiguous and vectorised (the column walk was a fifth of an LSTM step). Threads
   // take column ranges, so each column's order stays fixed; small sums stay on one thread.
   const index_t grain = std::max<index_t>(16, (index_t{1} << 16) / std::max<index_t>(rows, 1));
-  detail::with_float_type(type, "column_sum_add", [](auto) {});  // names a type without a path
+  detail::require_floating(type, "column_sum_add");
   parallel_for(cols, grain, [&](index_t c0, index_t c1) {
     std::vector<double> acc(static_cast<std::size_t>(c1 - c0), 0.0);
     // bf16/f16 rows are widened (exactly, vectorised) into one FP32 row first.

@@ -71,25 +71,11 @@ __global__ void accumulate_rounded_kernel(float* out, const In* in, index_t coun
   }
 }
 
-// Runs fn(T{}) with T the element type of `dtype` (f32, bf16, f16; checked by the callers).
-template <class Fn>
-void with_type(DType dtype, Fn fn) {
-  kernels::detail::with_float_type(dtype, "conv2d", fn);
-}
-
-bool is_low(DType t) { return t == DType::kBF16 || t == DType::kF16; }
-
 cudnnDataType_t dnn_type(DType t) {
   return t == DType::kBF16 ? CUDNN_DATA_BFLOAT16 : t == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
 }
 cudaDataType_t blas_type(DType t) {
   return t == DType::kBF16 ? CUDA_R_16BF : t == DType::kF16 ? CUDA_R_16F : CUDA_R_32F;
-}
-
-void check_dtype(DType t, const char* op) {
-  if (t != DType::kF32 && !is_low(t)) {
-    throw ValueError(std::string(op) + ": dtype " + dtype_name(t) + " is not f32, bf16 or f16");
-  }
 }
 
 // Offsets a pointer to data of type t by `elements`.
@@ -203,7 +189,7 @@ std::size_t pointwise_workspace_bytes(const ConvGeometry& g, const ConvOptions& 
   const auto count = static_cast<std::size_t>(g.k * (g.c / g.groups));
   // A low-precision gradient is summed in FP32 beside the partials, then rounded once as a whole
   // before it joins dweight; one FP32 image accumulates straight into dweight.
-  if (is_low(o.dtype)) return (static_cast<std::size_t>(partial_images(g)) + 1) * count * sizeof(float);
+  if (is_low_precision(o.dtype)) return (static_cast<std::size_t>(partial_images(g)) + 1) * count * sizeof(float);
   if (g.n <= 1) return 0;
   return static_cast<std::size_t>(partial_images(g)) * count * sizeof(float);
 }
@@ -248,7 +234,7 @@ void pointwise_backward_filter(float* dweight, const void* dy, const void* x, co
   const index_t chunk = partial_images(g), count = g.k * cg;
   // A low-precision gradient is summed over every chunk in FP32 first and rounded once at the end.
   float* target = dweight;
-  if (is_low(t)) {
+  if (is_low_precision(t)) {
     target = partial + chunk * count;
     GPUDL_CHECK_CONV(cudaMemsetAsync(target, 0, static_cast<std::size_t>(count) * sizeof(float),
                                      detail::stream_of(exec)),
@@ -265,8 +251,8 @@ void pointwise_backward_filter(float* dweight, const void* dy, const void* x, co
                                                                                                  images, count);
     GPUDL_CHECK_CONV(cudaGetLastError(), g);
   }
-  if (!is_low(t)) return;
-  with_type(t, [&](auto tag) {
+  if (!is_low_precision(t)) return;
+  kernels::detail::with_float_type(t, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     accumulate_rounded_kernel<T, float><<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(
         dweight, target, count);
@@ -307,9 +293,9 @@ struct Plan {
 // TF32 is off unless asked for: CUDNN_FMA_MATH restricts cuDNN to FP32 FMA kernels, whereas
 // CUDNN_DEFAULT_MATH lets it round FP32 operands to TF32 on tensor cores. bf16/f16 data is what
 // the tensor cores are for: CUDNN_TENSOR_OP_MATH.
-bool tensor_cores_allowed(const ConvOptions& o) { return o.allow_tf32 || is_low(o.dtype); }
+bool tensor_cores_allowed(const ConvOptions& o) { return o.allow_tf32 || is_low_precision(o.dtype); }
 cudnnMathType_t requested_math(const ConvOptions& o) {
-  if (is_low(o.dtype)) return CUDNN_TENSOR_OP_MATH;
+  if (is_low_precision(o.dtype)) return CUDNN_TENSOR_OP_MATH;
   return o.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
@@ -516,7 +502,7 @@ void rank_and_choose(Search& s, int count, cudnnConvolutionDescriptor_t conv, co
   if (pick(ranked, returned, conv, g, o, kWorkspaceCap, algo, bytes, &too_big, query)) return;
   const std::string what = std::string("cuDNN has no ") + direction + " algorithm" +
                            (o.deterministic ? " (deterministic)" : "") +
-                           (is_low(o.dtype) ? std::string(" (") + dtype_name(o.dtype) + ")"
+                           (is_low_precision(o.dtype) ? std::string(" (") + dtype_name(o.dtype) + ")"
                                             : o.allow_tf32 ? std::string() : std::string(" (FP32 math)"));
   if (too_big) {
     throw OutOfMemoryError(what + " within the " + std::to_string(kWorkspaceCap >> 20) +
@@ -695,7 +681,7 @@ PlanPtr plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions&
 
 void add_bias(void* y, const float* bias, const ConvGeometry& g, DType t, const Exec& exec) {
   const index_t inner = g.out_h() * g.out_w(), total = g.n * g.k * inner;
-  with_type(t, [&](auto tag) {
+  kernels::detail::with_float_type(t, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     add_channel_bias_kernel<T><<<detail::grid_for(total), detail::kBlock, 0, detail::stream_of(exec)>>>(
         static_cast<T*>(y), bias, total, g.k, inner);
@@ -706,7 +692,7 @@ void add_bias(void* y, const float* bias, const ConvGeometry& g, DType t, const 
 // Bytes after cuDNN's backward-filter workspace where a low-precision weight gradient is put
 // before it is added into the FP32 dweight (cuDNN writes the filter gradient in the data's type).
 std::size_t filter_gradient_bytes(const ConvGeometry& g, const ConvOptions& o) {
-  if (!is_low(o.dtype)) return 0;
+  if (!is_low_precision(o.dtype)) return 0;
   return aligned(static_cast<std::size_t>(g.k * (g.c / g.groups) * g.r * g.s) * dtype_size(o.dtype));
 }
 
@@ -717,7 +703,7 @@ std::size_t filter_gradient_bytes(const ConvGeometry& g, const ConvOptions& o) {
 
 std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions& o, const Exec& exec) {
   validate(g);
-  check_dtype(o.dtype, "conv2d_workspace_bytes");
+  kernels::detail::require_floating(o.dtype, "conv2d_workspace_bytes");
   if (g.n == 0) return 0;
   check_int_range(g, "conv2d_workspace_bytes");
   if (g.is_pointwise()) return pointwise_workspace_bytes(g, o);
@@ -730,7 +716,7 @@ std::size_t conv2d_workspace_bytes(const ConvGeometry& g, const ConvOptions& o, 
 void conv2d_forward(void* y, const void* x, const void* weight, const float* bias, const ConvGeometry& g,
                     const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   validate(g);
-  check_dtype(o.dtype, "conv2d_forward");
+  kernels::detail::require_floating(o.dtype, "conv2d_forward");
   if (g.n == 0) return;
   check_int_range(g, "conv2d_forward");
   if (g.is_pointwise()) {
@@ -753,7 +739,7 @@ void conv2d_forward(void* y, const void* x, const void* weight, const float* bia
 void conv2d_backward_data(void* dx, const void* dy, const void* weight, const ConvGeometry& g, const ConvOptions& o,
                           void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   validate(g);
-  check_dtype(o.dtype, "conv2d_backward_data");
+  kernels::detail::require_floating(o.dtype, "conv2d_backward_data");
   if (g.n == 0) return;
   check_int_range(g, "conv2d_backward_data");
   if (g.is_pointwise()) {
@@ -773,7 +759,7 @@ void conv2d_backward_data(void* dx, const void* dy, const void* weight, const Co
 void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const void* x, const ConvGeometry& g,
                             const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
   validate(g);
-  check_dtype(o.dtype, "conv2d_backward_filter");
+  kernels::detail::require_floating(o.dtype, "conv2d_backward_filter");
   if (g.n == 0) return;
   check_int_range(g, "conv2d_backward_filter");
   if (g.is_pointwise()) {
@@ -785,7 +771,7 @@ void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const 
     const PlanPtr plan_ptr = plan_for(handle, g, o, exec, Lookup::kUseProvisional);
     const Plan& plan = *plan_ptr;
     const float one = 1.0f, zero = 0.0f;
-    if (!is_low(o.dtype)) {
+    if (!is_low_precision(o.dtype)) {
       check_workspace(g, workspace, workspace_bytes, plan.bwd_filter_bytes, "conv2d_backward_filter");
       // beta = 1: parameter gradients accumulate, as everywhere in this library.
       GPUDL_CHECK_CONV(
@@ -803,7 +789,7 @@ void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const 
                                          workspace, plan.bwd_filter_bytes, &zero, plan.w, low),
           g);
       const index_t count = g.k * (g.c / g.groups) * g.r * g.s;
-      with_type(o.dtype, [&](auto tag) {
+      kernels::detail::with_float_type(o.dtype, "conv2d", [&](auto tag) {
         using T = decltype(tag);
         accumulate_rounded_kernel<T, T><<<detail::grid_for(count), detail::kBlock, 0, detail::stream_of(exec)>>>(
             dweight, static_cast<const T*>(low), count);
@@ -812,7 +798,7 @@ void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const 
     }
   }
   if (dbias == nullptr) return;
-  with_type(o.dtype, [&](auto tag) {
+  kernels::detail::with_float_type(o.dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     channel_sum_add_kernel<T><<<static_cast<unsigned>(g.k), detail::kBlock, 0, detail::stream_of(exec)>>>(
         dbias, static_cast<const T*>(dy), g.n, g.k, g.out_h() * g.out_w());
