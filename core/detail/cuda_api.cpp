@@ -72,6 +72,25 @@ int current_device() {
   return device;
 }
 
+DeviceGuard::DeviceGuard(int device) {
+  if (device < 0) return;
+  int current = 0;
+  GPUDL_CHECK_CUDA(cudaGetDevice(&current));
+  if (current == device) return;
+  GPUDL_CHECK_CUDA(cudaSetDevice(device));
+  previous_ = current;
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) warn_if_failed(cudaSetDevice(previous_), "cudaSetDevice (restoring the current device)");
+}
+
+int stream_device(void* stream) {
+  int device = 0;
+  GPUDL_CHECK_CUDA(cudaStreamGetDevice(as_stream(stream), &device));
+  return device;
+}
+
 void* malloc_device(std::size_t bytes) {
   void* ptr = nullptr;
   const cudaError_t status = cudaMalloc(&ptr, bytes);
@@ -122,21 +141,9 @@ void stream_wait_stream(StreamHandle waiter, StreamHandle producer) {
 }
 
 EventHandle event_record_on(StreamHandle s) {
-  // An event must belong to the device of the stream it is recorded on, which need not be the
-  // current one; the current device is restored however the calls end.
-  struct DeviceScope {
-    int previous = -1;
-    ~DeviceScope() {
-      if (previous >= 0) warn_if_failed(cudaSetDevice(previous), "cudaSetDevice");
-    }
-  } scope;
-  int stream_device = 0, current = 0;
-  GPUDL_CHECK_CUDA(cudaStreamGetDevice(as_stream(s), &stream_device));
-  GPUDL_CHECK_CUDA(cudaGetDevice(&current));
-  if (stream_device != current) {
-    GPUDL_CHECK_CUDA(cudaSetDevice(stream_device));
-    scope.previous = current;
-  }
+  // An event is created on the current device and can be recorded only on a stream of that
+  // device, which need not be the current one.
+  const DeviceGuard guard(stream_device(s));
   cudaEvent_t e = nullptr;
   GPUDL_CHECK_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   const cudaError_t status = cudaEventRecord(e, as_stream(s));
@@ -182,6 +189,12 @@ void memcpy_async(void* dst, const void* src, std::size_t bytes, CopyKind kind, 
     case CopyKind::kHostToHost: k = cudaMemcpyHostToHost; break;
   }
   GPUDL_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, k, as_stream(s)));
+}
+
+void memcpy_peer_async(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes,
+                       StreamHandle s) {
+  if (bytes == 0) return;
+  GPUDL_CHECK_CUDA(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, as_stream(s)));
 }
 
 void device_synchronize() { GPUDL_CHECK_CUDA(cudaDeviceSynchronize()); }
@@ -238,6 +251,11 @@ int compute_capability(int) { no_cuda(); }
 std::size_t total_memory(int) { no_cuda(); }
 void set_device(int) { no_cuda(); }
 int current_device() { no_cuda(); }
+DeviceGuard::DeviceGuard(int device) {
+  if (device >= 0) no_cuda();
+}
+DeviceGuard::~DeviceGuard() = default;
+int stream_device(void*) { no_cuda(); }
 void* malloc_device(std::size_t) { no_cuda(); }
 void free_device(void*) noexcept {}
 void* malloc_pinned(std::size_t) { no_cuda(); }
@@ -257,6 +275,7 @@ bool event_query(EventHandle) { no_cuda(); }
 void event_synchronize(EventHandle) { no_cuda(); }
 float event_elapsed_ms(EventHandle, EventHandle) { no_cuda(); }
 void memcpy_async(void*, const void*, std::size_t, CopyKind, StreamHandle) { no_cuda(); }
+void memcpy_peer_async(void*, int, const void*, int, std::size_t, StreamHandle) { no_cuda(); }
 void device_synchronize() { no_cuda(); }
 void* cublas_create(StreamHandle) { no_cuda(); }
 void cublas_destroy(void*) noexcept {}

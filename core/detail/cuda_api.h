@@ -22,6 +22,25 @@ std::size_t total_memory(int device);
 void set_device(int device);
 int current_device();
 
+// Makes `device` current for the calling thread until the guard dies, then restores the device
+// that was current before, so code driving one GPU never moves another thread-visible choice.
+// Costs one cudaGetDevice when `device` is already current. A negative `device` (the CPU) does
+// nothing and touches no CUDA state. The constructor throws CudaError if the device cannot be
+// made current (DeviceError in a CPU-only build); the destructor only warns.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;  // -1: nothing to restore
+};
+
+// The device a stream belongs to (the current one for the legacy default stream).
+int stream_device(void* stream);
+
 // nullptr when the device is out of memory; CudaError on any other failure.
 void* malloc_device(std::size_t bytes);
 void free_device(void* ptr) noexcept;
@@ -41,7 +60,7 @@ void stream_wait_stream(StreamHandle waiter, StreamHandle producer);
 
 EventHandle event_create(bool timing);
 // A new event (no timing) on the device of `s`, already recorded on `s`; whoever gets it
-// destroys it with event_destroy.
+// destroys it with event_destroy. The current device does not matter and is left as it was.
 EventHandle event_record_on(StreamHandle s);
 void event_destroy(EventHandle e) noexcept;
 void event_record(EventHandle e, StreamHandle s);
@@ -51,6 +70,10 @@ float event_elapsed_ms(EventHandle start, EventHandle stop);
 
 enum class CopyKind { kHostToDevice, kDeviceToHost, kDeviceToDevice, kHostToHost };
 void memcpy_async(void* dst, const void* src, std::size_t bytes, CopyKind kind, StreamHandle s);
+// Device memory of `src_device` to device memory of `dst_device`, enqueued on `s` (a stream of
+// either device); goes through the host when the two have no peer access.
+void memcpy_peer_async(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes,
+                       StreamHandle s);
 void device_synchronize();
 
 void* cublas_create(StreamHandle s);  // cublasHandle_t bound to s

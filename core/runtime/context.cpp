@@ -2,9 +2,12 @@
 #include "gpudl/core/runtime/context.h"
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <exception>
-#include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "gpudl/core/detail/cuda_api.h"
 #include "gpudl/core/detail/env_flag.h"
@@ -49,18 +52,39 @@ class PoolScratch final : public kernels::ScratchAllocator {
 void set_deterministic(bool on) { deterministic_flag().set(on); }
 bool deterministic() { return deterministic_flag().get(); }
 
+namespace {
+
+// More CUDA devices than one process can see in practice; a larger index is a clear error.
+constexpr int kMaxCudaDevices = 64;
+
+// Every kernel launch looks its context up, from any thread: after a context exists that is
+// one atomic load, and only creation takes the lock. Contexts are never destroyed before exit,
+// so references handed out stay valid.
+struct ContextRegistry {
+  std::atomic<Context*> cpu{nullptr};
+  std::array<std::atomic<Context*>, kMaxCudaDevices> cuda{};
+  std::mutex create_mutex;
+  std::vector<std::unique_ptr<Context>> owned;
+};
+
+}  // namespace
+
 Context& Context::get(Device device) {
-  static std::mutex mutex;
-  // Contexts are never destroyed before exit, so references handed out stay valid.
-  static std::map<std::pair<int, int>, std::unique_ptr<Context>> contexts;
-  std::lock_guard lock(mutex);
-  const auto key = std::make_pair(static_cast<int>(device.kind()), device.index());
-  auto it = contexts.find(key);
-  if (it == contexts.end()) {
-    if (device.is_cuda()) device = Device::cuda(device.index());  // validates, with a clear error
-    it = contexts.emplace(key, std::unique_ptr<Context>(new Context(device))).first;
+  static ContextRegistry registry;
+  if (device.is_cuda() && (device.index() < 0 || device.index() >= kMaxCudaDevices)) {
+    throw DeviceError("CUDA device " + std::to_string(device.index()) + " is beyond the " +
+                      std::to_string(kMaxCudaDevices) + " devices libgpudl supports in one process");
   }
-  return *it->second;
+  std::atomic<Context*>& slot = device.is_cpu() ? registry.cpu : registry.cuda[static_cast<std::size_t>(device.index())];
+  if (Context* ctx = slot.load(std::memory_order_acquire)) return *ctx;
+  std::lock_guard lock(registry.create_mutex);
+  if (Context* ctx = slot.load(std::memory_order_relaxed)) return *ctx;
+  if (device.is_cuda()) device = Device::cuda(device.index());  // validates, with a clear error
+  std::unique_ptr<Context> created(new Context(device));
+  Context* ctx = created.get();
+  registry.owned.push_back(std::move(created));
+  slot.store(ctx, std::memory_order_release);
+  return *ctx;
 }
 
 Context::Context(Device device) : device_(device) {
@@ -73,6 +97,14 @@ Context::Context(Device device) : device_(device) {
 
 Context::~Context() {
   if (workspace_ != nullptr) pool_->deallocate(workspace_);
+  if (cublas_ == nullptr && cudnn_ == nullptr) return;
+  // The handles belong to this device. At exit the runtime may already be gone and refuse the
+  // switch; the handles are destroyed regardless, as they always were.
+  std::optional<cuda_api::DeviceGuard> guard;
+  try {
+    guard.emplace(device_.index());
+  } catch (const std::exception&) {
+  }
   if (cublas_ != nullptr) cuda_api::cublas_destroy(cublas_);
   if (cudnn_ != nullptr) cuda_api::cudnn_destroy(cudnn_);
 }
@@ -85,7 +117,8 @@ std::shared_ptr<MemoryPool> Context::pinned_pool() {
 void* Context::cublas() {
   if (device_.is_cpu()) return nullptr;
   std::call_once(cublas_once_, [this] {
-    cuda_api::set_device(device_.index());
+    // A handle belongs to the device current at its creation.
+    const cuda_api::DeviceGuard guard(device_.index());
     cublas_ = cuda_api::cublas_create(compute_.handle());
   });
   return cublas_;
@@ -94,20 +127,29 @@ void* Context::cublas() {
 void* Context::cudnn() {
   if (device_.is_cpu()) return nullptr;
   std::call_once(cudnn_once_, [this] {
-    cuda_api::set_device(device_.index());
+    const cuda_api::DeviceGuard guard(device_.index());
     cudnn_ = cuda_api::cudnn_create(compute_.handle());
   });
   return cudnn_;
 }
 
+namespace {
+// Kernels launch on the current device, so a launch context is only usable with its device
+// current. Setting it only when it differs keeps the common single-GPU launch free of it.
+void make_current(Device device) {
+  if (device.is_cuda() && cuda_api::current_device() != device.index()) cuda_api::set_device(device.index());
+}
+}  // namespace
+
 kernels::Exec Context::exec(bool with_blas, bool with_dnn) {
-  if (device_.is_cuda()) cuda_api::set_device(device_.index());
-  return kernels::Exec{compute_.handle(), with_blas ? cublas() : nullptr, with_dnn ? cudnn() : nullptr,
-                       deterministic(), scratch_.get()};
+  kernels::Exec exec{compute_.handle(), with_blas ? cublas() : nullptr, with_dnn ? cudnn() : nullptr,
+                     deterministic(), scratch_.get()};
+  make_current(device_);
+  return exec;
 }
 
 kernels::Exec Context::copy_exec() {
-  if (device_.is_cuda()) cuda_api::set_device(device_.index());
+  make_current(device_);
   return kernels::Exec{copy_.handle(), nullptr, nullptr, deterministic(), scratch_.get()};
 }
 

@@ -21,10 +21,13 @@ bool deterministic();
 
 // One per device, created on first use and kept for the life of the process. All tensor
 // work on a device is ordered on its compute stream; the copy stream carries prefetches.
+// One process may use several devices: nothing here assumes the calling thread's current
+// device is this context's, and only exec()/copy_exec() change it.
 // Thread-safe creation; use from several threads needs external ordering of the streams.
 class Context {
  public:
-  // The context of `device`. Throws DeviceError for a CUDA device that cannot be used.
+  // The context of `device`; after the first call for a device, a lock-free lookup. Throws
+  // DeviceError for a CUDA device that cannot be used.
   static Context& get(Device device);
 
   Device device() const { return device_; }
@@ -46,9 +49,13 @@ class Context {
   // Launch context for kernels on the compute stream; with_blas adds the cuBLAS handle,
   // with_dnn the cuDNN handle. On CUDA it also lends the device pool as scratch memory
   // (kernels::Exec::scratch), which convolutions time their algorithm candidates with.
+  // Kernels launch on the calling thread's current device, so on CUDA this makes the context's
+  // device current and leaves it so; a caller that must not move the thread's current device
+  // holds a cuda_api::DeviceGuard for it around exec() and the launches, as the dispatch in
+  // core/detail/backend.h does. Throws CudaError if the device cannot be made current.
   kernels::Exec exec(bool with_blas = false, bool with_dnn = false);
   // Launch context on the copy stream (for work that travels with a prefetch, such as
-  // augmentation of the next batch).
+  // augmentation of the next batch); makes the device current as exec() does.
   kernels::Exec copy_exec();
   // The device pool as kernels see it (nullptr on the CPU): what exec() puts in Exec::scratch.
   kernels::ScratchAllocator* scratch_allocator() { return scratch_.get(); }

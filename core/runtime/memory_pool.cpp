@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <new>
 #include <tuple>
 
@@ -56,14 +57,12 @@ class HostUpstream final : public PoolUpstream {
   }
 };
 
-// Events shared by the two CUDA upstreams.
+// Events shared by the two CUDA upstreams. An event must be created on the device of the stream
+// it is recorded on; the current device may be another one (a free from a thread driving
+// another GPU, a pinned buffer used by several GPUs), so it is chosen from the stream.
 class CudaEventUpstream : public PoolUpstream {
  public:
-  void* record_event(StreamKey stream) override {
-    void* event = cuda_api::event_create(false);
-    cuda_api::event_record(event, stream);
-    return event;
-  }
+  void* record_event(StreamKey stream) override { return cuda_api::event_record_on(stream); }
   bool event_done(void* event) override { return cuda_api::event_query(event); }
   void wait_event(void* event) override { cuda_api::event_synchronize(event); }
   void release_event(void* event) noexcept override { cuda_api::event_destroy(event); }
@@ -73,10 +72,18 @@ class CudaDeviceUpstream final : public CudaEventUpstream {
  public:
   explicit CudaDeviceUpstream(int device) : device_(device) {}
   void* allocate(std::size_t bytes) override {
-    cuda_api::set_device(device_);
+    const cuda_api::DeviceGuard guard(device_);
     return cuda_api::malloc_device(bytes);
   }
-  void deallocate(void* ptr, std::size_t) noexcept override { cuda_api::free_device(ptr); }
+  void deallocate(void* ptr, std::size_t) noexcept override {
+    // cudaFree synchronises the current device: let that be the memory's own, not the caller's.
+    try {
+      const cuda_api::DeviceGuard guard(device_);
+      cuda_api::free_device(ptr);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "gpudl: warning: freeing cuda:%d device memory: %s\n", device_, e.what());
+    }
+  }
   std::string name() const override { return "cuda:" + std::to_string(device_) + " device memory"; }
 
  private:
@@ -275,24 +282,34 @@ void MemoryPool::deallocate(void* ptr) {
   auto it = active_.find(ptr);
   if (it == active_.end()) throw ValueError("MemoryPool::deallocate: pointer was not allocated by this pool");
   Block* block = it->second;
+  // Every event is recorded before the pool changes: should one fail, the block stays handed
+  // out, whole and accounted for, instead of leaving the pool's books (and its segment) behind.
+  std::vector<void*> events;
+  events.reserve(block->other_streams.size());
+  try {
+    for (StreamKey s : block->other_streams) {
+      void* event = upstream_->record_event(s);
+      if (event != nullptr) events.push_back(event);  // null: already past, nothing to wait for
+    }
+    pending_.reserve(pending_.size() + events.size());
+  } catch (...) {
+    for (void* event : events) upstream_->release_event(event);
+    throw;
+  }
   active_.erase(it);
   block->allocated = false;
   ++stats_.frees;
   --stats_.active_blocks;
   note_in_use(-static_cast<std::ptrdiff_t>(block->size), -static_cast<std::ptrdiff_t>(block->requested));
   block->requested = 0;
-  if (!block->other_streams.empty()) {
-    for (StreamKey s : block->other_streams) {
-      void* event = upstream_->record_event(s);
-      if (event == nullptr) continue;  // already past: nothing to wait for
-      pending_.push_back({event, block});
-      ++block->pending_events;
-    }
-    block->other_streams.clear();
-    if (block->pending_events > 0) {
-      ++stats_.pending_blocks;
-      return;
-    }
+  block->other_streams.clear();
+  for (void* event : events) {
+    pending_.push_back({event, block});
+    ++block->pending_events;
+  }
+  if (block->pending_events > 0) {
+    ++stats_.pending_blocks;
+    return;
   }
   free_block(block);
 }

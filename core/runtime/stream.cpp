@@ -12,7 +12,8 @@ Stream Stream::create(Device device) {
   Stream s;
   s.device_ = device;
   if (device.is_cuda()) {
-    cuda_api::set_device(device.index());
+    // Streams belong to the device current at creation; the caller's current device stays.
+    const cuda_api::DeviceGuard guard(device.index());
     s.handle_ = cuda_api::stream_create();
   }
   return s;
@@ -48,7 +49,7 @@ void Stream::wait(const Stream& producer) const {
 
 Event::Event(Device device, bool timing) : device_(device) {
   if (device.is_cuda()) {
-    cuda_api::set_device(device.index());
+    const cuda_api::DeviceGuard guard(device.index());
     handle_ = cuda_api::event_create(timing);
   }
 }

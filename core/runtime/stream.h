@@ -11,8 +11,9 @@ class Event;
 // the call that enqueues it returns. Move-only; the destructor never throws.
 class Stream {
  public:
-  // A new stream on `device` (non-blocking with respect to the legacy default stream).
-  // Throws DeviceError/CudaError if the device cannot be used.
+  // A new stream on `device` (non-blocking with respect to the legacy default stream); the
+  // calling thread's current device is left as it was. Throws DeviceError/CudaError if the
+  // device cannot be used.
   static Stream create(Device device);
 
   Stream() = default;
@@ -43,7 +44,8 @@ class Stream {
 // A marker in a stream: record it, then query, wait on it from another stream, or time it.
 class Event {
  public:
-  // An event for `device`; `timing` enables elapsed_ms (slightly costlier to record).
+  // An event for `device`, whichever device is current; `timing` enables elapsed_ms
+  // (slightly costlier to record).
   explicit Event(Device device, bool timing = false);
   Event(Event&& other) noexcept;
   Event& operator=(Event&& other) noexcept;

@@ -289,17 +289,20 @@ void Tensor::copy_from(const Tensor& src) {
     ops::copy(*this, src);
     storage_->after_write(ctx.compute_stream().handle());
   } else {
-    // Between two GPUs: the source must be complete, whichever of its device's streams wrote
-    // it, before the destination's stream reads it.
+    // Between two GPUs, on the destination's compute stream, ordered by events rather than by
+    // the host: the copy waits for every writer of the source on its device, the source's pool
+    // keeps the memory until the copy is done, and the source's compute stream waits for the
+    // copy, so work enqueued there later (overwriting the source) cannot race it.
     Context& from = Context::get(src.device_);
     order_on_compute(from, src);
-    from.compute_stream().synchronize();
     Context& to = Context::get(device_);
     const Stream& s = to.compute_stream();
     order_on_compute(to, *this);
-    cuda_api::memcpy_async(raw(), src.raw(), bytes, cuda_api::CopyKind::kDeviceToDevice, s.handle());
+    s.wait(from.compute_stream());
+    src.storage_->before_use(s.handle());
+    cuda_api::memcpy_peer_async(raw(), device_.index(), src.raw(), src.device_.index(), bytes, s.handle());
     storage_->after_write(s.handle());
-    s.synchronize();
+    from.compute_stream().wait(s);
   }
 }
 
@@ -320,7 +323,11 @@ void Tensor::copy_from_async(const Tensor& src, const Stream& stream) {
   // this stream has finished with it.
   if (src.storage_) src.storage_->before_use(stream.handle());
   if (storage_) storage_->before_use(stream.handle());
-  cuda_api::memcpy_async(raw(), src.raw(), bytes, kind, stream.handle());
+  if (device_.is_cuda() && src.device_.is_cuda() && device_ != src.device_) {
+    cuda_api::memcpy_peer_async(raw(), device_.index(), src.raw(), src.device_.index(), bytes, stream.handle());
+  } else {
+    cuda_api::memcpy_async(raw(), src.raw(), bytes, kind, stream.handle());
+  }
   if (storage_) storage_->after_write(stream.handle());
 }
 

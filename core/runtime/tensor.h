@@ -139,7 +139,9 @@ class Tensor {
   Tensor operator[](std::int64_t i) const;
 
   // Copies src's data in (same shape and dtype, any devices). Host memory involved is safe to
-  // read or reuse on return; device-to-device copies are ordered on the compute stream. The
+  // read or reuse on return; device-to-device copies are ordered on the compute stream (between
+  // two GPUs, on the destination's, and later work on the source's compute stream waits for
+  // the copy; the host is not blocked). The
   // copy comes after all work enqueued so far on the device's compute and copy streams (and on
   // the stream of the last copy_from_async into either tensor), whichever wrote the data.
   // Throws ShapeError/ValueError on mismatch.
