@@ -1,7 +1,9 @@
 // BatchNorm1d through the batch-norm kernels (statistics per channel over batch and length).
 #include "gpudl/layers/batchnorm.h"
 
+#include "gpudl/core/dist/dist.h"
 #include "gpudl/core/runtime/format.h"
+#include "gpudl/core/runtime/ops.h"
 #include "gpudl/core/nn/norm.h"
 
 namespace gpudl {
@@ -20,7 +22,9 @@ BatchNorm1d::BatchNorm1d(std::int64_t features, BatchNormOptions options) : feat
   running_var_ = Tensor::full({features}, 1.0);
 }
 
-std::string BatchNorm1d::describe() const { return "BatchNorm1d(" + std::to_string(features_) + ")"; }
+std::string BatchNorm1d::describe() const {
+  return "BatchNorm1d(" + std::to_string(features_) + (options_.sync ? ", sync" : "") + ")";
+}
 
 Shape BatchNorm1d::output_shape(const Shape& input) const {
   if (input.ndim() < 1 || input[0] != features_) {
@@ -65,9 +69,89 @@ const Tensor& BatchNorm1d::scratch_for(Device device, std::int64_t n, std::int64
   return scratch_;
 }
 
+namespace {
+
+// Per-channel sums of x seen as (n, c, inner), into (c).
+Tensor channel_sums(const Tensor& x, std::int64_t n, std::int64_t c, std::int64_t inner) {
+  return ops::sum(ops::sum(x.reshape({n, c, inner}), 2), 0);
+}
+
+// y = (x - shift) * scale per channel, through the eval kernel (variance 1, eps 0, bias 0).
+void channel_affine(const Tensor& y, const Tensor& x, const Tensor& shift, const Tensor& scale, const Tensor& ones,
+                    const Tensor& zeros) {
+  nn::batchnorm_forward_eval(y, x, shift, ones, scale, zeros, 0.0f);
+}
+
+}  // namespace
+
+// Statistics over every rank's batch, all on the device: the per-channel sums and counts are
+// all-reduced, then the centred squares (two passes, as stable as the one-rank kernel), and
+// the output is the eval kernel's normalisation with those statistics.
+Tensor BatchNorm1d::sync_forward(const Tensor& x, std::int64_t inner) {
+  const std::int64_t n = x.dim(0), c = features_;
+  const Device dev = x.device();
+  dist::ProcessGroup& group = dist::group(dev);
+  const Tensor xf = x.as(DType::kF32);
+  const Tensor ones = Tensor::full({c}, 1.0, DType::kF32, dev), zeros = Tensor::zeros({c}, DType::kF32, dev);
+  Tensor stats = Tensor::empty({2 * c}, DType::kF32, dev);
+  ops::copy(stats.slice(0, c), channel_sums(xf, n, c, inner));
+  stats.slice(c, 2 * c).fill_(static_cast<double>(n * inner));
+  group.all_reduce(stats);
+  sync_count_ = stats.slice(c, 2 * c);
+  const Tensor mean = ops::div(stats.slice(0, c), sync_count_);
+  Tensor centred = Tensor::empty(xf.shape(), DType::kF32, dev);
+  channel_affine(centred, xf, mean, ones, ones, zeros);
+  Tensor var = channel_sums(ops::mul(centred, centred), n, c, inner);
+  group.all_reduce(var);
+  ops::div(var, var, sync_count_);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+  nn::batchnorm_forward_eval(y, x, mean, var, gamma_.value, beta_.value, options_.eps);
+  // 1 / sqrt(var + eps), by the same kernel applied to a row of ones.
+  save_invstd_ = Tensor::empty({c}, DType::kF32, dev);
+  nn::batchnorm_forward_eval(save_invstd_.reshape({1, c}), ones.reshape({1, c}), zeros, var, ones, zeros, options_.eps);
+  save_mean_ = mean;
+  // Running variance is unbiased over the global batch: var * count / (count - 1).
+  const float m = options_.momentum;
+  const Tensor unbiased = ops::div(ops::mul(var, sync_count_), ops::sub(sync_count_, ones));
+  ops::scale(running_mean_, running_mean_, 1.0f - m);
+  ops::axpy(running_mean_, m, mean);
+  ops::scale(running_var_, running_var_, 1.0f - m);
+  ops::axpy(running_var_, m, unbiased);
+  return y;
+}
+
+// dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)), the means over every rank's batch
+// (all-reduced); dgamma and dbeta get this rank's own sums, which data parallelism averages.
+Tensor BatchNorm1d::sync_backward(const Tensor& dy) {
+  const std::int64_t n = input_.dim(0), c = features_, inner = inner_of(input_);
+  const Device dev = input_.device();
+  const Tensor xf = input_.as(DType::kF32), dyf = dy.as(DType::kF32);
+  const Tensor ones = Tensor::full({c}, 1.0, DType::kF32, dev), zeros = Tensor::zeros({c}, DType::kF32, dev);
+  Tensor xhat = Tensor::empty(xf.shape(), DType::kF32, dev);
+  channel_affine(xhat, xf, save_mean_, save_invstd_, ones, zeros);
+  Tensor sums = Tensor::empty({2 * c}, DType::kF32, dev);
+  ops::copy(sums.slice(0, c), channel_sums(dyf, n, c, inner));
+  ops::copy(sums.slice(c, 2 * c), channel_sums(ops::mul(dyf, xhat), n, c, inner));
+  ops::add(beta_.grad, beta_.grad, sums.slice(0, c));
+  ops::add(gamma_.grad, gamma_.grad, sums.slice(c, 2 * c));
+  dist::group(dev).all_reduce(sums);
+  const Tensor a = ops::mul(gamma_.value, save_invstd_);
+  const Tensor mean_dy = ops::div(sums.slice(0, c), sync_count_);
+  const Tensor b = ops::mul(a, ops::div(sums.slice(c, 2 * c), sync_count_));
+  Tensor t = Tensor::empty(xf.shape(), DType::kF32, dev), u = Tensor::empty(xf.shape(), DType::kF32, dev);
+  channel_affine(t, dyf, mean_dy, a, ones, zeros);
+  channel_affine(u, xhat, zeros, b, ones, zeros);
+  ops::sub(t, t, u);
+  return t.as(input_.dtype());
+}
+
 Tensor BatchNorm1d::forward(const Tensor& x) {
   require_float(x);
   const std::int64_t inner = inner_of(x);
+  if (training_ && options_.sync) {
+    input_ = x;
+    return sync_forward(x, inner);
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (training_) {
     if (x.dim(0) * inner < 2) {
@@ -89,6 +173,11 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
 Tensor BatchNorm1d::backward(const Tensor& grad_output) {
   require_forward(input_.defined());
   require_grad_shape(grad_output, input_.shape());
+  if (options_.sync) {
+    Tensor dx = sync_backward(grad_output);
+    input_ = Tensor();
+    return dx;
+  }
   Tensor dx = Tensor::empty(input_.shape(), input_.dtype(), input_.device());
   nn::batchnorm_backward(dx, gamma_.grad, beta_.grad, grad_output, input_, save_mean_, save_invstd_, gamma_.value,
                          scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)));

@@ -9,6 +9,11 @@ namespace gpudl {
 struct BatchNormOptions {
   float eps = 1e-5f;
   float momentum = 0.1f;  // running = (1 - momentum) running + momentum batch
+  // SyncBatchNorm: in train mode the statistics are those of the global batch, every rank's
+  // samples together (the job's process group of the input's device; one process alone gets
+  // its own batch's, through the same code). Each forward and backward then holds two and one
+  // small all-reduces, so every rank must run the layer the same number of times.
+  bool sync = false;
 };
 
 // Train mode normalises with the batch's statistics and updates running averages; eval mode
@@ -37,8 +42,11 @@ class BatchNorm1d : public Module {
   Parameter gamma_, beta_;
   Tensor running_mean_, running_var_;
   Tensor input_, save_mean_, save_invstd_;
+  Tensor sync_count_;  // global values per channel of the last synchronised forward
 
  private:
+  Tensor sync_forward(const Tensor& x, std::int64_t inner);
+  Tensor sync_backward(const Tensor& dy);
   // The CUDA kernels' partial sums (kept between steps; undefined on the CPU).
   const Tensor& scratch_for(Device device, std::int64_t n, std::int64_t c, std::int64_t inner);
   Tensor scratch_;
@@ -48,7 +56,9 @@ class BatchNorm1d : public Module {
 class BatchNorm2d : public BatchNorm1d {
  public:
   explicit BatchNorm2d(std::int64_t channels, BatchNormOptions options = {}) : BatchNorm1d(channels, options) {}
-  std::string describe() const override { return "BatchNorm2d(" + std::to_string(features_) + ")"; }
+  std::string describe() const override {
+    return "BatchNorm2d(" + std::to_string(features_) + (options_.sync ? ", sync" : "") + ")";
+  }
   Shape output_shape(const Shape& input) const override;
 
  protected:

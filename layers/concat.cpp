@@ -99,6 +99,7 @@ Tensor Concat::backward(const Tensor& grad_output) {
     nn::copy_columns(g, 0, grad_output, offset, row, n);
     offset += row;
     Tensor d = branches_[i]->backward(g);
+    branches_[i]->backward_done();
     if (!dx.defined()) {
       dx = d.raw() == g.raw() ? d.clone() : d;
     } else {
@@ -156,6 +157,11 @@ void Concat::to(Device device) {
 void Concat::set_training(bool training) {
   training_ = training;
   for (auto& b : branches_) b->set_training(training);
+}
+
+void Concat::set_backward_hook(BackwardHook hook) {
+  for (auto& b : branches_) b->set_backward_hook(hook);
+  Module::set_backward_hook(std::move(hook));
 }
 
 void Concat::set_precision(Precision p) {

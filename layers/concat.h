@@ -36,6 +36,7 @@ class Concat : public Module {
   void to(Device device) override;
   void set_training(bool training) override;
   void set_precision(Precision p) override;
+  void set_backward_hook(BackwardHook hook) override;
 
  private:
   // Prefixes each branch's parameter names (those optimizers key by) with its index, once,

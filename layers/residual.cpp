@@ -48,7 +48,12 @@ Tensor Residual::forward(const Tensor& x) {
 
 Tensor Residual::backward(const Tensor& grad_output) {
   Tensor dx = main_->backward(grad_output);
-  const Tensor ds = shortcut_ ? shortcut_->backward(grad_output) : grad_output;
+  main_->backward_done();
+  Tensor ds = grad_output;
+  if (shortcut_) {
+    ds = shortcut_->backward(grad_output);
+    shortcut_->backward_done();
+  }
   // dx is a fresh tensor from the branch, so it can take the shortcut's gradient in place;
   // a branch that passes its gradient through unchanged would alias grad_output, so copy then.
   if (dx.raw() == grad_output.raw()) dx = dx.clone();
@@ -100,6 +105,12 @@ void Residual::set_training(bool training) {
   training_ = training;
   main_->set_training(training);
   if (shortcut_) shortcut_->set_training(training);
+}
+
+void Residual::set_backward_hook(BackwardHook hook) {
+  main_->set_backward_hook(hook);
+  if (shortcut_) shortcut_->set_backward_hook(hook);
+  Module::set_backward_hook(std::move(hook));
 }
 
 void Residual::set_precision(Precision p) {

@@ -38,6 +38,7 @@ class Residual : public Module {
   void to(Device device) override;
   void set_training(bool training) override;
   void set_precision(Precision p) override;
+  void set_backward_hook(BackwardHook hook) override;
 
  private:
   std::unique_ptr<Module> main_, shortcut_;

@@ -13,6 +13,7 @@ Sequential& Sequential::add(std::unique_ptr<Module> module) {
   if (module->device() != device_) module->to(device_);
   module->set_training(training_);
   if (module->precision() != precision_) module->set_precision(precision_);
+  if (backward_hook_) module->set_backward_hook(backward_hook_);
   // The names optimizers key by are fixed here, once (a nested container has already prefixed
   // its own children's); named_parameters() builds the same names on request from each
   // layer's own, so a child still answers to its names.
@@ -67,6 +68,7 @@ Tensor Sequential::backward(const Tensor& grad_output) {
   for (auto i = static_cast<std::ptrdiff_t>(children_.size()) - 1; i >= 0; --i) {
     Module& child = *children_[static_cast<std::size_t>(i)];
     g = child.backward(g);
+    child.backward_done();
     if (i == stop_) return Tensor();  // nothing before it has parameters
     if (!g.defined() && i > 0) {
       throw Error(describe() + ": module " + std::to_string(i) + " (" + child.describe() +
@@ -139,6 +141,11 @@ void Sequential::to(Device device) {
 void Sequential::set_training(bool training) {
   training_ = training;
   for (auto& m : children_) m->set_training(training);
+}
+
+void Sequential::set_backward_hook(BackwardHook hook) {
+  for (auto& m : children_) m->set_backward_hook(hook);
+  Module::set_backward_hook(std::move(hook));
 }
 
 void Sequential::set_precision(Precision p) {

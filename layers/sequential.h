@@ -46,6 +46,7 @@ class Sequential : public Module {
   void to(Device device) override;
   void set_training(bool training) override;
   void set_precision(Precision p) override;
+  void set_backward_hook(BackwardHook hook) override;
   // Off: the leading children up to and including the first with parameters get it off too
   // (their outputs then need no gradient either); backward stops after that child and returns
   // an undefined tensor. The rule is applied again on every add and every forward, so later

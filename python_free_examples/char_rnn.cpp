@@ -105,7 +105,7 @@ int main(int argc, char** argv) try {
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "10", "passes over the training text (--minutes may stop it sooner)")
       .option("minutes", "0", "stop training after this many minutes (0: no limit); --resume continues from the stop's checkpoint")
-      .option("batch", "32", "parallel streams per step")
+      .option("batch", "32", "parallel streams per step on each rank (mpirun: x ranks in all)")
       .option("steps", "128", "characters per truncated-BPTT chunk")
       .option("embed", "64", "embedding width")
       .option("hidden", "256", "LSTM units per layer")
@@ -155,6 +155,9 @@ int main(int argc, char** argv) try {
   const std::vector<std::int32_t> train_ids(corpus.ids().begin(), corpus.ids().begin() + split);
   const std::vector<std::int32_t> held_ids(corpus.ids().begin() + split, corpus.ids().end());
   data::StreamBatches stream(train_ids, batch, steps);
+  // Under mpirun every rank reads its own streams (the Trainer cuts them too); cut now, so the
+  // chunk count below is the one training sees.
+  stream.set_shard(dist::rank(), dist::world_size());
   // Held-out text in fewer, longer streams, so a short tail still gives whole chunks.
   const std::int64_t eval_batch = std::clamp<std::int64_t>(static_cast<std::int64_t>(held_ids.size()) / (4 * steps), 1,
                                                            batch);
@@ -244,6 +247,5 @@ int main(int argc, char** argv) try {
   }
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "char_rnn: error: %s\n", e.what());
-  return 1;
+  return examples::fail("char_rnn", e);
 }

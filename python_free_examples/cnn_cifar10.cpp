@@ -31,7 +31,7 @@ int main(int argc, char** argv) try {
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("model", "auto", "quick (small, for CPUs) or resnet (for GPUs); auto picks by device")
       .option("epochs", "0", "passes over the training set (0: 15 for quick, 30 for resnet)")
-      .option("batch", "0", "samples per step (0: 128 for quick, 512 for resnet)")
+      .option("batch", "0", "samples per step on each rank, x ranks under mpirun (0: 128 for quick, 512 for resnet)")
       .option("lr", "0", "peak learning rate of the one-cycle schedule (0: 0.1 for quick, 0.4 for resnet)")
       .option("seed", "1", "seed for initialisation, data order and augmentation")
       .option("augment", "1", "random crops and flips (1) or none (0)")
@@ -113,7 +113,7 @@ int main(int argc, char** argv) try {
   o.augment = augment;
   o.eval_augment = data::cifar10_normalization();
   const double lr = lr_flag > 0 ? lr_flag : (quick ? 0.1 : 0.4);
-  const std::int64_t steps = o.epochs * ((train.size() + o.batch - 1) / o.batch);
+  const std::int64_t steps = o.epochs * examples::steps_per_epoch(train, o.batch);
   o.schedule = std::make_shared<OneCycleLR>(lr, std::max<std::int64_t>(steps, 1), 0.25);
   SGD opt(net.parameters(), {.lr = lr, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true});
   CrossEntropyLoss loss;
@@ -124,6 +124,5 @@ int main(int argc, char** argv) try {
   std::printf("data: %s\n", data_name.c_str());
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "cnn_cifar10: error: %s\n", e.what());
-  return 1;
+  return examples::fail("cnn_cifar10", e);
 }

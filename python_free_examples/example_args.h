@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+
+#include "gpudl/core/dist/dist.h"
 #include <utility>
 #include <vector>
 
@@ -56,6 +58,10 @@ class Args {
   // Prints help and exits 0 on --help or -h. Throws std::invalid_argument for an unknown
   // option, a stray argument or a flag without its value.
   void parse(int argc, char** argv) {
+    // Under mpirun the run's reports are rank 0's; the others' would repeat them line by line.
+    if (gpudl::dist::launch_info().rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
+      std::fprintf(stderr, "cannot silence stdout of rank %d\n", gpudl::dist::launch_info().rank);
+    }
     try {
       app_->parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -234,5 +240,27 @@ class MetricsFile {
   std::ofstream out_;
   bool open_ = false;
 };
+
+// The drivers' error exit: "program: error: message" on stderr and status 1. In a job of
+// several processes (mpirun) it ends the whole job at once, since the other ranks would wait
+// in their next collective for this one until the timeout.
+inline int fail(const char* program, const std::exception& e) {
+  if (gpudl::dist::launch_info().size > 1) {
+    gpudl::dist::abort_job(1, std::string(program) + ": error: " + e.what());
+  }
+  std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+  return 1;
+}
+
+// For the drivers with a training loop of their own, which has no data parallelism: under
+// mpirun rank 0 runs it and says so, and the other ranks have nothing to do (true: return 0).
+inline bool idle_rank(const char* program) {
+  const gpudl::dist::LaunchInfo job = gpudl::dist::launch_info();
+  if (job.size > 1 && job.rank == 0) {
+    std::fprintf(stderr, "%s: trains in one process; the other %d ranks of this job have nothing to do\n", program,
+                 job.size - 1);
+  }
+  return job.rank != 0;
+}
 
 }  // namespace examples

@@ -75,6 +75,15 @@ inline void export_if_asked(const Args& args, gpudl::Module& model, gpudl::Preci
   std::printf("exported the model (%s) to %s\n", gpudl::dtype_name(dtype), path.c_str());
 }
 
+// The processes training together: the job's under mpirun (the Trainer's data parallelism is
+// on then, each taking `batch` samples of every step), else 1.
+inline int ranks() { return gpudl::dist::world_size(); }
+
+// Optimizer steps in one epoch of `train` at `batch` samples per rank, for the schedules.
+inline std::int64_t steps_per_epoch(const gpudl::data::TensorDataset& train, std::int64_t batch) {
+  return gpudl::data::DataLoader(train, {.batch = batch, .shuffle = false, .world = ranks()}).batches_per_epoch();
+}
+
 // Fits, prints the test result, and writes the final metrics record (test accuracy and loss,
 // seconds, steps, device, plus `extra`).
 inline gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, const gpudl::data::TensorDataset& train,
@@ -83,15 +92,17 @@ inline gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, const gpudl::dat
   const auto start = std::chrono::steady_clock::now();
   const gpudl::FitResult r = trainer.fit(train, &test);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s in %s\n",
+  const std::string where = trainer.world_size() > 1 ? " x " + std::to_string(trainer.world_size()) + " ranks" : "";
+  std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s%s in %s\n",
               100.0 * r.final_test.accuracy, r.final_test.loss, static_cast<long long>(r.steps), seconds,
-              device.str().c_str(), gpudl::precision_name(trainer.precision()));
+              device.str().c_str(), where.c_str(), gpudl::precision_name(trainer.precision()));
   gpudl::json::Object record{{"event", "final"},
                              {"test_accuracy", r.final_test.accuracy},
                              {"test_loss", r.final_test.loss},
                              {"seconds", seconds},
                              {"steps", r.steps},
                              {"device", device.str()},
+                             {"ranks", trainer.world_size()},
                              {"precision", gpudl::precision_name(trainer.precision())}};
   if (const gpudl::LossScaler* scaler = trainer.loss_scaler()) {
     record.emplace_back("loss_scale", static_cast<double>(scaler->scale()));

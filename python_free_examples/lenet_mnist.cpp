@@ -13,7 +13,7 @@ int main(int argc, char** argv) try {
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "6", "passes over the training set")
-      .option("batch", "128", "samples per step")
+      .option("batch", "128", "samples per step on each rank (mpirun: x ranks in all)")
       .option("lr", "0.002", "Adam learning rate (cosine-annealed to 0 over the run)")
       .option("seed", "1", "seed for initialisation and data order")
       .option("metrics", "", "JSON-lines metrics file")
@@ -61,13 +61,12 @@ int main(int argc, char** argv) try {
   o.metrics = args.str("metrics");
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
-  const std::int64_t steps = o.epochs * ((train.size() + o.batch - 1) / o.batch);
+  const std::int64_t steps = o.epochs * examples::steps_per_epoch(train, o.batch);
   o.schedule = std::make_shared<CosineLR>(lr, std::max<std::int64_t>(steps, 1));
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);
   examples::export_if_asked(args, net, precision);
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "lenet_mnist: error: %s\n", e.what());
-  return 1;
+  return examples::fail("lenet_mnist", e);
 }

@@ -21,7 +21,7 @@ int main(int argc, char** argv) try {
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "8", "passes over the training set")
-      .option("batch", "128", "samples per step")
+      .option("batch", "128", "samples per step on each rank (mpirun: x ranks in all)")
       .option("lr", "0.001", "Adam learning rate (cosine-annealed to 0 over the run)")
       .option("dropout", "0.2", "dropout probability after each hidden layer")
       .option("hidden", "512", "units in each hidden layer")
@@ -62,7 +62,7 @@ int main(int argc, char** argv) try {
 
   Adam opt(net.parameters(), {.lr = lr});
   CrossEntropyLoss loss;
-  const std::int64_t steps = epochs * ((train.size() + batch - 1) / batch);
+  const std::int64_t steps = epochs * examples::steps_per_epoch(train, batch);
   // Field by field rather than designated initialisers, which would have to name every hook.
   TrainerOptions o;
   o.precision = precision;
@@ -79,6 +79,5 @@ int main(int argc, char** argv) try {
   examples::export_if_asked(args, net, precision);
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "mlp_mnist: error: %s\n", e.what());
-  return 1;
+  return examples::fail("mlp_mnist", e);
 }

@@ -122,6 +122,7 @@ int main(int argc, char** argv) try {
       .option("out", "optimizers_demo", "prefix of the CSV files written")
       .option("metrics", "", "JSON-lines metrics file");
   args.parse(argc, argv);
+  if (examples::idle_rank("optimizers_demo")) return 0;
 
   // Every flag is read and checked here, before anything is generated or trained.
   const int iterations = static_cast<int>(args.integer("epochs", 1, std::numeric_limits<int>::max()));
@@ -203,6 +204,5 @@ int main(int argc, char** argv) try {
   metrics.write(final);
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "optimizers_demo: error: %s\n", e.what());
-  return 1;
+  return examples::fail("optimizers_demo", e);
 }

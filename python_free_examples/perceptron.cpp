@@ -71,6 +71,7 @@ int main(int argc, char** argv) try {
       .option("points", "500", "separable data set size")
       .option("metrics", "", "JSON-lines metrics file");
   args.parse(argc, argv);
+  if (examples::idle_rank("perceptron")) return 0;
 
   // Every flag is read and checked here, before anything is generated or trained.
   const std::uint64_t seed = args.unsigned_integer("seed");
@@ -146,6 +147,5 @@ int main(int argc, char** argv) try {
                  {"precision", precision_name(precision)}});
   return sep.converged && !xr.converged && accuracy == 1.0 ? 0 : 2;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "perceptron: error: %s\n", e.what());
-  return 1;
+  return examples::fail("perceptron", e);
 }

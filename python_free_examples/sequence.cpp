@@ -233,6 +233,7 @@ int main(int argc, char** argv) try {
       .option("seed", "1", "seed for initialisation and window order")
       .option("metrics", "", "JSON-lines metrics file");
   args.parse(argc, argv);
+  if (examples::idle_rank("sequence")) return 0;
 
   // Every flag is read and checked here, before the series is generated. The windows are drawn
   // from the 2000 training samples, so a window cannot be longer than that; the delay line's 7
@@ -318,6 +319,5 @@ int main(int argc, char** argv) try {
   metrics.write({{"event", "final"}, {"test_loss", last_mse}, {"seconds", total_s}, {"device", "cpu"}});
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "sequence: error: %s\n", e.what());
-  return 1;
+  return examples::fail("sequence", e);
 }

@@ -28,8 +28,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 # --- dependencies ----------------------------------------------------------------------------
-# Debian packages the build needs; the CUDA toolkit and cuDNN are expected under /usr/local/cuda.
-packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev)
+# Debian packages the build needs (OpenMPI for jobs of several processes); the CUDA toolkit,
+# cuDNN and NCCL are expected under /usr/local/cuda.
+packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

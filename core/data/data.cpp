@@ -76,6 +76,13 @@ TensorDataset TensorDataset::take(std::int64_t n) const {
   return out;
 }
 
+void check_shard(const char* what, int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world) {
+    throw ValueError(std::string(what) + ": rank " + std::to_string(rank) + " of " + std::to_string(world) +
+                     " ranks is not a shard (need 0 <= rank < world)");
+  }
+}
+
 std::vector<std::int64_t> shuffled_order(std::int64_t n, std::uint64_t seed, std::uint64_t epoch) {
   if (n < 0) throw ValueError("shuffled_order: negative sample count " + std::to_string(n));
   // The multiply-shift below draws partners from 32-bit words, so it cannot reach further.
@@ -102,12 +109,26 @@ DataLoader::DataLoader(const TensorDataset& dataset, LoaderOptions options)
   if (options_.batch < 1) {
     throw ValueError("DataLoader: batch must be >= 1, got " + std::to_string(options_.batch));
   }
+  check_shard("DataLoader", options_.rank, options_.world);
   start_epoch(0);
 }
 
+std::int64_t DataLoader::global_batch() const { return options_.batch * options_.world; }
+
 std::int64_t DataLoader::batches_per_epoch() const {
   const std::int64_t n = dataset_.size();
-  return options_.drop_last ? n / options_.batch : (n + options_.batch - 1) / options_.batch;
+  const std::int64_t g = global_batch();
+  // A trailing batch too small to give every rank a sample is left out, as drop_last would.
+  const bool trailing = n % g != 0 && !options_.drop_last && n % g >= options_.world;
+  return n / g + (trailing ? 1 : 0);
+}
+
+bool DataLoader::set_shard(int rank, int world) {
+  check_shard("DataLoader::set_shard", rank, world);
+  options_.rank = rank;
+  options_.world = world;
+  position_ = std::min(position_, batches_per_epoch());
+  return true;
 }
 
 void DataLoader::start_epoch(std::int64_t epoch) {
@@ -126,8 +147,13 @@ void DataLoader::start_epoch(std::int64_t epoch) {
 bool DataLoader::next(Batch& out) {
   if (position_ >= batches_per_epoch()) return false;
   const std::int64_t n = dataset_.size();
-  const std::int64_t first = position_ * options_.batch;
-  const std::int64_t count = std::min(options_.batch, n - first);
+  // This rank's part of the global batch: rows [r R / W, (r + 1) R / W) of its R samples, so
+  // equal shares of a full batch, and parts differing by one sample at most of a short one.
+  const std::int64_t global_first = position_ * global_batch();
+  const std::int64_t global_count = std::min(global_batch(), n - global_first);
+  const std::int64_t first = global_first + global_count * options_.rank / options_.world;
+  const std::int64_t count = global_first + global_count * (options_.rank + 1) / options_.world - first;
+  out.global_size = global_count;
 
   std::vector<std::int64_t> input_dims = dataset_.sample_shape().dims();
   const std::int64_t row = dataset_.sample_shape().numel();
@@ -165,6 +191,8 @@ OrderSettings DataLoader::order_settings() const {
                      {"samples", std::to_string(dataset_.size())}};
   // Without a shuffle the seed orders nothing, and a change of it is harmless.
   if (options_.shuffle) s.emplace_back("seed", std::to_string(options_.seed));
+  // A one-process run says nothing of ranks, as before data parallelism existed.
+  if (options_.world > 1) s.emplace_back("ranks", std::to_string(options_.world));
   return s;
 }
 

@@ -48,6 +48,9 @@ class TensorDataset {
 struct Batch {
   Tensor inputs;
   Tensor labels;
+  // Under data parallelism, the labels of this step's batch summed over every rank (0: not
+  // known, taken as this batch's times the ranks), so each rank's gradient gets its share.
+  std::int64_t global_size = 0;
 };
 
 // The settings that fix which batch comes when, by name and value ({"batch", "32"},
@@ -78,7 +81,15 @@ class BatchSource {
   // Batch buffers in pinned host memory, for asynchronous copies to a GPU (the Trainer asks
   // for it when it trains on one). Sources that cannot pin ignore it.
   virtual void set_pinned(bool pinned) { (void)pinned; }
+  // Data parallelism: from now on this source gives rank `rank` of `world` its disjoint part
+  // of each batch (the same batch, cut over the ranks, for every rank). Returns false when the
+  // source cannot be cut, and the caller must not train it on several ranks. Throws
+  // ValueError unless 0 <= rank < world.
+  virtual bool set_shard(int rank, int world) { return rank == 0 && world == 1; }
 };
+
+// Throws ValueError naming `what` unless 0 <= rank < world.
+void check_shard(const char* what, int rank, int world);
 
 struct LoaderOptions {
   std::int64_t batch = 64;
@@ -86,6 +97,11 @@ struct LoaderOptions {
   bool drop_last = false;
   std::uint64_t seed = 0;
   bool pinned = false;  // allocate batch buffers with Tensor::empty_pinned (for async GPU copies)
+  // Data parallelism: `batch` samples for each of `world` ranks, this loader giving rank
+  // `rank` its part. The global batch is batch x world, cut from the one order of the epoch
+  // that every rank computes from the seed.
+  int rank = 0;
+  int world = 1;
 };
 
 // Batches over a TensorDataset. The order of epoch e is a pure function of (seed, e): a
@@ -100,15 +116,20 @@ class DataLoader : public BatchSource {
   // options.batch < 1 (or, as start_epoch, for a data set too large to shuffle).
   DataLoader(const TensorDataset& dataset, LoaderOptions options);
 
-  // Full batches plus, unless drop_last, one smaller trailing batch.
+  // Full global batches plus, unless drop_last, one smaller trailing batch (when it has a
+  // sample for every rank).
   std::int64_t batches_per_epoch() const override;
+  // options.batch x options.world.
+  std::int64_t global_batch() const;
   // seek(epoch, index), then next(out); throws ValueError as seek does, and for
   // index == batches_per_epoch().
   void fill(std::int64_t epoch, std::int64_t index, Batch& out) override;
   bool shuffled() const override { return options_.shuffle; }
-  // batch, shuffle, drop_last, the sample count and (when shuffling) the seed.
+  // batch, shuffle, drop_last, the sample count, (when shuffling) the seed and (with several)
+  // the ranks.
   OrderSettings order_settings() const override;
   void set_pinned(bool pinned) override { options_.pinned = pinned; }
+  bool set_shard(int rank, int world) override;
   // Computes the order of `epoch` and rewinds to its first batch. Throws ValueError for a
   // negative epoch, or when shuffling more than 2^32 samples.
   void start_epoch(std::int64_t epoch);

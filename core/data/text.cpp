@@ -104,12 +104,25 @@ void CharCorpus::check_vocabulary(const Tensor& saved, const std::string& checkp
 StreamBatches::StreamBatches(const std::vector<std::int32_t>& ids, std::int64_t batch, std::int64_t steps)
     : ids_(ids), batch_(batch), steps_(steps) {
   if (batch_ < 1 || steps_ < 1) throw ValueError("StreamBatches: batch and steps must be >= 1");
-  stream_length_ = static_cast<std::int64_t>(ids_.size()) / batch_;
+  cut_streams();
+}
+
+void StreamBatches::cut_streams() {
+  const std::int64_t streams = batch_ * world_;
+  stream_length_ = static_cast<std::int64_t>(ids_.size()) / streams;
   chunks_ = stream_length_ > 0 ? (stream_length_ - 1) / steps_ : 0;
   if (chunks_ < 1) {
     throw ValueError("StreamBatches: " + std::to_string(ids_.size()) + " tokens are too few for " +
-                     std::to_string(batch_) + " streams of " + std::to_string(steps_ + 1) + " tokens");
+                     std::to_string(streams) + " streams of " + std::to_string(steps_ + 1) + " tokens");
   }
+}
+
+bool StreamBatches::set_shard(int rank, int world) {
+  check_shard("StreamBatches::set_shard", rank, world);
+  rank_ = rank;
+  world_ = world;
+  cut_streams();
+  return true;
 }
 
 void StreamBatches::chunk(std::int64_t k, Tensor& inputs, Tensor& targets) const {
@@ -131,7 +144,8 @@ void StreamBatches::chunk(std::int64_t k, Tensor& inputs, Tensor& targets) const
   std::int64_t* out = targets.data<std::int64_t>();
   for (std::int64_t t = 0; t < steps_; ++t) {
     for (std::int64_t b = 0; b < batch_; ++b) {
-      const std::size_t at = static_cast<std::size_t>(b * stream_length_ + k * steps_ + t);
+      // Ranks hold consecutive groups of `batch` streams out of batch x world.
+      const std::size_t at = static_cast<std::size_t>((rank_ * batch_ + b) * stream_length_ + k * steps_ + t);
       in[t * batch_ + b] = ids_[at];
       out[t * batch_ + b] = ids_[at + 1];
     }
@@ -141,12 +155,15 @@ void StreamBatches::chunk(std::int64_t k, Tensor& inputs, Tensor& targets) const
 void StreamBatches::fill(std::int64_t epoch, std::int64_t index, Batch& out) {
   if (epoch < 0) throw ValueError("StreamBatches: negative epoch " + std::to_string(epoch));
   chunk(index, out.inputs, out.labels);
+  out.global_size = out.labels.numel() * world_;
 }
 
 OrderSettings StreamBatches::order_settings() const {
-  return {{"batch", std::to_string(batch_)},
+  OrderSettings s = {{"batch", std::to_string(batch_)},
           {"steps", std::to_string(steps_)},
           {"tokens", std::to_string(ids_.size())}};
+  if (world_ > 1) s.emplace_back("ranks", std::to_string(world_));
+  return s;
 }
 
 }  // namespace gpudl::data

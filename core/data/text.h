@@ -67,13 +67,19 @@ class StreamBatches : public BatchSource {
   // for a negative epoch or an index outside [0, chunks()).
   void fill(std::int64_t epoch, std::int64_t index, Batch& out) override;
   bool shuffled() const override { return false; }
-  // batch, steps and the token count: each moves every stream's start.
+  // batch, steps, the token count and (with several) the ranks: each moves every stream's start.
   OrderSettings order_settings() const override;
   void set_pinned(bool pinned) override { pinned_ = pinned; }
+  // The sequence is cut into batch x world streams, and rank r reads streams [r batch,
+  // (r + 1) batch). Throws ValueError as the constructor does when they get too short.
+  bool set_shard(int rank, int world) override;
 
  private:
+  void cut_streams();
+
   const std::vector<std::int32_t>& ids_;
-  std::int64_t batch_, steps_, stream_length_, chunks_;
+  std::int64_t batch_, steps_, stream_length_ = 0, chunks_ = 0;
+  int rank_ = 0, world_ = 1;
   bool pinned_ = false;
 };
 

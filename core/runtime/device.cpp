@@ -6,6 +6,7 @@
 
 #include "gpudl/core/detail/cuda_api.h"
 #include "gpudl/kernels/error.h"
+#include "gpudl/kernels/launch_env.h"
 
 namespace gpudl {
 
@@ -27,9 +28,16 @@ Device Device::cuda(int index) {
   return Device(Kind::kCuda, index);
 }
 
+Device Device::local() {
+  std::string reason;
+  const int count = cuda_api::device_count(&reason);
+  if (count == 0) throw DeviceError("CUDA device requested but none is usable: " + reason);
+  return Device(Kind::kCuda, launch_env().local_rank % count);
+}
+
 Device Device::best() {
   std::string reason;
-  if (cuda_api::device_count(&reason) > 0) return Device(Kind::kCuda, 0);
+  if (cuda_api::device_count(&reason) > 0) return local();
   static std::once_flag said;
   std::call_once(said, [&] { std::fprintf(stderr, "gpudl: no usable GPU (%s); running on the CPU\n", reason.c_str()); });
   return cpu();
@@ -38,7 +46,7 @@ Device Device::best() {
 Device Device::parse(const std::string& text) {
   if (text == "cpu") return cpu();
   if (text == "auto") return best();
-  if (text == "cuda") return cuda(0);
+  if (text == "cuda") return local();
   if (text.rfind("cuda:", 0) == 0 && text.size() > 5 && text.find_first_not_of("0123456789", 5) == std::string::npos &&
       text.size() < 12) {
     return cuda(std::stoi(text.substr(5)));

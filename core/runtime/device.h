@@ -18,12 +18,16 @@ class Device {
   // GPU is present, or the index is out of range; the message says which.
   static Device cuda(int index = 0);
 
-  // CUDA:0 when a usable GPU exists, else the CPU. The first call that falls back to the
+  // The GPU this process drives: cuda:0, or, in a job of several processes (mpirun, srun),
+  // the one its local rank names (local rank modulo the GPUs). Throws DeviceError as cuda().
+  static Device local();
+
+  // local() when a usable GPU exists, else the CPU. The first call that falls back to the
   // CPU says so once on stderr, with the reason.
   static Device best();
 
-  // Parses "cpu", "cuda", "cuda:N" or "auto" (= best()). Throws ValueError on anything else
-  // and DeviceError as cuda() does.
+  // Parses "cpu", "cuda" (= local()), "cuda:N" or "auto" (= best()). Throws ValueError on
+  // anything else and DeviceError as cuda() does.
   static Device parse(const std::string& text);
 
   // How many CUDA devices can be used (0 in a CPU-only build or without a driver); never throws.

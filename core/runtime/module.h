@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -135,6 +136,18 @@ class Module {
   virtual void set_precision(Precision p);
   Precision precision() const { return precision_; }
 
+  // Called with the module once its backward has finished, so its parameters' gradients are
+  // final for the step: data parallelism starts their all-reduce then, while backward goes on
+  // through the layers before. Containers call their children's hooks after each child's
+  // backward and pass the hook on to them (an empty one removes it); the hook of the module
+  // that backward was called on is its caller's business.
+  using BackwardHook = std::function<void(Module&)>;
+  virtual void set_backward_hook(BackwardHook hook) { backward_hook_ = std::move(hook); }
+  // For containers: runs the hook, if any, after this module's backward.
+  void backward_done() {
+    if (backward_hook_) backward_hook_(*this);
+  }
+
  protected:
   // Allocates value and a zeroed gradient of `shape` on this module's device.
   static Parameter make_parameter(std::string name, const Shape& shape, Device device);
@@ -153,6 +166,7 @@ class Module {
   bool training_ = true;
   bool input_grad_ = true;
   Precision precision_ = Precision::kF32;
+  BackwardHook backward_hook_;
 };
 
 }  // namespace gpudl

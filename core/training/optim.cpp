@@ -115,6 +115,27 @@ Tensor& Optimizer::buffer(std::size_t param, std::size_t which) {
   return b;
 }
 
+void Optimizer::set_owned(std::vector<bool> owned) {
+  if (!owned.empty() && owned.size() != params_.size()) {
+    throw ValueError(kind() + ": set_owned got " + std::to_string(owned.size()) + " flags for " +
+                     std::to_string(params_.size()) + " parameters");
+  }
+  owned_ = std::move(owned);
+}
+
+std::vector<Tensor*> Optimizer::state_buffers(std::size_t param) {
+  if (param >= params_.size()) throw ValueError(kind() + ": no parameter " + std::to_string(param));
+  std::vector<Tensor*> out;
+  for (std::size_t j = 0; j < buffer_names().size(); ++j) out.push_back(&buffer(param, j));
+  return out;
+}
+
+void Optimizer::release_unowned_state() {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) buffers_[i].clear();
+  }
+}
+
 std::vector<NamedTensor> Optimizer::state() const {
   require_unique_names(params_, "state");
   const std::vector<std::string> names = buffer_names();
@@ -196,6 +217,7 @@ void SGD::step() {
   check_params();
   const bool with_buffer = options_.momentum != 0.0;
   for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
     Parameter& p = *params_[i];
     float* buf = with_buffer ? buffer(i, 0).data<float>() : nullptr;
     detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(
@@ -232,6 +254,7 @@ Adagrad::Adagrad(std::vector<Parameter*> params, AdagradOptions options)
 void Adagrad::step() {
   check_params();
   for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
     Parameter& p = *params_[i];
     float* sum_sq = buffer(i, 0).data<float>();
     detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(
@@ -264,6 +287,7 @@ void RMSprop::step() {
   check_params();
   const bool with_momentum = options_.momentum > 0.0;
   for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
     Parameter& p = *params_[i];
     float* square_avg = buffer(i, 0).data<float>();
     float* momentum_buf = with_momentum ? buffer(i, 1).data<float>() : nullptr;
@@ -302,6 +326,7 @@ Adadelta::Adadelta(std::vector<Parameter*> params, AdadeltaOptions options)
 void Adadelta::step() {
   check_params();
   for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
     Parameter& p = *params_[i];
     float* square_avg = buffer(i, 0).data<float>();
     float* acc_delta = buffer(i, 1).data<float>();
@@ -340,6 +365,7 @@ void Adam::step() {
   const float bias_correction1 = f32(1.0 - std::pow(options_.beta1, t));
   const float bias_correction2 = f32(1.0 - std::pow(options_.beta2, t));
   for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
     Parameter& p = *params_[i];
     float* m = buffer(i, 0).data<float>();
     float* v = buffer(i, 1).data<float>();

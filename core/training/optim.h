@@ -61,6 +61,19 @@ class Optimizer {
 
   const std::vector<Parameter*>& params() const;
 
+  // Sharded optimizer state (ZeRO-1, dist::DataParallel): step() then updates only the
+  // parameters flagged here, and only they get state buffers; the others are another rank's.
+  // An empty list (the default) owns every parameter. Throws ValueError for a list of another
+  // length than params().
+  void set_owned(std::vector<bool> owned);
+  bool owns(std::size_t param) const { return owned_.empty() || owned_[param]; }
+  // Parameter `param`'s state buffers in buffer order, made (as zeros) when missing: what a
+  // rank exchanges to gather the whole state for a checkpoint. Throws ValueError for an index
+  // out of range.
+  std::vector<Tensor*> state_buffers(std::size_t param);
+  // Frees the buffers of the parameters this optimizer does not own.
+  void release_unowned_state();
+
  protected:
   // The names of the per-parameter buffers this optimizer keeps, in a fixed order ({} for none).
   virtual std::vector<std::string> buffer_names() const = 0;
@@ -77,6 +90,7 @@ class Optimizer {
 
  private:
   std::vector<std::vector<Tensor>> buffers_;  // [parameter][buffer], undefined until first use
+  std::vector<bool> owned_;                   // empty: every parameter
 };
 
 struct SGDOptions {

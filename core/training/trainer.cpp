@@ -38,6 +38,9 @@ bool is_reserved_name(const std::string& name) {
   return name.rfind("model.", 0) == 0 || name.rfind("optimizer.", 0) == 0 || name.rfind("trainer.", 0) == 0;
 }
 
+// What rank r mixes into its generator seeds: 0 for rank 0, so rank 0's seeds are the run's.
+std::uint64_t rank_mix(int rank) { return static_cast<std::uint64_t>(rank) * 0x9E37'79B9'7F4A'7C15ull; }
+
 }  // namespace
 
 Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions options)
@@ -51,6 +54,43 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions
   precision_ = options_.precision.value_or(default_precision(model_.device()));
   model_.set_precision(precision_);  // throws DeviceError where the device cannot run it
   if (precision_ == Precision::kF16) scaler_ = std::make_unique<LossScaler>(options_.loss_scaling);
+  if (options_.distributed.value_or(dist::is_distributed())) {
+    const dist::DataParallelOptions& dp = options_.data_parallel;
+    if (dp.zero1 && (scaler_ || options_.clip_grad_norm > 0.0f)) {
+      // Both need a norm or a finite check over every gradient, and under ZeRO-1 a rank holds
+      // its own share of them only.
+      throw ValueError("Trainer: zero1 does not combine with fp16 loss scaling or clip_grad_norm yet");
+    }
+    dist::ProcessGroup& group = dist::group(model_.device());
+    rank_ = group.rank();
+    world_ = group.size();
+    dp_ = std::make_unique<dist::DataParallel>(model_, group, dp);
+    if (dp.zero1) dp_->shard(optimizer_);
+    apply_rank_seeds();
+  }
+}
+
+void Trainer::apply_rank_seeds() {
+  if (rank_ == 0) return;
+  for (Generator* g : model_.generators()) g->set_state(g->seed() ^ rank_mix(rank_), g->offset());
+}
+
+bool Trainer::any_rank(bool flag) {
+  if (!dp_) return flag;
+  Tensor t = Tensor::full({1}, flag ? 1.0f : 0.0f, DType::kF32, model_.device());
+  dp_->group().all_reduce(t);
+  return t.to_vector<float>()[0] > 0.0f;
+}
+
+std::pair<float, float> Trainer::epoch_sums() {
+  if (!loss_acc_.defined()) return {0.0f, 0.0f};
+  if (!dp_) return {loss_acc_.to_vector<float>()[0], correct_acc_.to_vector<float>()[0]};
+  Tensor sums = Tensor::empty({2}, DType::kF32, model_.device());
+  ops::copy(sums.slice(0, 1), loss_acc_);
+  ops::copy(sums.slice(1, 2), correct_acc_);
+  dp_->group().all_reduce(sums);
+  const std::vector<float> v = sums.to_vector<float>();
+  return {v[0], v[1]};
 }
 
 Trainer::~Trainer() {
@@ -82,20 +122,26 @@ void check_checkpoint_folder(const std::string& path) {
 }  // namespace
 
 FitResult Trainer::fit(const data::TensorDataset& train, const data::TensorDataset* test) {
-  if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
+  if (!options_.checkpoint.empty() && rank_ == 0) check_checkpoint_folder(options_.checkpoint);
   // First: the checkpoint holds the data seed the loader must shuffle with.
   if (!options_.resume.empty()) resume_from(options_.resume);
   data::DataLoader loader(train, {.batch = options_.batch,
                                   .shuffle = options_.shuffle,
                                   .drop_last = options_.drop_last,
-                                  .seed = options_.seed});
+                                  .seed = options_.seed,
+                                  .rank = rank_,
+                                  .world = world_});
   std::function<EvalResult()> evaluate_test;
   if (test != nullptr) evaluate_test = [this, test] { return evaluate(*test); };
   return run(loader, evaluate_test);
 }
 
 FitResult Trainer::fit(data::BatchSource& train, data::BatchSource* test) {
-  if (!options_.checkpoint.empty()) check_checkpoint_folder(options_.checkpoint);
+  if (!options_.checkpoint.empty() && rank_ == 0) check_checkpoint_folder(options_.checkpoint);
+  if (dp_ && !train.set_shard(rank_, world_)) {
+    throw ValueError("Trainer: this batch source cannot be cut over " + std::to_string(world_) +
+                     " ranks (BatchSource::set_shard); train it in one process");
+  }
   if (!options_.resume.empty()) resume_from(options_.resume);
   std::function<EvalResult()> evaluate_test;
   if (test != nullptr) evaluate_test = [this, test] { return evaluate(*test); };
@@ -105,7 +151,7 @@ FitResult Trainer::fit(data::BatchSource& train, data::BatchSource* test) {
 void Trainer::resume_from(const std::string& path) {
   load_checkpoint(path);
   // A resumed run says where it continues, so a log shows that it did not start afresh.
-  if (options_.progress) {
+  if (options_.progress && rank_ == 0) {
     std::fprintf(stderr, "resumed from %s after step %lld: epoch %lld, batch %lld next\n", path.c_str(),
                  static_cast<long long>(step_), static_cast<long long>(epoch_ + 1),
                  static_cast<long long>(position_ + 1));
@@ -148,7 +194,7 @@ bool Trainer::time_is_up() const {
 FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult()>& test) {
   check_resumed_order(train);
   order_ = train.order_settings();
-  if (!options_.metrics.empty() && metrics_ == nullptr) {
+  if (!options_.metrics.empty() && metrics_ == nullptr && rank_ == 0) {
     // A resumed run appends, so the file tells the whole story of the model; a fresh one
     // starts it afresh rather than mixing two runs' lines.
     metrics_ = std::fopen(options_.metrics.c_str(), resumed_ ? "a" : "w");
@@ -176,7 +222,16 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
     const std::string where = device.is_cpu() ? std::string("cpu") : device.str() + " (" + device.name() + ")";
     std::string line = "training on " + where + " in " + precision_name(precision_);
     if (scaler_) line += ", loss scale " + format_number(scaler_->scale());
-    std::fprintf(stderr, "%s\n", line.c_str());
+    if (dp_) {
+      line += ", " + std::to_string(world_) + (world_ == 1 ? " rank" : " ranks") + " (" + dp_->group().backend() +
+              (options_.data_parallel.zero1 ? ", zero1" : "") + ")";
+      // The batch of fit(TensorDataset); a BatchSource's own is its business.
+      if (order_.size() > 0 && order_[0].first == "batch") {
+        const long long b = std::stoll(order_[0].second);
+        line += ", batch " + std::to_string(b) + " per rank, " + std::to_string(b * world_) + " in all";
+      }
+    }
+    if (rank_ == 0) std::fprintf(stderr, "%s\n", line.c_str());
   }
   total_epochs_ = options_.epochs;
   FitResult result;
@@ -194,7 +249,7 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
     ++epoch_;
     position_ = 0;
     report_progress(train.batches_per_epoch(), epoch.samples_per_second, true);
-    if (options_.progress && test) {
+    if (options_.progress && test && rank_ == 0) {
       std::fprintf(stderr, "  test loss %.4f, accuracy %.2f%%\n", epoch.test.loss, 100.0 * epoch.test.accuracy);
     }
     json::Value record = json::Object{{"event", "epoch"},
@@ -265,7 +320,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
   // gathers batch i + 1 into the other and the copy stream moves it over.
   data::Batch host[2];
   Tensor dev_inputs[2], dev_labels[2], augmented[2];
-  const std::uint64_t augment_seed = options_.seed ^ 0xA076'1D64'78BD'642Full;
+  const std::uint64_t augment_seed = options_.seed ^ 0xA076'1D64'78BD'642Full ^ rank_mix(rank_);
   std::vector<Event> copied, consumed;
   if (cuda) {
     for (int i = 0; i < 2; ++i) {
@@ -281,6 +336,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     Tensor x = host[b].inputs, y = host[b].labels;
     // Every label is a prediction counted in the loss: a sample, or a token of a text stream.
     const std::int64_t n = y.numel();
+    const std::int64_t n_global = host[b].global_size > 0 ? host[b].global_size : n * world_;
     if (cuda) {
       if (!dev_inputs[b].defined() || dev_inputs[b].shape() != x.shape()) {
         dev_inputs[b] = Tensor::empty(x.shape(), x.dtype(), device);
@@ -327,7 +383,11 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
       ops::scale(scaled, grad, scaler_->scale());
       grad = scaled;
     }
+    // This rank's gradient is of its own samples' mean loss; weighted by its share of the
+    // global batch, the sum over ranks is the gradient of the global batch's mean loss.
+    if (dp_) dp_->prepare(static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(n_global, 1)));
     model_.backward(grad);
+    if (dp_) dp_->synchronize();
     bool apply = true;
     if (scaler_) {
       const bool finite = LossScaler::gradients_finite(params);
@@ -337,6 +397,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     if (apply) {
       if (options_.clip_grad_norm > 0.0f) clip_grad_norm(params, options_.clip_grad_norm);
       optimizer_.step();
+      if (dp_) dp_->after_step();
     }
     if (options_.after_step) options_.after_step();
 
@@ -352,11 +413,14 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     if (cuda) consumed[b].record(ctx.compute_stream());
     ++step_;
     ++position_;
-    acc_samples_ += n;
-    log_samples_ += n;
+    acc_samples_ += n_global;
+    log_samples_ += n_global;
     if (options_.record_step_losses) step_losses_.push_back(loss.to_vector<float>()[0]);
 
-    if (time_is_up()) out_of_time_ = true;
+    // The clock differs between ranks, so under data parallelism they agree on it at the
+    // logging points only (a collective each): a stop by time may come log_every steps late.
+    if (!dp_ && time_is_up()) out_of_time_ = true;
+    if (dp_ && options_.max_seconds > 0.0 && recent_count_ == options_.log_every) out_of_time_ = any_rank(time_is_up());
     const bool stop = (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps) || out_of_time_;
     if (recent_count_ == options_.log_every || stop) {
       check_recent_losses();
@@ -376,8 +440,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     }
   }
   check_recent_losses();
-  const float loss_sum = loss_acc_.to_vector<float>()[0];
-  const float correct_sum = correct_acc_.to_vector<float>()[0];
+  const auto [loss_sum, correct_sum] = epoch_sums();
   result.seconds = now_seconds() - epoch_start_;
   const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
   result.train_loss = loss_sum / samples;
@@ -388,6 +451,8 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
 
 void Trainer::check_recent_losses() {
   if (recent_count_ == 0) return;
+  // Summed over the ranks, a non-finite loss on any of them stops them all at once.
+  if (dp_) dp_->group().all_reduce(recent_losses_.slice(0, recent_count_));
   const auto losses = recent_losses_.slice(0, recent_count_).to_vector<float>();
   for (std::size_t i = 0; i < losses.size(); ++i) {
     if (!std::isfinite(losses[i])) {
@@ -408,8 +473,8 @@ void Trainer::check_recent_losses() {
 void Trainer::report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch) {
   if (!options_.progress) return;
   const double done = static_cast<double>(position_) / static_cast<double>(std::max<std::int64_t>(batches, 1));
-  const float loss_sum = loss_acc_.defined() ? loss_acc_.to_vector<float>()[0] : 0.0f;
-  const float correct_sum = correct_acc_.defined() ? correct_acc_.to_vector<float>()[0] : 0.0f;
+  const auto [loss_sum, correct_sum] = epoch_sums();  // every rank takes part; rank 0 prints
+  if (rank_ != 0) return;
   const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
   const double elapsed = now_seconds() - epoch_start_;
   const double eta = done > 0 && !end_of_epoch ? elapsed / done - elapsed : 0.0;
@@ -440,7 +505,8 @@ void Trainer::report_progress(std::int64_t batches, double samples_per_second, b
 // loss's correct predictions; read back once at the end.
 class Trainer::EvalSums {
  public:
-  explicit EvalSums(Trainer& t) : t_(t), device_(t.model_.device()) {}
+  // `shared`: each rank saw its own part of the data, and result() sums over the ranks.
+  EvalSums(Trainer& t, bool shared) : t_(t), device_(t.model_.device()), shared_(shared && t.dp_) {}
   // Forward of one batch in eval mode (with options.eval_augment), its loss counted `weight` times.
   void add(Tensor x, const Tensor& labels, std::int64_t weight) {
     x = x.to(device_);
@@ -458,11 +524,32 @@ class Trainer::EvalSums {
     samples_ += weight;
   }
   EvalResult result() const {
+    float loss_sum = 0.0f, correct_sum = 0.0f;
+    std::int64_t samples = samples_;
+    bool counts = counts_;
+    if (shared_) {
+      Tensor sums = Tensor::empty({4}, DType::kF32, device_);
+      ops::copy(sums.slice(0, 1), loss_sum_);
+      ops::copy(sums.slice(1, 2), correct_sum_);
+      // Counts as floats are exact to 2^24 samples per rank, far beyond an evaluation set.
+      ops::copy(sums.slice(2, 4),
+                Tensor::from_vector(std::vector<float>{static_cast<float>(samples_), counts_ ? 1.0f : 0.0f}, {2})
+                    .to(device_));
+      t_.dp_->group().all_reduce(sums);
+      const std::vector<float> v = sums.to_vector<float>();
+      loss_sum = v[0];
+      correct_sum = v[1];
+      samples = static_cast<std::int64_t>(v[2]);
+      counts = v[3] > 0.0f;
+    } else {
+      loss_sum = loss_sum_.to_vector<float>()[0];
+      correct_sum = correct_sum_.to_vector<float>()[0];
+    }
     EvalResult r;
-    r.samples = samples_;
-    const double n = static_cast<double>(std::max<std::int64_t>(samples_, 1));
-    r.loss = loss_sum_.to_vector<float>()[0] / n;
-    r.accuracy = counts_ ? correct_sum_.to_vector<float>()[0] / n : std::nan("");
+    r.samples = samples;
+    const double n = static_cast<double>(std::max<std::int64_t>(samples, 1));
+    r.loss = loss_sum / n;
+    r.accuracy = counts ? correct_sum / n : std::nan("");
     return r;
   }
 
@@ -471,6 +558,7 @@ class Trainer::EvalSums {
   Device device_;
   Tensor loss_sum_ = Tensor::zeros({1}, DType::kF32, device_);
   Tensor correct_sum_ = Tensor::zeros({1}, DType::kF32, device_);
+  bool shared_;
   bool counts_ = false;
   std::int64_t samples_ = 0;
 };
@@ -478,9 +566,12 @@ class Trainer::EvalSums {
 EvalResult Trainer::evaluate(const data::TensorDataset& data) {
   const bool was_training = model_.is_training();
   model_.eval();
-  EvalSums sums(*this);
-  for (std::int64_t start = 0; start < data.size(); start += options_.eval_batch) {
-    const std::int64_t stop = std::min(start + options_.eval_batch, data.size());
+  if (dp_) dp_->broadcast_buffers();
+  EvalSums sums(*this, true);
+  // Rank r evaluates samples [r N / W, (r + 1) N / W).
+  const std::int64_t first = data.size() * rank_ / world_, last = data.size() * (rank_ + 1) / world_;
+  for (std::int64_t start = first; start < last; start += options_.eval_batch) {
+    const std::int64_t stop = std::min(start + options_.eval_batch, last);
     sums.add(data.inputs().slice(start, stop), data.labels().slice(start, stop), stop - start);
   }
   model_.set_training(was_training);
@@ -490,7 +581,10 @@ EvalResult Trainer::evaluate(const data::TensorDataset& data) {
 EvalResult Trainer::evaluate(data::BatchSource& source) {
   const bool was_training = model_.is_training();
   model_.eval();
-  EvalSums sums(*this);
+  // A source's batches may depend on each other (text streams carry state), so every rank
+  // evaluates all of it, with rank 0's batch-norm statistics.
+  if (dp_) dp_->broadcast_buffers();
+  EvalSums sums(*this, false);
   if (options_.on_epoch_start) options_.on_epoch_start();
   data::Batch batch;
   for (std::int64_t k = 0; k < source.batches_per_epoch(); ++k) {
@@ -519,6 +613,21 @@ void Trainer::save_checkpoint(const std::string& path) {
                             "; not overwriting " + path);
     }
   }
+  // The epoch's sums over every rank (collectives: before the other ranks leave).
+  const auto [loss_sum, correct_sum] = epoch_sums();
+  if (dp_) dp_->gather_optimizer_state(optimizer_);
+  struct ReleaseState {
+    dist::DataParallel* dp;
+    Optimizer& optimizer;
+    ~ReleaseState() {
+      if (dp != nullptr) dp->release_optimizer_state(optimizer);
+    }
+  } release{dp_.get(), optimizer_};
+  if (rank_ != 0) {
+    last_checkpoint_ = path;
+    saved_step_ = step_;
+    return;
+  }
   std::vector<NamedTensor> tensors;
   for (auto& [name, t] : model_.state()) tensors.emplace_back("model." + name, t);
   for (auto& [name, t] : optimizer_.state()) tensors.emplace_back("optimizer." + name, t);
@@ -533,8 +642,8 @@ void Trainer::save_checkpoint(const std::string& path) {
   }
   if (scaler_) tensors.emplace_back("trainer.loss_scaler", scaler_->state());
   if (loss_acc_.defined()) {
-    tensors.emplace_back("trainer.loss_sum", loss_acc_);
-    tensors.emplace_back("trainer.correct_sum", correct_acc_);
+    tensors.emplace_back("trainer.loss_sum", Tensor::full({1}, loss_sum, DType::kF32, Device::cpu()));
+    tensors.emplace_back("trainer.correct_sum", Tensor::full({1}, correct_sum, DType::kF32, Device::cpu()));
   }
   json::Array rng;
   // As decimal strings: JSON numbers cannot hold every 64-bit seed exactly.
@@ -627,7 +736,7 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
     throw IoError(path + ": metadata 'data_seed' is '" + seed_text + "', expected an unsigned integer");
   }
   // The saved order wins (a resume continues the run it came from); say so when it differs.
-  if (options_.progress && saved_seed != options_.seed) {
+  if (options_.progress && rank_ == 0 && saved_seed != options_.seed) {
     std::fprintf(stderr, "note: the data seed %llu of %s is used, not %llu\n",
                  static_cast<unsigned long long>(saved_seed), path.c_str(),
                  static_cast<unsigned long long>(options_.seed));
@@ -659,6 +768,8 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
   for (std::size_t i = 0; i < gens.size(); ++i) {
     gens[i]->set_state(std::stoull(rng.at(i).at(0).as_string()), std::stoull(rng.at(i).at(1).as_string()));
   }
+  apply_rank_seeds();  // the file holds rank 0's
+  if (dp_) dp_->release_optimizer_state(optimizer_);
   // fp16's scale continues where it was; a checkpoint from another precision has none, and
   // the scaler then starts from its initial scale.
   if (const Tensor* scaler_state = file.find("trainer.loss_scaler"); scaler_state != nullptr && scaler_) {
@@ -668,6 +779,11 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
   const Tensor* correct_sum = file.find("trainer.correct_sum");
   resumed_loss_ = loss_sum != nullptr ? loss_sum->to(model_.device()).clone() : Tensor();
   resumed_correct_ = correct_sum != nullptr ? correct_sum->to(model_.device()).clone() : Tensor();
+  // The file holds the sums over every rank: rank 0 carries them on, the others start at 0.
+  if (rank_ != 0) {
+    if (resumed_loss_.defined()) resumed_loss_.fill_(0.0);
+    if (resumed_correct_.defined()) resumed_correct_.fill_(0.0);
+  }
   last_checkpoint_ = path;
   saved_step_ = step_;
   resumed_ = true;

@@ -13,6 +13,7 @@
 
 #include "gpudl/core/data/augment.h"
 #include "gpudl/core/data/data.h"
+#include "gpudl/core/dist/data_parallel.h"
 #include "gpudl/core/io/json.h"
 #include "gpudl/core/training/loss.h"
 #include "gpudl/core/training/loss_scaler.h"
@@ -79,6 +80,15 @@ struct TrainerOptions {
   // fp16's dynamic loss scaling (no other precision scales the loss). Its state is in the
   // checkpoints, so a resumed run continues with the same scale.
   LossScalerOptions loss_scaling = {};
+  // Data parallelism over the job's processes (core/dist): unset means on when this process is
+  // one of several started by mpirun or srun. Each rank then trains a replica on its part of
+  // every batch (`batch` is per rank; the global batch is batch x ranks), gradients are
+  // averaged over the ranks while backward runs, evaluation is shared out and its sums
+  // reduced, and only rank 0 prints, writes metrics and writes checkpoints (every rank reads
+  // the checkpoint it resumes from, so it must be on a file system they share). On with one
+  // process, it runs the same code path through a one-rank group (NCCL's on a GPU).
+  std::optional<bool> distributed = std::nullopt;
+  dist::DataParallelOptions data_parallel = {};
   // Applied to evaluation batches (typically normalisation only).
   std::optional<data::AugmentOptions> eval_augment = std::nullopt;
   // For tests and tools: stop after this many steps in total (0: run all epochs), and read
@@ -131,6 +141,8 @@ class Trainer {
   FitResult fit(data::BatchSource& train, data::BatchSource* test = nullptr);
 
   // Mean loss and accuracy over `data` in eval mode (the model's mode is restored after).
+  // Distributed: every rank must call it; each evaluates its part of `data` with rank 0's
+  // batch-norm statistics, and all get the sums over every part.
   EvalResult evaluate(const data::TensorDataset& data);
   // The same over epoch 0 of `source`, every batch weighted by its label count (so a mean
   // per token for StreamBatches), with the on_epoch_start and after_step hooks.
@@ -138,6 +150,7 @@ class Trainer {
 
   // Writes model, optimizer, schedule position, RNG states, data order position and progress
   // atomically. Throws DivergenceError if the parameters are not finite, IoError on failure.
+  // Distributed: every rank must call it (ZeRO-1 gathers the optimizer state); rank 0 writes.
   void save_checkpoint(const std::string& path);
   // Restores everything save_checkpoint wrote; the next fit() continues from it and checks
   // that its data comes in the saved order, or `source` is checked now when given. Throws
@@ -150,6 +163,11 @@ class Trainer {
   void write_metrics(const json::Value& record);
 
   std::int64_t global_step() const { return step_; }
+  // This process's rank and the number of ranks training together (0 and 1 when not distributed).
+  int rank() const { return rank_; }
+  int world_size() const { return world_; }
+  // The data parallelism in use (nullptr when not distributed).
+  dist::DataParallel* data_parallel() const { return dp_.get(); }
   Precision precision() const { return precision_; }
   // fp16's loss scaler (nullptr under the other precisions).
   const LossScaler* loss_scaler() const { return scaler_.get(); }
@@ -168,6 +186,13 @@ class Trainer {
   // checkpoint's (a no-op when nothing was resumed or it was checked already).
   void check_resumed_order(const data::BatchSource& source);
   bool time_is_up() const;
+  // Whether `flag` holds on any rank (itself when not distributed): a collective.
+  bool any_rank(bool flag);
+  // The epoch's loss and correct-prediction sums over every rank (a collective when distributed).
+  std::pair<float, float> epoch_sums();
+  // Each rank's dropout and augmentation draw from their own Philox streams: rank r's
+  // generator seeds are rank 0's mixed with r (rank 0's are the checkpoint's).
+  void apply_rank_seeds();
   void check_recent_losses();
   void report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch);
 
@@ -201,6 +226,8 @@ class Trainer {
   bool out_of_time_ = false;
   data::OrderSettings order_;      // of the source being fitted, for the checkpoints
   std::int64_t saved_step_ = -1;   // step of the last checkpoint written
+  std::unique_ptr<dist::DataParallel> dp_;
+  int rank_ = 0, world_ = 1;
 };
 
 }  // namespace gpudl

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "gpudl/kernels/launch_env.h"
+
 namespace gpudl::kernels::cpu {
 namespace {
 
@@ -144,7 +146,8 @@ int configured_threads() {
     const int v = std::atoi(env);
     if (v >= 1) return std::min(v, 64);
   }
-  const unsigned hw = std::thread::hardware_concurrency();
+  // The processes of a job on one machine share its cores rather than each taking them all.
+  const unsigned hw = std::thread::hardware_concurrency() / static_cast<unsigned>(std::max(launch_env().local_size, 1));
   return static_cast<int>(std::clamp(hw == 0 ? 1u : hw, 1u, 16u));
 }
 

@@ -11,7 +11,8 @@
 namespace gpudl::kernels::cpu {
 
 // Threads the CPU kernels use, the caller included: $GPUDL_CPU_THREADS when set (>= 1), else
-// the hardware threads, at most 16. The first call also makes OpenBLAS single-threaded.
+// the hardware threads divided among the job's processes on this machine (mpirun), at most 16.
+// The first call also makes OpenBLAS single-threaded.
 int cpu_threads();
 
 // Calls fn(begin, end) on disjoint, contiguous ranges that cover [0, n), each at least `grain`

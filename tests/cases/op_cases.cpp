@@ -39,9 +39,10 @@ std::function<std::unique_ptr<Module>()> maker(Args... args) {
 // A layer whose first parameter (a batch norm's scale) is set away from 1, so its gradient is
 // exercised where a wrong formula would show.
 template <class Layer>
-std::function<std::unique_ptr<Module>()> with_scale(std::int64_t channels, std::vector<float> scale) {
+std::function<std::unique_ptr<Module>()> with_scale(std::int64_t channels, std::vector<float> scale,
+                                                     BatchNormOptions options = {}) {
   return [=] {
-    auto m = std::make_unique<Layer>(channels);
+    auto m = std::make_unique<Layer>(channels, options);
     m->parameters()[0]->value.copy_from(Tensor::from_vector(scale, {channels}));
     return std::unique_ptr<Module>(std::move(m));
   };
@@ -83,6 +84,12 @@ std::vector<OpCase> build() {
   cases.push_back({.name = "BatchNorm2d", .make = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f}),
                    .input = {2, 3, 3, 2}, .bench_make = maker<BatchNorm2d>(64), .bench_input = {128, 64, 32, 32},
                    .gpu_tolerance = kReductionTolerance});
+  // SyncBatchNorm's own path (statistics through the process group, here of one rank: on a GPU
+  // NCCL's), which must equal the plain layer's.
+  cases.push_back({.name = "SyncBatchNorm1d", .make = with_scale<BatchNorm1d>(3, {0.5f, -1.5f, 2.0f}, {.sync = true}),
+                   .input = {6, 3}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "SyncBatchNorm2d", .make = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f}, {.sync = true}),
+                   .input = {2, 3, 3, 2}, .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "LayerNorm", .make = maker<LayerNorm>(5), .input = {4, 5},
                    .bench_make = maker<LayerNorm>(1024), .bench_input = {4096, 1024},
                    .gpu_tolerance = kReductionTolerance});

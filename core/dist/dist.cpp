@@ -1,0 +1,373 @@
+// The job's process groups: launcher environment, MPI start-up and shut-down, the one-rank
+// group, and MPI's collectives on CPU tensors with a timeout on every wait.
+#include "gpudl/core/dist/dist.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "gpudl/config.h"
+#include "gpudl/core/dist/detail/groups.h"
+#include "gpudl/core/runtime/format.h"
+#include "gpudl/core/runtime/ops.h"
+#include "gpudl/kernels/launch_env.h"
+
+#if GPUDL_HAVE_MPI
+// MPI's C interface only: the C++ bindings would need a library of their own at link time.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#endif
+
+namespace gpudl::dist {
+
+namespace {
+
+std::atomic<double> g_timeout{0.0};  // 0: not set by set_timeout
+std::atomic<bool> g_broken{false};
+
+}  // namespace
+
+LaunchInfo launch_info() {
+  const LaunchEnv env = launch_env();
+  return {.rank = env.rank, .size = env.size, .local_rank = env.local_rank, .local_size = env.local_size};
+}
+
+bool built_with_mpi() { return GPUDL_HAVE_MPI != 0; }
+bool built_with_nccl() { return GPUDL_HAVE_NCCL != 0; }
+
+void set_timeout(double seconds) {
+  if (!(seconds > 0.0)) throw ValueError("dist::set_timeout: seconds must be > 0, got " + format_number(seconds));
+  g_timeout = seconds;
+}
+
+double default_timeout() {
+  if (g_timeout > 0.0) return g_timeout;
+  if (const char* v = std::getenv("GPUDL_DIST_TIMEOUT"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    const double s = std::strtod(v, &end);
+    if (end != v && *end == '\0' && s > 0.0) return s;
+    throw ValueError(std::string("GPUDL_DIST_TIMEOUT is '") + v + "', expected a number of seconds > 0");
+  }
+  return 300.0;
+}
+
+void ProcessGroup::all_reduce(const Tensor& t, ReduceOp op) { all_reduce_async(t, op)->wait(); }
+
+void ProcessGroup::check(const char* op, const Tensor& t, bool reduction) const {
+  if (!t.defined()) throw ValueError(backend() + " " + op + ": undefined tensor");
+  if (t.device() != device_) {
+    throw DeviceError(backend() + " " + op + ": tensor on " + t.device().str() + ", the group is on " + device_.str());
+  }
+  if (reduction && t.dtype() != DType::kF32 &&
+      !(backend() == "nccl" && (t.dtype() == DType::kBF16 || t.dtype() == DType::kF16))) {
+    throw ValueError(backend() + " " + op + ": cannot reduce dtype " + dtype_name(t.dtype()));
+  }
+}
+
+void ProcessGroup::fail(const char* op, const std::string& why) const {
+  throw DistError("rank " + std::to_string(rank_) + ": " + backend() + " " + op + " " + why);
+}
+
+namespace detail {
+void mark_broken() { g_broken = true; }
+}  // namespace detail
+
+namespace {
+
+// One process: every collective is the identity (a mean of one value is the value).
+class SingleGroup final : public detail::GroupBase {
+ public:
+  SingleGroup(Device device, double timeout) : GroupBase(0, 1, device, timeout) {}
+  std::string backend() const override { return "single"; }
+  std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    check("all_reduce", t, true);
+    (void)op;
+    struct Done final : Work {
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
+  }
+  void broadcast(const Tensor& t, int root) override {
+    check("broadcast", t, false);
+    if (root != 0) fail("broadcast", "from rank " + std::to_string(root) + " of a one-rank job");
+  }
+  void all_gather(const Tensor& out, const Tensor& in) override {
+    check("all_gather", in, false);
+    check("all_gather", out, false);
+    ops::copy(out.reshape({-1}), in.reshape({-1}));
+  }
+  void reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) override {
+    check("reduce_scatter", in, true);
+    (void)op;
+    ops::copy(out.reshape({-1}), in.reshape({-1}));
+  }
+  void barrier() override {}
+};
+
+#if GPUDL_HAVE_MPI
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string mpi_error(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, static_cast<std::size_t>(len));
+}
+
+// MPI on host memory. Every collective is started non-blocking and waited for by polling, so
+// a peer that died or hangs costs this rank at most the timeout, never a silent hang.
+class MpiGroup final : public detail::GroupBase {
+ public:
+  MpiGroup(int rank, int size, double timeout) : GroupBase(rank, size, Device::cpu(), timeout) {}
+  std::string backend() const override { return "mpi"; }
+
+  std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    check("all_reduce", t, true);
+    auto work = std::make_unique<MpiWork>(this, "all_reduce", t, op);
+    start("all_reduce", MPI_Iallreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM,
+                                       MPI_COMM_WORLD, &work->request));
+    return work;
+  }
+  void broadcast(const Tensor& t, int root) override {
+    check("broadcast", t, false);
+    if (root < 0 || root >= size()) fail("broadcast", "from rank " + std::to_string(root) + " of " + std::to_string(size()));
+    MPI_Request r;
+    start("broadcast", MPI_Ibcast(t.raw(), count(t), MPI_BYTE, root, MPI_COMM_WORLD, &r));
+    wait(r, "broadcast", t.nbytes());
+  }
+  void all_gather(const Tensor& out, const Tensor& in) override {
+    check("all_gather", in, false);
+    check("all_gather", out, false);
+    if (out.dtype() != in.dtype() || out.numel() != in.numel() * size()) {
+      throw ShapeError("mpi all_gather: out " + shape_text(out) + " must hold " + std::to_string(size()) +
+                       " x " + shape_text(in));
+    }
+    MPI_Request r;
+    start("all_gather", MPI_Iallgather(in.raw(), count(in), MPI_BYTE, out.raw(), count(in), MPI_BYTE,
+                                       MPI_COMM_WORLD, &r));
+    wait(r, "all_gather", out.nbytes());
+  }
+  void reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) override {
+    check("reduce_scatter", in, true);
+    check("reduce_scatter", out, true);
+    if (in.numel() != out.numel() * size()) {
+      throw ShapeError("mpi reduce_scatter: in " + shape_text(in) + " must hold " + std::to_string(size()) +
+                       " x out " + shape_text(out));
+    }
+    MPI_Request r;
+    start("reduce_scatter", MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), MPI_FLOAT,
+                                                      MPI_SUM, MPI_COMM_WORLD, &r));
+    wait(r, "reduce_scatter", in.nbytes());
+    if (op == ReduceOp::kMean) ops::scale(out, out, 1.0f / static_cast<float>(size()));
+  }
+  void barrier() override {
+    MPI_Request r;
+    start("barrier", MPI_Ibarrier(MPI_COMM_WORLD, &r));
+    wait(r, "barrier", 0);
+  }
+
+ private:
+  struct MpiWork final : Work {
+    MpiWork(MpiGroup* g, const char* o, Tensor t, ReduceOp r) : group(g), op(o), tensor(std::move(t)), reduce(r) {}
+    void wait() override {
+      if (done) return;
+      group->wait(request, op, tensor.nbytes());
+      done = true;
+      if (reduce == ReduceOp::kMean) ops::scale(tensor, tensor, 1.0f / static_cast<float>(group->size()));
+    }
+    MpiGroup* group;
+    const char* op;
+    Tensor tensor;  // kept alive while MPI writes into it
+    ReduceOp reduce;
+    MPI_Request request = MPI_REQUEST_NULL;
+    bool done = false;
+  };
+
+  static std::string shape_text(const Tensor& t) {
+    return t.shape().str() + " " + dtype_name(t.dtype());
+  }
+  int count(const Tensor& t) const {
+    if (t.nbytes() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+      throw ValueError("mpi: a collective of " + std::to_string(t.nbytes()) + " bytes is over MPI's 2 GiB count");
+    }
+    return static_cast<int>(t.nbytes());
+  }
+  void start(const char* op, int code) const {
+    if (code != MPI_SUCCESS) {
+      detail::mark_broken();
+      fail(op, "failed: " + mpi_error(code));
+    }
+  }
+  // Polls rather than blocking in MPI_Wait: MPI's own wait has no deadline.
+  void wait(MPI_Request& request, const char* op, std::size_t bytes) const {
+    const double start_time = seconds_now();
+    for (int polls = 0;; ++polls) {
+      int done = 0;
+      const int code = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS) {
+        detail::mark_broken();
+        fail(op, "failed: " + mpi_error(code));
+      }
+      if (done != 0) return;
+      // Spin briefly (a collective between busy ranks completes in microseconds), then sleep
+      // between polls so a rank waiting for a slow peer leaves it the core.
+      if (polls > 2000) {
+        const timespec pause{0, 50'000};
+        nanosleep(&pause, nullptr);
+        if (seconds_now() - start_time > timeout()) {
+          detail::mark_broken();
+          fail(op, "of " + std::to_string(bytes) + " bytes timed out after " + format_number(timeout()) +
+                       " s waiting for the other ranks (one of them died, hangs or is in another collective)");
+        }
+      }
+    }
+  }
+};
+
+#endif  // GPUDL_HAVE_MPI
+
+struct World {
+  bool started = false;
+  bool mpi = false;  // this process called MPI_Init
+  int rank = 0, size = 1, local_rank = 0;
+  std::unique_ptr<ProcessGroup> cpu;
+  std::map<int, std::unique_ptr<ProcessGroup>> cuda;  // by device index
+};
+
+std::mutex g_world_mutex;
+
+// Never destroyed: NCCL communicators and MPI must outlive every static that could still use
+// them, and the process is ending anyway when it would be.
+World& world_state() {
+  static World* world = new World;
+  return *world;
+}
+
+#if GPUDL_HAVE_MPI
+// At a normal exit every rank finalises MPI together. A rank leaving after a failed collective,
+// or whose peers do not arrive within the timeout, ends the job instead: MPI_Finalize would
+// wait for them forever.
+void finish_mpi() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized != 0) return;
+  if (g_broken) MPI_Abort(MPI_COMM_WORLD, 1);
+  MPI_Request r;
+  if (MPI_Ibarrier(MPI_COMM_WORLD, &r) != MPI_SUCCESS) MPI_Abort(MPI_COMM_WORLD, 1);
+  const double start = seconds_now();
+  for (;;) {
+    int done = 0;
+    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+    if (done != 0) break;
+    if (seconds_now() - start > default_timeout()) {
+      std::fprintf(stderr, "rank %d: the other ranks did not reach the end of the program within %s s; ending the job\n",
+                   world_state().rank, format_number(default_timeout()).c_str());
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    const timespec pause{0, 200'000};
+    nanosleep(&pause, nullptr);
+  }
+  MPI_Finalize();
+}
+#endif
+
+World& start_world() {
+  std::lock_guard lock(g_world_mutex);
+  World& w = world_state();
+  if (w.started) return w;
+  const LaunchInfo info = launch_info();
+  if (info.size > 1) {
+#if GPUDL_HAVE_MPI
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized == 0) {
+      int provided = 0;
+      const int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+      if (code != MPI_SUCCESS) throw DistError("rank " + std::to_string(info.rank) + ": MPI_Init failed: " + mpi_error(code));
+      w.mpi = true;
+      std::atexit(finish_mpi);
+    }
+    // Errors come back as codes, so the message can name the rank and the operation.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &w.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &w.size);
+    w.local_rank = info.local_rank;
+#else
+    throw DistError("started as rank " + std::to_string(info.rank) + " of " + std::to_string(info.size) +
+                    " processes, but this libgpudl was built without MPI (install libopenmpi-dev and rebuild)");
+#endif
+  }
+  w.started = true;
+  return w;
+}
+
+}  // namespace
+
+ProcessGroup& group(Device device) {
+  World& w = start_world();
+  std::lock_guard lock(g_world_mutex);
+  const double timeout = default_timeout();
+  if (device.is_cpu()) {
+    if (!w.cpu) {
+#if GPUDL_HAVE_MPI
+      if (w.size > 1) w.cpu = std::make_unique<MpiGroup>(w.rank, w.size, timeout);
+#endif
+      if (!w.cpu) w.cpu = std::make_unique<SingleGroup>(device, timeout);
+    }
+    return *w.cpu;
+  }
+  auto& slot = w.cuda[device.index()];
+  if (!slot) {
+    if (w.size == 1 && !built_with_nccl()) {
+      slot = std::make_unique<SingleGroup>(device, timeout);
+    } else {
+      detail::BroadcastBytes share = [&w](void* bytes, std::size_t count) {
+#if GPUDL_HAVE_MPI
+        if (w.size > 1) {
+          const int code = MPI_Bcast(bytes, static_cast<int>(count), MPI_BYTE, 0, MPI_COMM_WORLD);
+          if (code != MPI_SUCCESS) {
+            throw DistError("rank " + std::to_string(w.rank) + ": sharing the NCCL id failed: " + mpi_error(code));
+          }
+        }
+#else
+        (void)bytes;
+        (void)count;
+#endif
+      };
+      slot = detail::make_nccl_group(device, w.rank, w.size, timeout, share);
+      if (!slot) {
+        throw DistError("rank " + std::to_string(w.rank) + ": collectives on " + device.str() +
+                        " need NCCL, and this libgpudl was built without it");
+      }
+    }
+  }
+  return *slot;
+}
+
+int rank() { return start_world().rank; }
+int world_size() { return start_world().size; }
+int local_rank() { return start_world().local_rank; }
+bool is_distributed() { return world_size() > 1; }
+
+void abort_job(int code, const std::string& message) {
+  const World& w = start_world();
+  std::fprintf(stderr, "rank %d: %s\n", w.rank, message.c_str());
+  std::fflush(stderr);
+#if GPUDL_HAVE_MPI
+  if (w.mpi) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
+}  // namespace gpudl::dist
