@@ -12,7 +12,7 @@ usage: scripts/gpu_check.sh [--build DIR] [--quick] [--steps LIST] [--filter GTE
                 build/cuda; if neither exists, one is configured and built in place)
   --quick       shorter benchmark runs
   --steps LIST  comma-separated subset of: cpu,gpu,memcheck,racecheck,initcheck,synccheck,
-                bench,reference (default: all, in that order)
+                bench,dist,reference (default: all, in that order)
   --filter F    gtest filter for the gpu suite and the sanitizer runs (default: all)
   LOG_DIR       where logs, gtest JSON and benchmark JSON go (created)
 
@@ -23,7 +23,7 @@ USAGE
 
 build=""
 quick=0
-steps="cpu,gpu,memcheck,racecheck,initcheck,synccheck,bench,reference"
+steps="cpu,gpu,memcheck,racecheck,initcheck,synccheck,bench,dist,reference"
 filter="*"
 logs=""
 while [[ $# -gt 0 ]]; do
@@ -39,7 +39,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$logs" ]] || { usage >&2; exit 2; }
 for s in ${steps//,/ }; do
-  case "$s" in cpu|gpu|memcheck|racecheck|initcheck|synccheck|bench|reference) ;;
+  case "$s" in cpu|gpu|memcheck|racecheck|initcheck|synccheck|bench|dist|reference) ;;
     *) echo "gpu_check: unknown step '$s' in --steps" >&2; exit 2 ;; esac
 done
 want() { [[ ",$steps," == *",$1,"* ]]; }
@@ -63,7 +63,7 @@ fi
 build=$(cd "$build" && pwd)
 echo "gpu_check: build folder $build"
 
-# --- libraries: cuBLAS and cuDNN wherever this machine has them --------------------------------
+# --- libraries: cuBLAS, cuDNN and NCCL wherever this machine has them --------------------------------
 find_lib() {  # name -> directory holding it
   local name=$1 dir
   dir=$(ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n {print $NF; exit}')
@@ -80,7 +80,7 @@ find_lib() {  # name -> directory holding it
   [[ -n "$dir" ]] && dirname "$dir"
 }
 libpath=""
-for lib in libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 libopenblas.so.0; do
+for lib in libcublas.so.13 libcublasLt.so.13 libcudnn.so.9 libnccl.so.2 libopenblas.so.0; do
   dir=$(find_lib "$lib")
   if [[ -n "$dir" ]]; then
     echo "gpu_check: $lib from $dir"
@@ -164,6 +164,14 @@ if want bench; then
   timeout 200 "$build/bench/gpudl_bench" --benchmark_filter='cuda|copy' --benchmark_min_time=$min_time \
     --benchmark_out="$logs/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
   note "gpudl_bench" "exit $? ($(( $(date +%s) - t0 )) s), results in bench.json"
+fi
+# --- data parallelism at world size 1: NCCL's collectives and the data-parallel step -----------
+t0=$(date +%s)
+if want dist; then
+  # With mpirun and several GPUs this would be `mpirun -np N`; the lent machine has one GPU.
+  timeout 120 "$build/bench/gpudl_dist_bench" --benchmark_filter='cuda' \
+    --benchmark_out="$logs/dist_bench.json" --benchmark_out_format=json >"$logs/dist_bench.log" 2>&1
+  note "gpudl_dist_bench (1 rank, nccl)" "exit $? ($(( $(date +%s) - t0 )) s), results in dist_bench.json"
 fi
 # --- PyTorch side by side ----------------------------------------------------------------------
 t0=$(date +%s)
@@ -297,4 +305,14 @@ echo
 echo "==== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), $(( $(date +%s) - start_all )) s) ===="
 printf '%s\n' "${summary[@]}"
 [[ -n "$bench_summary" ]] && echo "$bench_summary"
+[[ -f "$logs/dist_bench.json" ]] && python3 - "$logs/dist_bench.json" <<'PY' 2>/dev/null
+import json, sys
+for x in json.load(open(sys.argv[1]))["benchmarks"]:
+    name = x["name"].split("/iterations")[0]
+    if name.startswith("all_reduce"):
+        print(f"{name:<40} {x['real_time']:9.1f} us  algbw {x.get('algbw_GBps', 0):7.2f} GB/s  busbw {x.get('busbw_GBps', 0):7.2f} GB/s")
+    elif name.startswith("dp_step"):
+        print(f"{name:<40} step {x.get('step_ms_overlapped', 0):.3f} ms overlapped, {x.get('step_ms_after_backward', 0):.3f} after "
+              f"backward, {x.get('step_ms_no_communication', 0):.3f} without; hidden share {x.get('hidden_share', 0):.2f}")
+PY
 echo "full logs: $logs"
