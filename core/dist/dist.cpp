@@ -5,13 +5,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "gpudl/config.h"
 #include "gpudl/core/dist/detail/groups.h"
@@ -78,6 +86,7 @@ void ProcessGroup::fail(const char* op, const std::string& why) const {
 
 namespace detail {
 void mark_broken() { g_broken = true; }
+bool broken() { return g_broken; }
 }  // namespace detail
 
 namespace {
@@ -125,26 +134,46 @@ std::string mpi_error(int code) {
   return std::string(text, static_cast<std::size_t>(len));
 }
 
-// MPI on host memory. Every collective is started non-blocking and waited for by polling, so
-// a peer that died or hangs costs this rank at most the timeout, never a silent hang.
+// MPI on host memory. Where the machine has a core to spare, all MPI traffic after start-up runs
+// on one communication thread, in the order the collectives were called (so every rank issues
+// them in one order): a blocking collective waits for its turn and its end, an asynchronous
+// all-reduce progresses there while the caller computes (MPI moves a non-blocking collective
+// only inside MPI calls). Without a spare core the caller's thread makes the calls. Either
+// way each collective is started non-blocking and polled against the clock, so a peer that
+// died or hangs costs this rank at most the timeout, never a silent hang.
 class MpiGroup final : public detail::GroupBase {
  public:
-  MpiGroup(int rank, int size, double timeout) : GroupBase(rank, size, Device::cpu(), timeout) {}
+  // `threaded`: collectives on a thread of their own; else on the caller's, where an
+  // asynchronous one only moves inside later MPI calls.
+  MpiGroup(int rank, int size, double timeout, bool threaded) : GroupBase(rank, size, Device::cpu(), timeout) {
+    if (threaded) worker_ = std::thread([this] { serve(); });
+  }
+  // The world keeps the group to the end of the process; the thread idles until then.
+  ~MpiGroup() override {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    worker_.join();
+  }
   std::string backend() const override { return "mpi"; }
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
     check("all_reduce", t, true);
-    auto work = std::make_unique<MpiWork>(this, "all_reduce", t, op);
-    start("all_reduce", MPI_Iallreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM,
-                                       MPI_COMM_WORLD, &work->request));
+    auto work = std::make_unique<MpiWork>(this, t, op);
+    work->job = submit("all_reduce", t.nbytes(), [t](MPI_Request* r) {
+      return MPI_Iallreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+    });
     return work;
   }
   void broadcast(const Tensor& t, int root) override {
     check("broadcast", t, false);
     if (root < 0 || root >= size()) fail("broadcast", "from rank " + std::to_string(root) + " of " + std::to_string(size()));
-    MPI_Request r;
-    start("broadcast", MPI_Ibcast(t.raw(), count(t), MPI_BYTE, root, MPI_COMM_WORLD, &r));
-    wait(r, "broadcast", t.nbytes());
+    const int n = count(t);
+    finish(submit("broadcast", t.nbytes(),
+                  [&t, n, root](MPI_Request* r) { return MPI_Ibcast(t.raw(), n, MPI_BYTE, root, MPI_COMM_WORLD, r); }));
   }
   void all_gather(const Tensor& out, const Tensor& in) override {
     check("all_gather", in, false);
@@ -153,10 +182,10 @@ class MpiGroup final : public detail::GroupBase {
       throw ShapeError("mpi all_gather: out " + shape_text(out) + " must hold " + std::to_string(size()) +
                        " x " + shape_text(in));
     }
-    MPI_Request r;
-    start("all_gather", MPI_Iallgather(in.raw(), count(in), MPI_BYTE, out.raw(), count(in), MPI_BYTE,
-                                       MPI_COMM_WORLD, &r));
-    wait(r, "all_gather", out.nbytes());
+    const int n = count(in);
+    finish(submit("all_gather", out.nbytes(), [&in, &out, n](MPI_Request* r) {
+      return MPI_Iallgather(in.raw(), n, MPI_BYTE, out.raw(), n, MPI_BYTE, MPI_COMM_WORLD, r);
+    }));
   }
   void reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) override {
     check("reduce_scatter", in, true);
@@ -165,34 +194,121 @@ class MpiGroup final : public detail::GroupBase {
       throw ShapeError("mpi reduce_scatter: in " + shape_text(in) + " must hold " + std::to_string(size()) +
                        " x out " + shape_text(out));
     }
-    MPI_Request r;
-    start("reduce_scatter", MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), MPI_FLOAT,
-                                                      MPI_SUM, MPI_COMM_WORLD, &r));
-    wait(r, "reduce_scatter", in.nbytes());
+    finish(submit("reduce_scatter", in.nbytes(), [&in, &out](MPI_Request* r) {
+      return MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), MPI_FLOAT, MPI_SUM,
+                                       MPI_COMM_WORLD, r);
+    }));
     if (op == ReduceOp::kMean) ops::scale(out, out, 1.0f / static_cast<float>(size()));
   }
   void barrier() override {
-    MPI_Request r;
-    start("barrier", MPI_Ibarrier(MPI_COMM_WORLD, &r));
-    wait(r, "barrier", 0);
+    finish(submit("barrier", 0, [](MPI_Request* r) { return MPI_Ibarrier(MPI_COMM_WORLD, r); }));
   }
 
  private:
+  // One collective for the communication thread: `start` begins it non-blocking.
+  struct Job {
+    const char* op = "";
+    std::size_t bytes = 0;
+    std::function<int(MPI_Request*)> start;
+    MPI_Request request = MPI_REQUEST_NULL;
+    bool done = false;
+    std::exception_ptr error;
+  };
+
   struct MpiWork final : Work {
-    MpiWork(MpiGroup* g, const char* o, Tensor t, ReduceOp r) : group(g), op(o), tensor(std::move(t)), reduce(r) {}
+    MpiWork(MpiGroup* g, Tensor t, ReduceOp r) : group(g), tensor(std::move(t)), reduce(r) {}
+    // A Work dropped unwaited still lets its collective finish: MPI writes into `tensor`.
+    ~MpiWork() override {
+      if (job && !waited) {
+        try {
+          group->finish(job);
+        } catch (const std::exception&) {
+          // The failure is the job's to report, and the job is broken already.
+        }
+      }
+    }
     void wait() override {
-      if (done) return;
-      group->wait(request, op, tensor.nbytes());
-      done = true;
+      if (waited) return;
+      waited = true;
+      group->finish(job);
       if (reduce == ReduceOp::kMean) ops::scale(tensor, tensor, 1.0f / static_cast<float>(group->size()));
     }
     MpiGroup* group;
-    const char* op;
     Tensor tensor;  // kept alive while MPI writes into it
     ReduceOp reduce;
-    MPI_Request request = MPI_REQUEST_NULL;
-    bool done = false;
+    std::shared_ptr<Job> job;
+    bool waited = false;
   };
+
+  std::shared_ptr<Job> submit(const char* op, std::size_t bytes, std::function<int(MPI_Request*)> start) {
+    auto job = std::make_shared<Job>();
+    job->op = op;
+    job->bytes = bytes;
+    job->start = std::move(start);
+    if (!worker_.joinable()) {
+      try {
+        begin(*job);
+      } catch (...) {
+        job->error = std::current_exception();
+        job->done = true;
+      }
+      return job;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(job);
+    }
+    wake_.notify_all();
+    return job;
+  }
+
+  // Waits for `job` and rethrows its failure on the caller's thread.
+  void finish(const std::shared_ptr<Job>& job) {
+    if (!worker_.joinable()) {
+      if (!job->done) {
+        job->done = true;
+        try {
+          wait(job->request, job->op, job->bytes);
+        } catch (...) {
+          job->error = std::current_exception();
+        }
+      }
+    } else {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [&] { return job->done; });
+    }
+    if (job->error) std::rethrow_exception(job->error);
+  }
+
+  void begin(Job& job) {
+    // After one failure every later collective would be out of step with the peers.
+    if (detail::broken()) fail(job.op, "not started: an earlier collective failed");
+    check_code(job.op, job.start(&job.request));
+  }
+
+  void serve() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = queue_.front();
+        queue_.pop_front();
+      }
+      try {
+        begin(*job);
+        wait(job->request, job->op, job->bytes);
+      } catch (...) {
+        job->error = std::current_exception();
+      }
+      {
+        std::lock_guard lock(mutex_);
+        job->done = true;
+      }
+      done_.notify_all();
+    }
+  }
 
   static std::string shape_text(const Tensor& t) {
     return t.shape().str() + " " + dtype_name(t.dtype());
@@ -203,7 +319,7 @@ class MpiGroup final : public detail::GroupBase {
     }
     return static_cast<int>(t.nbytes());
   }
-  void start(const char* op, int code) const {
+  void check_code(const char* op, int code) const {
     if (code != MPI_SUCCESS) {
       detail::mark_broken();
       fail(op, "failed: " + mpi_error(code));
@@ -214,16 +330,13 @@ class MpiGroup final : public detail::GroupBase {
     const double start_time = seconds_now();
     for (int polls = 0;; ++polls) {
       int done = 0;
-      const int code = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-      if (code != MPI_SUCCESS) {
-        detail::mark_broken();
-        fail(op, "failed: " + mpi_error(code));
-      }
+      check_code(op, MPI_Test(&request, &done, MPI_STATUS_IGNORE));
       if (done != 0) return;
-      // Spin briefly (a collective between busy ranks completes in microseconds), then sleep
-      // between polls so a rank waiting for a slow peer leaves it the core.
-      if (polls > 2000) {
-        const timespec pause{0, 50'000};
+      // Spin for 200 us (a small collective completes in microseconds, and a sleep costs a
+      // scheduler round trip), then sleep between polls: a rank waiting for a slow peer leaves
+      // the cores to it and to its own computation.
+      if (polls % 64 == 63 && seconds_now() - start_time > 2e-4) {
+        const timespec pause{0, 20'000};
         nanosleep(&pause, nullptr);
         if (seconds_now() - start_time > timeout()) {
           detail::mark_broken();
@@ -233,6 +346,12 @@ class MpiGroup final : public detail::GroupBase {
       }
     }
   }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
 };
 
 #endif  // GPUDL_HAVE_MPI
@@ -312,6 +431,19 @@ World& start_world() {
   return w;
 }
 
+std::unique_ptr<ProcessGroup> make_cpu_group(const World& w, double timeout) {
+#if GPUDL_HAVE_MPI
+  // A communication thread needs a core of its own to overlap anything: with fewer than two
+  // hardware threads per rank on this machine it would only take time from the computation.
+  // GPUDL_MPI_THREAD=1 or 0 decides instead.
+  const unsigned hw = std::thread::hardware_concurrency();
+  bool threaded = hw >= 2u * static_cast<unsigned>(std::max(launch_env().local_size, 1));
+  if (const char* v = std::getenv("GPUDL_MPI_THREAD"); v != nullptr && *v != '\0') threaded = std::string(v) != "0";
+  if (w.size > 1) return std::make_unique<MpiGroup>(w.rank, w.size, timeout, threaded);
+#endif
+  return std::make_unique<SingleGroup>(Device::cpu(), timeout);
+}
+
 }  // namespace
 
 ProcessGroup& group(Device device) {
@@ -319,12 +451,7 @@ ProcessGroup& group(Device device) {
   std::lock_guard lock(g_world_mutex);
   const double timeout = default_timeout();
   if (device.is_cpu()) {
-    if (!w.cpu) {
-#if GPUDL_HAVE_MPI
-      if (w.size > 1) w.cpu = std::make_unique<MpiGroup>(w.rank, w.size, timeout);
-#endif
-      if (!w.cpu) w.cpu = std::make_unique<SingleGroup>(device, timeout);
-    }
+    if (!w.cpu) w.cpu = make_cpu_group(w, timeout);
     return *w.cpu;
   }
   auto& slot = w.cuda[device.index()];
@@ -332,18 +459,15 @@ ProcessGroup& group(Device device) {
     if (w.size == 1 && !built_with_nccl()) {
       slot = std::make_unique<SingleGroup>(device, timeout);
     } else {
-      detail::BroadcastBytes share = [&w](void* bytes, std::size_t count) {
-#if GPUDL_HAVE_MPI
-        if (w.size > 1) {
-          const int code = MPI_Bcast(bytes, static_cast<int>(count), MPI_BYTE, 0, MPI_COMM_WORLD);
-          if (code != MPI_SUCCESS) {
-            throw DistError("rank " + std::to_string(w.rank) + ": sharing the NCCL id failed: " + mpi_error(code));
-          }
-        }
-#else
-        (void)bytes;
-        (void)count;
-#endif
+      // The id travels as bytes over the CPU group, in turn with its other collectives.
+      if (!w.cpu) w.cpu = make_cpu_group(w, timeout);
+      ProcessGroup& cpu = *w.cpu;
+      detail::BroadcastBytes share = [&cpu](void* bytes, std::size_t count) {
+        if (cpu.size() == 1) return;
+        Tensor t = Tensor::empty({static_cast<std::int64_t>(count)}, DType::kU8);
+        std::memcpy(t.raw(), bytes, count);
+        cpu.broadcast(t, 0);
+        std::memcpy(bytes, t.raw(), count);
       };
       slot = detail::make_nccl_group(device, w.rank, w.size, timeout, share);
       if (!slot) {

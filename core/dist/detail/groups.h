@@ -19,6 +19,7 @@ std::unique_ptr<ProcessGroup> make_nccl_group(Device device, int rank, int size,
 // Marks the job as broken after a failed collective: the process then leaves through
 // abort_job's path at exit rather than waiting for peers that will not come.
 void mark_broken();
+bool broken();
 
 // Accessor for ProcessGroup's protected constructor, for the implementations in other files.
 class GroupBase : public ProcessGroup {
