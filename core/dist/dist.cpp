@@ -80,6 +80,11 @@ void ProcessGroup::check(const char* op, const Tensor& t, bool reduction) const 
   }
 }
 
+std::string ProcessGroup::peers() const {
+  if (size_ == 2) return "rank " + std::to_string(1 - rank_);
+  return "one of the other " + std::to_string(size_ - 1) + " ranks";
+}
+
 void ProcessGroup::fail(const char* op, const std::string& why) const {
   throw DistError("rank " + std::to_string(rank_) + ": " + backend() + " " + op + " " + why);
 }
@@ -341,7 +346,7 @@ class MpiGroup final : public detail::GroupBase {
         if (seconds_now() - start_time > timeout()) {
           detail::mark_broken();
           fail(op, "of " + std::to_string(bytes) + " bytes timed out after " + format_number(timeout()) +
-                       " s waiting for the other ranks (one of them died, hangs or is in another collective)");
+                       " s waiting for " + peers() + " (died, hangs, or is in another collective)");
         }
       }
     }

@@ -81,6 +81,8 @@ class ProcessGroup {
   // Throws ShapeError/ValueError/DeviceError naming `op` for tensors this group cannot take.
   void check(const char* op, const Tensor& t, bool reduction) const;
   [[noreturn]] void fail(const char* op, const std::string& why) const;
+  // Who a stalled collective waits for: "rank 1" in a job of two, else "one of the other N ranks".
+  std::string peers() const;
 
  private:
   int rank_, size_;

@@ -194,7 +194,7 @@ class NcclGroup final : public GroupBase {
         if (q != cudaErrorNotReady || async != ncclSuccess || late) {
           std::fprintf(stderr, "rank %d: nccl %s %s; ending the job\n", rank(), p.op,
                        late ? ("timed out after " + format_number(timeout()) +
-                               " s waiting for the other ranks (one of them died or hangs)").c_str()
+                               " s waiting for " + peers() + " (died or hangs)").c_str()
                             : (std::string("failed: ") +
                                (async != ncclSuccess ? ncclGetErrorString(async) : cudaGetErrorString(q))).c_str());
           std::fflush(stderr);

@@ -76,5 +76,5 @@ fault() {
 # OpenMPI's launcher names the rank that died.
 fault KILL "rank 1 .*(signal 9|Killed)"
 # A frozen rank is noticed by the other's collective timeout, which names itself and the operation.
-GPUDL_DIST_TIMEOUT=5 fault STOP "rank 0: .*timed out after 5 s"
+GPUDL_DIST_TIMEOUT=5 fault STOP "rank 0: .*timed out after 5 s waiting for rank 1"
 echo "PASS"

@@ -27,6 +27,7 @@ class GroupBase : public ProcessGroup {
   GroupBase(int rank, int size, Device device, double timeout) : ProcessGroup(rank, size, device, timeout) {}
   using ProcessGroup::check;
   using ProcessGroup::fail;
+  using ProcessGroup::peers;
 };
 
 }  // namespace gpudl::dist::detail
