@@ -394,7 +394,8 @@ AdamW::AdamW(std::vector<Parameter*> params, AdamWOptions options)
 // ---------------------------------------------------------------------------------------------
 // Clipping and the factory
 
-Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm) {
+Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm,
+                      const std::function<void(const Tensor& sum_of_squares)>& reduce) {
   if (params.empty()) throw ValueError("clip_grad_norm: the parameter list is empty");
   if (!(max_norm >= 0.0f)) throw ValueError("clip_grad_norm: max_norm must be >= 0, got " + number(max_norm));
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -415,6 +416,7 @@ Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm) {
     detail::twin<&kernels::cpu::sum_squares, &kernels::cuda::sum_squares>(device, {}, total.data<float>(),
                                                                           p->grad.data<float>(), p->grad.numel());
   }
+  if (reduce) reduce(total);
   Tensor norm = Tensor::empty({1}, DType::kF32, device);
   detail::twin<&kernels::cpu::norm_from_sum_squares, &kernels::cuda::norm_from_sum_squares>(
       device, {}, norm.data<float>(), total.data<float>());

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -234,8 +235,11 @@ class AdamW final : public Adam {
 // Runs on the device without waiting for it. Returns a 1-element f32 tensor on the parameters'
 // device holding the norm before clipping. Throws ValueError when params is empty, holds a null
 // pointer or a parameter without an f32 gradient, or max_norm is negative or NaN; DeviceError
-// when the gradients are not all on one device.
-Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm);
+// when the gradients are not all on one device. `reduce`, when given, gets the 1-element sum of
+// squares before the norm is taken from it: ZeRO-1 passes each rank's share of the gradients and
+// an all-reduce over the ranks, so the norm is the global one.
+Tensor clip_grad_norm(const std::vector<Parameter*>& params, float max_norm,
+                      const std::function<void(const Tensor& sum_of_squares)>& reduce = {});
 
 // The optimizer `kind` ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw") with learning
 // rate lr and defaults for every other option. Throws ValueError for an unknown kind (listing

@@ -56,16 +56,17 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions
   if (precision_ == Precision::kF16) scaler_ = std::make_unique<LossScaler>(options_.loss_scaling);
   if (options_.distributed.value_or(dist::is_distributed())) {
     const dist::DataParallelOptions& dp = options_.data_parallel;
-    if (dp.zero1 && (scaler_ || options_.clip_grad_norm > 0.0f)) {
-      // Both need a norm or a finite check over every gradient, and under ZeRO-1 a rank holds
-      // its own share of them only.
-      throw ValueError("Trainer: zero1 does not combine with fp16 loss scaling or clip_grad_norm yet");
-    }
     dist::ProcessGroup& group = dist::group(model_.device());
     rank_ = group.rank();
     world_ = group.size();
     dp_ = std::make_unique<dist::DataParallel>(model_, group, dp);
-    if (dp.zero1) dp_->shard(optimizer_);
+    if (dp.zero1) {
+      dp_->shard(optimizer_);
+      const std::vector<Parameter*>& all = optimizer_.params();
+      for (std::size_t i = 0; i < all.size(); ++i) {
+        if (optimizer_.owns(i)) own_params_.push_back(all[i]);
+      }
+    }
     apply_rank_seeds();
   }
 }
@@ -73,6 +74,20 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions
 void Trainer::apply_rank_seeds() {
   if (rank_ == 0) return;
   for (Generator* g : model_.generators()) g->set_state(g->seed() ^ rank_mix(rank_), g->offset());
+}
+
+void Trainer::clip_sharded_or_not(const std::vector<Parameter*>& params, bool sharded) {
+  if (!sharded) {
+    clip_grad_norm(params, options_.clip_grad_norm);
+    return;
+  }
+  // A rank that owns nothing still takes part in the norm's all-reduce.
+  dist::ProcessGroup& group = dp_->group();
+  if (params.empty()) {
+    group.all_reduce(Tensor::zeros({1}, DType::kF32, model_.device()));
+    return;
+  }
+  clip_grad_norm(params, options_.clip_grad_norm, [&group](const Tensor& total) { group.all_reduce(total); });
 }
 
 bool Trainer::any_rank(bool flag) {
@@ -388,14 +403,19 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     if (dp_) dp_->prepare(static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(n_global, 1)));
     model_.backward(grad);
     if (dp_) dp_->synchronize();
+    // Under ZeRO-1 a rank holds the summed gradients of its own share only: it checks and
+    // clips those, and the ranks agree on the finite flag and the norm by collectives.
+    const bool sharded = dp_ && options_.data_parallel.zero1;
+    const std::vector<Parameter*>& checked = sharded ? own_params_ : params;
     bool apply = true;
     if (scaler_) {
-      const bool finite = LossScaler::gradients_finite(params);
-      if (finite) scaler_->unscale(params);
+      bool finite = checked.empty() || LossScaler::gradients_finite(checked);
+      if (sharded) finite = !any_rank(!finite);
+      if (finite && !checked.empty()) scaler_->unscale(checked);
       apply = scaler_->update(!finite);
     }
     if (apply) {
-      if (options_.clip_grad_norm > 0.0f) clip_grad_norm(params, options_.clip_grad_norm);
+      if (options_.clip_grad_norm > 0.0f) clip_sharded_or_not(checked, sharded);
       optimizer_.step();
       if (dp_) dp_->after_step();
     }

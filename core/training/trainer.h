@@ -188,6 +188,9 @@ class Trainer {
   bool time_is_up() const;
   // Whether `flag` holds on any rank (itself when not distributed): a collective.
   bool any_rank(bool flag);
+  // Gradient clipping to options.clip_grad_norm over `params`; `sharded` (ZeRO-1): they are
+  // this rank's share, and the norm is summed over the ranks.
+  void clip_sharded_or_not(const std::vector<Parameter*>& params, bool sharded);
   // The epoch's loss and correct-prediction sums over every rank (a collective when distributed).
   std::pair<float, float> epoch_sums();
   // Each rank's dropout and augmentation draw from their own Philox streams: rank r's
@@ -227,6 +230,7 @@ class Trainer {
   data::OrderSettings order_;      // of the source being fitted, for the checkpoints
   std::int64_t saved_step_ = -1;   // step of the last checkpoint written
   std::unique_ptr<dist::DataParallel> dp_;
+  std::vector<Parameter*> own_params_;  // ZeRO-1: the parameters this rank updates
   int rank_ = 0, world_ = 1;
 };
 

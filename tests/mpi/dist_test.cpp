@@ -109,17 +109,19 @@ void expect_ranks_agree(Module& m) {
   }
 }
 
-struct Run {
+struct RunSpec {
   std::int64_t batch;
   std::optional<bool> distributed;
   bool zero1 = false;
+  float clip = 0.0f;
+  Precision precision = Precision::kF32;
   std::string checkpoint = "";
   std::string resume = "";
   std::int64_t stop_after = 20;
 };
 
 template <class Opt>
-void train(Module& net, const data::TensorDataset& data, const Run& run, std::function<std::unique_ptr<Opt>(Module&)> make) {
+void train(Module& net, const data::TensorDataset& data, const RunSpec& run, std::function<std::unique_ptr<Opt>(Module&)> make) {
   auto opt = make(net);
   CrossEntropyLoss loss;
   TrainerOptions o;
@@ -130,6 +132,8 @@ void train(Module& net, const data::TensorDataset& data, const Run& run, std::fu
   o.stop_after_steps = run.stop_after;
   o.distributed = run.distributed;
   o.data_parallel.zero1 = run.zero1;
+  o.clip_grad_norm = run.clip;
+  o.precision = run.precision;
   o.checkpoint = run.checkpoint;
   o.resume = run.resume;
   Trainer trainer(net, *opt, loss, o);
@@ -219,6 +223,22 @@ TEST(DataParallel, ZeroOneEqualsPlainDataParallelism) {
   train<Adam>(sharded, data, {.batch = 64, .distributed = true, .zero1 = true}, adam);
   // The same sums in the same order: a reduce-scatter adds the ranks' values as an all-reduce does.
   EXPECT_EQ(state_difference(plain, sharded), 0.0);
+  expect_ranks_agree(sharded);
+}
+
+// Clipping and fp16's finite check see each rank's share only; the norm and the flag are
+// summed over the ranks, so the steps are plain data parallelism's.
+TEST(DataParallel, ZeroOneClipsAndScalesLossesAsPlainDataParallelism) {
+  const data::TensorDataset data = testing::blobs(1000, 15);
+  Sequential plain = seeded(10, mlp);
+  Sequential sharded = seeded(10, mlp);
+  const RunSpec base{.batch = 64, .distributed = true, .clip = 0.3f, .precision = Precision::kF16};
+  RunSpec zero = base;
+  zero.zero1 = true;
+  train<Adam>(plain, data, base, adam);
+  train<Adam>(sharded, data, zero, adam);
+  // The sum of squares adds the two shares' partial sums: another order than one rank's sum.
+  EXPECT_LT(state_difference(plain, sharded), kSummationOrder);
   expect_ranks_agree(sharded);
 }
 
