@@ -122,6 +122,10 @@ Tensor BatchNorm1d::sync_forward(const Tensor& x, std::int64_t inner) {
 
 // dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)), the means over every rank's batch
 // (all-reduced); dgamma and dbeta get this rank's own sums, which data parallelism averages.
+// Each rank's dy is of its own mean loss, which data parallelism weights by the rank's share
+// n_r / N afterwards; so rank r's sums enter the all-reduce times n_r and the total comes back
+// divided by this rank's n (the global loss's sums, in this rank's units). With equal shares
+// that is the plain sum; with a short last batch cut unevenly it keeps dx exact.
 Tensor BatchNorm1d::sync_backward(const Tensor& dy) {
   const std::int64_t n = input_.dim(0), c = features_, inner = inner_of(input_);
   const Device dev = input_.device();
@@ -134,7 +138,10 @@ Tensor BatchNorm1d::sync_backward(const Tensor& dy) {
   ops::copy(sums.slice(c, 2 * c), channel_sums(ops::mul(dyf, xhat), n, c, inner));
   ops::add(beta_.grad, beta_.grad, sums.slice(0, c));
   ops::add(gamma_.grad, gamma_.grad, sums.slice(c, 2 * c));
+  const float local = static_cast<float>(n * inner);
+  ops::scale(sums, sums, local);
   dist::group(dev).all_reduce(sums);
+  ops::scale(sums, sums, 1.0f / local);
   const Tensor a = ops::mul(gamma_.value, save_invstd_);
   const Tensor mean_dy = ops::div(sums.slice(0, c), sync_count_);
   const Tensor b = ops::mul(a, ops::div(sums.slice(c, 2 * c), sync_count_));
@@ -148,15 +155,16 @@ Tensor BatchNorm1d::sync_backward(const Tensor& dy) {
 Tensor BatchNorm1d::forward(const Tensor& x) {
   require_float(x);
   const std::int64_t inner = inner_of(x);
+  if (training_ && x.dim(0) * inner < 2) {
+    // Synchronised too: every rank's part of the batch must have two values per channel.
+    throw ShapeError(describe() + ": train mode needs more than one value per channel, got " + x.shape().str());
+  }
   if (training_ && options_.sync) {
     input_ = x;
     return sync_forward(x, inner);
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (training_) {
-    if (x.dim(0) * inner < 2) {
-      throw ShapeError(describe() + ": train mode needs more than one value per channel, got " + x.shape().str());
-    }
     save_mean_ = Tensor::empty({features_}, DType::kF32, x.device());
     save_invstd_ = Tensor::empty({features_}, DType::kF32, x.device());
     nn::batchnorm_forward_train(y, save_mean_, save_invstd_, running_mean_, running_var_, x, gamma_.value,

@@ -83,7 +83,16 @@ void DataParallel::reset_step() {
   std::fill(ready_.begin(), ready_.end(), false);
   for (Bucket& b : buckets_) {
     b.waiting = b.params.size();
-    b.work.reset();
+    // A bucket started by a step that threw before synchronize(): its collective may still read
+    // the buffer the next step packs into, so the next step waits for it (its failure, if any,
+    // is the job's already).
+    if (b.work) {
+      try {
+        b.work->wait();
+      } catch (const std::exception&) {
+      }
+      b.work.reset();
+    }
   }
   next_bucket_ = 0;
 }

@@ -167,6 +167,7 @@ class MpiGroup final : public detail::GroupBase {
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
     check("all_reduce", t, true);
+    count(t);  // refuses what MPI's int count cannot say
     auto work = std::make_unique<MpiWork>(this, t, op);
     work->job = submit("all_reduce", t.nbytes(), [t](MPI_Request* r) {
       return MPI_Iallreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
@@ -199,6 +200,7 @@ class MpiGroup final : public detail::GroupBase {
       throw ShapeError("mpi reduce_scatter: in " + shape_text(in) + " must hold " + std::to_string(size()) +
                        " x out " + shape_text(out));
     }
+    count(in);
     finish(submit("reduce_scatter", in.nbytes(), [&in, &out](MPI_Request* r) {
       return MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(out.numel()), MPI_FLOAT, MPI_SUM,
                                        MPI_COMM_WORLD, r);
@@ -364,6 +366,7 @@ class MpiGroup final : public detail::GroupBase {
 struct World {
   bool started = false;
   bool mpi = false;  // this process called MPI_Init
+  bool serialized = false;  // MPI may be called from any one thread at a time
   int rank = 0, size = 1, local_rank = 0;
   std::unique_ptr<ProcessGroup> cpu;
   std::map<int, std::unique_ptr<ProcessGroup>> cuda;  // by device index
@@ -420,7 +423,12 @@ World& start_world() {
       const int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
       if (code != MPI_SUCCESS) throw DistError("rank " + std::to_string(info.rank) + ": MPI_Init failed: " + mpi_error(code));
       w.mpi = true;
+      w.serialized = provided >= MPI_THREAD_SERIALIZED;
       std::atexit(finish_mpi);
+    } else {
+      int provided = 0;
+      MPI_Query_thread(&provided);
+      w.serialized = provided >= MPI_THREAD_SERIALIZED;
     }
     // Errors come back as codes, so the message can name the rank and the operation.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -444,6 +452,8 @@ std::unique_ptr<ProcessGroup> make_cpu_group(const World& w, double timeout) {
   const unsigned hw = std::thread::hardware_concurrency();
   bool threaded = hw >= 2u * static_cast<unsigned>(std::max(launch_env().local_size, 1));
   if (const char* v = std::getenv("GPUDL_MPI_THREAD"); v != nullptr && *v != '\0') threaded = std::string(v) != "0";
+  // An MPI that only takes calls from the thread that started it keeps them there.
+  threaded = threaded && w.serialized;
   if (w.size > 1) return std::make_unique<MpiGroup>(w.rank, w.size, timeout, threaded);
 #endif
   return std::make_unique<SingleGroup>(Device::cpu(), timeout);
@@ -464,6 +474,13 @@ ProcessGroup& group(Device device) {
     if (w.size == 1 && !built_with_nccl()) {
       slot = std::make_unique<SingleGroup>(device, timeout);
     } else {
+      // NCCL refuses two ranks on one GPU; say so in our terms before it does in its own.
+      const LaunchEnv env = launch_env();
+      if (w.size > 1 && env.local_size > Device::cuda_device_count()) {
+        throw DistError("rank " + std::to_string(w.rank) + ": " + std::to_string(env.local_size) +
+                        " ranks on this machine share " + std::to_string(Device::cuda_device_count()) +
+                        " GPU(s); NCCL needs one GPU per rank (start at most that many processes per machine)");
+      }
       // The id travels as bytes over the CPU group, in turn with its other collectives.
       if (!w.cpu) w.cpu = make_cpu_group(w, timeout);
       ProcessGroup& cpu = *w.cpu;
@@ -490,11 +507,17 @@ int local_rank() { return start_world().local_rank; }
 bool is_distributed() { return world_size() > 1; }
 
 void abort_job(int code, const std::string& message) {
-  const World& w = start_world();
-  std::fprintf(stderr, "rank %d: %s\n", w.rank, message.c_str());
+  // Never starts MPI: a process that has not (a driver training on rank 0 alone) just exits,
+  // and the launcher ends the others when it sees the failure.
+  const World& w = world_state();
+  const int r = w.started ? w.rank : launch_env().rank;
+  std::fprintf(stderr, "rank %d: %s\n", r, message.c_str());
   std::fflush(stderr);
 #if GPUDL_HAVE_MPI
-  if (w.mpi) MPI_Abort(MPI_COMM_WORLD, code);
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized != 0 && finalized == 0) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
   std::exit(code);
 }

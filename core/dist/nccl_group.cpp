@@ -68,6 +68,7 @@ class NcclGroup final : public GroupBase {
 
   std::unique_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
     check("all_reduce", t, true);
+    const cuda_api::DeviceGuard guard(device().index());  // NCCL enqueues on the current device
     cudaStream_t s = begin({t});
     nccl("all_reduce", ncclAllReduce(t.raw(), t.raw(), static_cast<std::size_t>(t.numel()), nccl_type(t.dtype()),
                                      op == ReduceOp::kMean ? ncclAvg : ncclSum, comm_, s));
@@ -75,6 +76,7 @@ class NcclGroup final : public GroupBase {
   }
   void broadcast(const Tensor& t, int root) override {
     check("broadcast", t, false);
+    const cuda_api::DeviceGuard guard(device().index());  // NCCL enqueues on the current device
     if (root < 0 || root >= size()) fail("broadcast", "from rank " + std::to_string(root) + " of " + std::to_string(size()));
     cudaStream_t s = begin({t});
     nccl("broadcast", ncclBroadcast(t.raw(), t.raw(), t.nbytes(), ncclUint8, root, comm_, s));
@@ -82,6 +84,7 @@ class NcclGroup final : public GroupBase {
   }
   void all_gather(const Tensor& out, const Tensor& in) override {
     check("all_gather", in, false);
+    const cuda_api::DeviceGuard guard(device().index());  // NCCL enqueues on the current device
     check("all_gather", out, false);
     if (out.dtype() != in.dtype() || out.numel() != in.numel() * size()) {
       throw ShapeError("nccl all_gather: out must hold " + std::to_string(size()) + " x in's " +
@@ -93,6 +96,7 @@ class NcclGroup final : public GroupBase {
   }
   void reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) override {
     check("reduce_scatter", in, true);
+    const cuda_api::DeviceGuard guard(device().index());  // NCCL enqueues on the current device
     check("reduce_scatter", out, true);
     if (in.numel() != out.numel() * size() || in.dtype() != out.dtype()) {
       throw ShapeError("nccl reduce_scatter: in must hold " + std::to_string(size()) + " x out's " +
@@ -104,6 +108,7 @@ class NcclGroup final : public GroupBase {
     finish("reduce_scatter")->wait();
   }
   void barrier() override {
+    const cuda_api::DeviceGuard guard(device().index());  // NCCL enqueues on the current device
     if (!token_.defined()) token_ = Tensor::zeros({1}, DType::kF32, device());
     cudaStream_t s = begin({token_});
     nccl("barrier", ncclAllReduce(token_.raw(), token_.raw(), 1, ncclFloat32, ncclSum, comm_, s));
@@ -111,7 +116,10 @@ class NcclGroup final : public GroupBase {
     // A barrier holds the host, as MPI's does: wait for the stream, checking the clock.
     const double start = seconds_now();
     while (cudaStreamQuery(s) == cudaErrorNotReady) {
-      if (seconds_now() - start > timeout()) fail("barrier", "timed out after " + format_number(timeout()) + " s");
+      if (seconds_now() - start > timeout()) {
+        mark_broken();
+        fail("barrier", "timed out after " + format_number(timeout()) + " s waiting for " + peers());
+      }
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   }
@@ -179,7 +187,12 @@ class NcclGroup final : public GroupBase {
     cuda_api::DeviceGuard guard(device().index());
     std::unique_lock lock(mutex_);
     for (;;) {
-      wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_ || !pending_.empty(); });
+      // Idle until a collective is queued; while one is pending, look again every millisecond.
+      if (pending_.empty()) {
+        wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+      } else {
+        wake_.wait_for(lock, std::chrono::milliseconds(1), [this] { return stopping_; });
+      }
       if (stopping_) return;
       while (!pending_.empty()) {
         Pending& p = pending_.front();
@@ -188,13 +201,15 @@ class NcclGroup final : public GroupBase {
           pending_.pop_front();
           continue;
         }
+        // The process is exiting and the runtime is going: nothing is late.
+        if (q == cudaErrorCudartUnloading) return;
         ncclResult_t async = ncclSuccess;
         ncclCommGetAsyncError(comm_, &async);
         const bool late = seconds_now() - p.start > timeout();
         if (q != cudaErrorNotReady || async != ncclSuccess || late) {
           std::fprintf(stderr, "rank %d: nccl %s %s; ending the job\n", rank(), p.op,
-                       late ? ("timed out after " + format_number(timeout()) +
-                               " s waiting for " + peers() + " (died or hangs)").c_str()
+                       late ? ("timed out after " + format_number(timeout()) + " s waiting for " + peers() +
+                               " (died or hangs)").c_str()
                             : (std::string("failed: ") +
                                (async != ncclSuccess ? ncclGetErrorString(async) : cudaGetErrorString(q))).c_str());
           std::fflush(stderr);

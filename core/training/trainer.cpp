@@ -491,10 +491,12 @@ void Trainer::check_recent_losses() {
 }
 
 void Trainer::report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch) {
-  if (!options_.progress) return;
+  // Every rank takes part in the sums whatever its own progress setting (a job may turn
+  // progress off on the ranks that do not print); rank 0 prints if its setting says so.
+  if (!options_.progress && !dp_) return;
+  const auto [loss_sum, correct_sum] = epoch_sums();
+  if (!options_.progress || rank_ != 0) return;
   const double done = static_cast<double>(position_) / static_cast<double>(std::max<std::int64_t>(batches, 1));
-  const auto [loss_sum, correct_sum] = epoch_sums();  // every rank takes part; rank 0 prints
-  if (rank_ != 0) return;
   const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
   const double elapsed = now_seconds() - epoch_start_;
   const double eta = done > 0 && !end_of_epoch ? elapsed / done - elapsed : 0.0;
@@ -643,6 +645,30 @@ void Trainer::save_checkpoint(const std::string& path) {
       if (dp != nullptr) dp->release_optimizer_state(optimizer);
     }
   } release{dp_.get(), optimizer_};
+  std::vector<NamedTensor> extra;
+  if (options_.checkpoint_extra) extra = options_.checkpoint_extra();
+  for (const auto& [name, t] : extra) {
+    if (is_reserved_name(name)) {
+      throw ValueError("Trainer: extra checkpoint entry '" + name +
+                       "' would be taken for the model's, optimizer's or trainer's own state");
+    }
+  }
+  // Extras may differ between ranks (a carried recurrent state of other streams): they are
+  // gathered, so every rank resumes with its own, rank r >= 1's as "<name>.rank<r>". (Generator
+  // offsets need no such care: every draw takes one offset, so they move alike on all ranks.)
+  std::vector<NamedTensor> other_ranks;
+  if (dp_ && world_ > 1) {
+    dist::ProcessGroup& group = dp_->group();
+    for (const auto& [name, t] : extra) {
+      const Tensor mine = t.to(model_.device()).reshape({-1});
+      Tensor all = Tensor::empty({world_ * mine.numel()}, mine.dtype(), model_.device());
+      group.all_gather(all, mine);
+      for (int r = 1; r < world_ && rank_ == 0; ++r) {
+        other_ranks.emplace_back(name + ".rank" + std::to_string(r),
+                                 all.slice(r * mine.numel(), (r + 1) * mine.numel()).reshape(t.shape().dims()).to(Device::cpu()));
+      }
+    }
+  }
   if (rank_ != 0) {
     last_checkpoint_ = path;
     saved_step_ = step_;
@@ -651,15 +677,8 @@ void Trainer::save_checkpoint(const std::string& path) {
   std::vector<NamedTensor> tensors;
   for (auto& [name, t] : model_.state()) tensors.emplace_back("model." + name, t);
   for (auto& [name, t] : optimizer_.state()) tensors.emplace_back("optimizer." + name, t);
-  if (options_.checkpoint_extra) {
-    for (auto& [name, t] : options_.checkpoint_extra()) {
-      if (is_reserved_name(name)) {
-        throw ValueError("Trainer: extra checkpoint entry '" + name +
-                         "' would be taken for the model's, optimizer's or trainer's own state");
-      }
-      tensors.emplace_back(name, t);
-    }
-  }
+  for (auto& [name, t] : extra) tensors.emplace_back(name, t);
+  for (auto& [name, t] : other_ranks) tensors.emplace_back(name, t);
   if (scaler_) tensors.emplace_back("trainer.loss_scaler", scaler_->state());
   if (loss_acc_.defined()) {
     tensors.emplace_back("trainer.loss_sum", Tensor::full({1}, loss_sum, DType::kF32, Device::cpu()));
@@ -722,6 +741,37 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
     } else if (!is_reserved_name(name)) {
       extra.emplace_back(name, t);
     }
+  }
+  // Extras saved per rank ("<name>.rank<r>", rank r >= 1): this rank takes its own in place of
+  // rank 0's, and the per-rank copies are no business of restore_extra.
+  {
+    auto is_rank_copy = [&extra](const std::string& name, int* r) {
+      const std::size_t dot = name.rfind(".rank");
+      if (dot == std::string::npos || dot + 5 >= name.size()) return false;
+      const std::string digits = name.substr(dot + 5);
+      if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 6) return false;
+      const std::string base = name.substr(0, dot);
+      bool has_base = false;
+      for (const auto& [n, t] : extra) has_base = has_base || n == base;
+      *r = std::stoi(digits);
+      return has_base;
+    };
+    std::vector<NamedTensor> own;
+    std::vector<std::pair<std::string, Tensor>> mine;  // base name -> this rank's copy
+    for (const auto& [name, t] : extra) {
+      int r = 0;
+      if (is_rank_copy(name, &r)) {
+        if (r == rank_) mine.emplace_back(name.substr(0, name.rfind(".rank")), t);
+      } else {
+        own.emplace_back(name, t);
+      }
+    }
+    for (auto& [name, t] : own) {
+      for (const auto& [base, copy] : mine) {
+        if (base == name) t = copy;
+      }
+    }
+    extra = std::move(own);
   }
   // First, so that a driver refusing the file (another vocabulary) says so before a shape
   // mismatch that would follow from the same cause.

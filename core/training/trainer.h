@@ -112,6 +112,8 @@ struct TrainerOptions {
   // vocabulary, a carried recurrent state. checkpoint_extra gives them at every save;
   // restore_extra gets the checkpoint's path and all its entries outside those three on
   // resume, before anything is restored, and throws to refuse the file or restores from them.
+  // Distributed, every rank's entries (of one shape on all ranks) are saved, and each rank gets
+  // its own back.
   std::function<std::vector<NamedTensor>()> checkpoint_extra;
   std::function<void(const std::string& path, const std::vector<NamedTensor>& extra)> restore_extra;
   // After each epoch's evaluation, before its metrics record is written and its checkpoint

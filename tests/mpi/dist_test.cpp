@@ -21,6 +21,7 @@
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/conv.h"
+#include "gpudl/layers/dropout.h"
 #include "gpudl/layers/flatten.h"
 #include "gpudl/layers/linear.h"
 #include "gpudl/layers/losses.h"
@@ -118,6 +119,7 @@ struct RunSpec {
   std::string checkpoint = "";
   std::string resume = "";
   std::int64_t stop_after = 20;
+  std::function<void(TrainerOptions&)> configure = nullptr;  // hooks and the like
 };
 
 template <class Opt>
@@ -136,6 +138,7 @@ void train(Module& net, const data::TensorDataset& data, const RunSpec& run, std
   o.precision = run.precision;
   o.checkpoint = run.checkpoint;
   o.resume = run.resume;
+  if (run.configure) run.configure(o);
   Trainer trainer(net, *opt, loss, o);
   trainer.fit(data);
 }
@@ -161,8 +164,9 @@ std::unique_ptr<Adam> adam(Module& m) { return std::make_unique<Adam>(m.paramete
 // by a factor, a sample seen twice, a rank's own statistics) gives, which is above 1e-3.
 constexpr double kSummationOrder = 2e-5;
 
+// 1001 samples: each epoch ends with a batch of 105, cut 52 + 53, so the shares' weights matter.
 TEST(DataParallel, TwoRanksOfBatch64EqualOneRankOfBatch128) {
-  const data::TensorDataset data = testing::blobs(1000, 11);
+  const data::TensorDataset data = testing::blobs(1001, 11);
   Sequential reference = seeded(3, mlp);
   Sequential parallel = seeded(3, mlp);
   train<SGD>(reference, data, {.batch = 128, .distributed = false}, sgd);
@@ -197,8 +201,9 @@ Sequential cnn(bool sync) {
 Sequential sync_cnn() { return cnn(true); }
 Sequential plain_cnn() { return cnn(false); }
 
+// 601 images: each epoch ends with a batch of 89, cut 44 + 45.
 TEST(DataParallel, SyncBatchNormTwoRanksEqualOneRankOfTheWholeBatch) {
-  const data::TensorDataset data = images(600);
+  const data::TensorDataset data = images(601);
   Sequential reference = seeded(4, plain_cnn);
   Sequential parallel = seeded(4, sync_cnn);
   train<SGD>(reference, data, {.batch = 128, .distributed = false}, sgd);
@@ -286,6 +291,39 @@ TEST(DataParallel, ResumedUnderTwoRanksEndsWhereTheUninterruptedRunEnds) {
     }
     cpu_group().barrier();
   }
+}
+
+Sequential dropout_mlp() { return Sequential{Linear(8, 32), ReLU(), Dropout(0.3f), Linear(32, 3)}; }
+
+// What differs between ranks beyond the model comes back to its own rank on resume: the
+// dropout masks (seeded by rank; 701 = 10 x 64 + 61 also makes the last batch uneven) and a
+// checkpoint_extra entry holding the rank's number.
+TEST(DataParallel, ResumedRanksGetTheirOwnGeneratorsAndExtras) {
+  const data::TensorDataset data = testing::blobs(701, 16);
+  const std::string path = shared_path("per_rank.safetensors");
+  const float me = static_cast<float>(cpu_group().rank());
+  float restored = -1.0f;
+  auto hooks = [&](TrainerOptions& o) {
+    o.checkpoint_extra = [me] { return std::vector<NamedTensor>{{"rank_state", Tensor::full({2}, me)}}; };
+    o.restore_extra = [&restored](const std::string&, const std::vector<NamedTensor>& extra) {
+      ASSERT_EQ(extra.size(), 1u);  // the other ranks' copies are not passed on
+      EXPECT_EQ(extra[0].first, "rank_state");
+      restored = extra[0].second.to_vector<float>()[0];
+    };
+  };
+  Sequential whole = seeded(11, dropout_mlp);
+  train<Adam>(whole, data, {.batch = 32, .distributed = true, .stop_after = 25, .configure = hooks}, adam);
+  Sequential first = seeded(11, dropout_mlp);
+  train<Adam>(first, data, {.batch = 32, .distributed = true, .checkpoint = path, .stop_after = 14, .configure = hooks},
+              adam);
+  Sequential second = seeded(12, dropout_mlp);
+  train<Adam>(second, data, {.batch = 32, .distributed = true, .resume = path, .stop_after = 25, .configure = hooks},
+              adam);
+  EXPECT_EQ(restored, me);
+  EXPECT_EQ(state_difference(whole, second), 0.0);
+  expect_ranks_agree(second);
+  cpu_group().barrier();
+  if (cpu_group().rank() == 0) std::remove(path.c_str());
 }
 
 TEST(DataParallel, ShardedEvaluationSumsEveryPart) {
