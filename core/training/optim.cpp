@@ -63,6 +63,11 @@ Optimizer::Optimizer(std::vector<Parameter*> params) : params_(std::move(params)
 }
 
 void Optimizer::zero_grad() {
+  // One fill over the flat store's gradients when every parameter still lies in it.
+  if (flat_store_intact()) {
+    ops::fill(flat_.grad, 0.0);
+    return;
+  }
   for (Parameter* p : params_) ops::fill(p->grad, 0.0);
 }
 
@@ -113,6 +118,96 @@ Tensor& Optimizer::buffer(std::size_t param, std::size_t which) {
     b = b.to(value.device());
   }
   return b;
+}
+
+bool Optimizer::build_flat_store() {
+  flat_ = FlatStore{};
+  const Device device = params_[0]->value.device();
+  if (multi_tensor_ == 0 || (multi_tensor_ < 0 && device.is_cpu()) || !owned_.empty()) return false;
+  // Tied weights (two parameters over the same memory) must stay tied: no flat copy of them.
+  // Memory, not storage, decides: after a store is left, parameters are views into one storage.
+  std::vector<std::pair<const char*, const char*>> ranges;
+  std::int64_t total = 0;
+  for (const Parameter* p : params_) {
+    if (p->value.device() != device || p->grad.device() != device || p->value.dtype() != DType::kF32 ||
+        p->grad.dtype() != DType::kF32) {
+      return false;
+    }
+    for (const Tensor* t : {&p->value, &p->grad}) {
+      const char* begin = static_cast<const char*>(t->raw());
+      ranges.emplace_back(begin, begin + t->nbytes());
+    }
+    total += p->value.numel();
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first < ranges[i - 1].second) return false;
+  }
+  const std::size_t nb = buffer_names().size();
+  FlatStore f;
+  f.value = Tensor::empty({std::max<std::int64_t>(total, 1)}, DType::kF32, device);
+  f.grad = Tensor::empty({std::max<std::int64_t>(total, 1)}, DType::kF32, device);
+  for (std::size_t j = 0; j < nb; ++j) f.buffers.push_back(Tensor::zeros({std::max<std::int64_t>(total, 1)}, DType::kF32, device));
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    const std::int64_t n = p.value.numel();
+    const std::vector<std::int64_t> dims = p.value.shape().dims();
+    Tensor value = f.value.slice(offset, offset + n).reshape(dims);
+    Tensor grad = f.grad.slice(offset, offset + n).reshape(dims);
+    value.copy_from(p.value);
+    grad.copy_from(p.grad);
+    p.value = value;
+    p.grad = grad;
+    std::vector<Tensor>& row = buffers_[i];
+    row.resize(nb);
+    for (std::size_t j = 0; j < nb; ++j) {
+      Tensor view = f.buffers[j].slice(offset, offset + n).reshape(dims);
+      if (row[j].defined()) view.copy_from(row[j].to(device));  // state so far (zeros otherwise)
+      row[j] = view;
+    }
+    f.offsets.push_back(offset);
+    offset += n;
+  }
+  f.active = true;
+  flat_ = std::move(f);
+  return true;
+}
+
+bool Optimizer::flat_store_intact() const {
+  if (!flat_.active || !owned_.empty() || multi_tensor_ == 0) return false;
+  const std::size_t nb = buffer_names().size();
+  const auto* v = static_cast<const char*>(flat_.value.raw());
+  const auto* g = static_cast<const char*>(flat_.grad.raw());
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const std::size_t at = static_cast<std::size_t>(flat_.offsets[i]) * sizeof(float);
+    const Parameter& p = *params_[i];
+    if (p.value.raw() != v + at || p.grad.raw() != g + at || buffers_[i].size() != nb) return false;
+    for (std::size_t j = 0; j < nb; ++j) {
+      if (buffers_[i][j].raw() != static_cast<const char*>(flat_.buffers[j].raw()) + at) return false;
+    }
+  }
+  return true;
+}
+
+std::vector<Optimizer::Run> Optimizer::runs() {
+  const std::size_t nb = buffer_names().size();
+  if (flat_store_intact() || build_flat_store()) {
+    std::int64_t total = 0;
+    for (const Parameter* p : params_) total += p->value.numel();
+    Run r{flat_.value.data<float>(), flat_.grad.data<float>(), total, {}, flat_.value.device()};
+    for (std::size_t j = 0; j < nb; ++j) r.buffers.push_back(flat_.buffers[j].data<float>());
+    return {r};
+  }
+  std::vector<Run> out;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
+    Parameter& p = *params_[i];
+    Run r{p.value.data<float>(), p.grad.data<float>(), p.value.numel(), {}, p.value.device()};
+    for (std::size_t j = 0; j < nb; ++j) r.buffers.push_back(buffer(i, j).data<float>());
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 void Optimizer::set_owned(std::vector<bool> owned) {
@@ -216,13 +311,11 @@ SGD::SGD(std::vector<Parameter*> params, SGDOptions options) : Optimizer(std::mo
 void SGD::step() {
   check_params();
   const bool with_buffer = options_.momentum != 0.0;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
-    Parameter& p = *params_[i];
-    float* buf = with_buffer ? buffer(i, 0).data<float>() : nullptr;
+  for (const Run& r : runs()) {
+    float* buf = with_buffer ? r.buffers[0] : nullptr;
     detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(
-        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), buf, p.value.numel(), f32(lr_),
-        f32(options_.momentum), f32(options_.dampening), f32(options_.weight_decay), options_.nesterov, steps_ == 0);
+        r.device, {}, r.value, r.grad, buf, r.n, f32(lr_), f32(options_.momentum), f32(options_.dampening),
+        f32(options_.weight_decay), options_.nesterov, steps_ == 0);
   }
   ++steps_;
 }
@@ -253,13 +346,9 @@ Adagrad::Adagrad(std::vector<Parameter*> params, AdagradOptions options)
 
 void Adagrad::step() {
   check_params();
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
-    Parameter& p = *params_[i];
-    float* sum_sq = buffer(i, 0).data<float>();
+  for (const Run& r : runs()) {
     detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(
-        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), sum_sq, p.value.numel(), f32(lr_),
-        f32(options_.eps), f32(options_.weight_decay));
+        r.device, {}, r.value, r.grad, r.buffers[0], r.n, f32(lr_), f32(options_.eps), f32(options_.weight_decay));
   }
   ++steps_;
 }
@@ -286,14 +375,11 @@ RMSprop::RMSprop(std::vector<Parameter*> params, RMSpropOptions options)
 void RMSprop::step() {
   check_params();
   const bool with_momentum = options_.momentum > 0.0;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
-    Parameter& p = *params_[i];
-    float* square_avg = buffer(i, 0).data<float>();
-    float* momentum_buf = with_momentum ? buffer(i, 1).data<float>() : nullptr;
+  for (const Run& r : runs()) {
+    float* momentum_buf = with_momentum ? r.buffers[1] : nullptr;
     detail::twin<&kernels::cpu::rmsprop_update, &kernels::cuda::rmsprop_update>(
-        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg, momentum_buf, p.value.numel(),
-        f32(lr_), f32(options_.alpha), f32(options_.eps), f32(options_.weight_decay), f32(options_.momentum));
+        r.device, {}, r.value, r.grad, r.buffers[0], momentum_buf, r.n, f32(lr_), f32(options_.alpha),
+        f32(options_.eps), f32(options_.weight_decay), f32(options_.momentum));
   }
   ++steps_;
 }
@@ -325,14 +411,10 @@ Adadelta::Adadelta(std::vector<Parameter*> params, AdadeltaOptions options)
 
 void Adadelta::step() {
   check_params();
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
-    Parameter& p = *params_[i];
-    float* square_avg = buffer(i, 0).data<float>();
-    float* acc_delta = buffer(i, 1).data<float>();
+  for (const Run& r : runs()) {
     detail::twin<&kernels::cpu::adadelta_update, &kernels::cuda::adadelta_update>(
-        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), square_avg, acc_delta, p.value.numel(),
-        f32(lr_), f32(options_.rho), f32(options_.eps), f32(options_.weight_decay));
+        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_), f32(options_.rho),
+        f32(options_.eps), f32(options_.weight_decay));
   }
   ++steps_;
 }
@@ -364,15 +446,11 @@ void Adam::step() {
   const double t = static_cast<double>(steps_ + 1);
   const float bias_correction1 = f32(1.0 - std::pow(options_.beta1, t));
   const float bias_correction2 = f32(1.0 - std::pow(options_.beta2, t));
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (!owns(i)) continue;  // ZeRO-1: another rank updates it
-    Parameter& p = *params_[i];
-    float* m = buffer(i, 0).data<float>();
-    float* v = buffer(i, 1).data<float>();
+  for (const Run& r : runs()) {
     detail::twin<&kernels::cpu::adam_update, &kernels::cuda::adam_update>(
-        p.value.device(), {}, p.value.data<float>(), p.grad.data<float>(), m, v, p.value.numel(), f32(lr_),
-        f32(options_.beta1), f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay), bias_correction1,
-        bias_correction2, decoupled_);
+        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_), f32(options_.beta1),
+        f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay), bias_correction1, bias_correction2,
+        decoupled_);
   }
   ++steps_;
 }
