@@ -2,20 +2,16 @@
 // ZeRO-1's reduce-scatter / all-gather of flat gradient and parameter shares.
 #include "gpudl/core/dist/data_parallel.h"
 
-#include <chrono>
 #include <cmath>
 #include <string>
 
+#include "gpudl/core/detail/clock.h"
 #include "gpudl/core/runtime/format.h"
 #include "gpudl/core/runtime/ops.h"
 
 namespace gpudl::dist {
 
 namespace {
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 Tensor flat_view(const Tensor& flat, std::int64_t offset, std::int64_t numel) {
   return flat.slice(offset, offset + numel);
@@ -61,12 +57,9 @@ DataParallel::DataParallel(Module& model, ProcessGroup& group, DataParallelOptio
 DataParallel::~DataParallel() { model_.set_backward_hook(nullptr); }
 
 void DataParallel::broadcast_buffers() {
-  for (auto& [name, t] : model_.state()) {
+  for (auto& [name, t] : model_.buffers()) {
     (void)name;
-    // Parameters are in state() too; they were sent already or are kept equal by the steps.
-    bool is_param = false;
-    for (const Parameter* p : params_) is_param = is_param || p->value.raw() == t.raw();
-    if (!is_param && t.numel() > 0) group_.broadcast(t, 0);
+    if (t->defined() && t->numel() > 0) group_.broadcast(*t, 0);
   }
 }
 
@@ -125,26 +118,21 @@ void DataParallel::launch(Bucket& b) {
 
 void DataParallel::synchronize() {
   if (!prepared_) prepare(1.0 / group_.size());
-  const double start = seconds_now();
+  const double start = gpudl::detail::seconds_now();
   if (options_.zero1) {
     // Each rank's flat gradient holds every share at its owner's segment; the reduce-scatter
     // leaves each rank the sum of its own segment.
     if (!zero_grads_.defined()) throw ValueError("DataParallel: zero1 needs shard(optimizer) before training");
     ops::fill(zero_grads_, 0.0);
-    std::vector<std::int64_t> used(static_cast<std::size_t>(group_.size()), 0);
-    std::vector<std::int64_t> offset(params_.size());
     for (std::size_t i = 0; i < params_.size(); ++i) {
-      const int r = owner_[i];
-      offset[i] = r * segment_ + used[static_cast<std::size_t>(r)];
-      used[static_cast<std::size_t>(r)] += params_[i]->grad.numel();
-      ops::copy(flat_view(zero_grads_, offset[i], params_[i]->grad.numel()), params_[i]->grad.reshape({-1}));
+      ops::copy(flat_view(zero_grads_, zero_offset_[i], params_[i]->grad.numel()), params_[i]->grad.reshape({-1}));
     }
     if (weight_ != 1.0) ops::scale(zero_grads_, zero_grads_, static_cast<float>(weight_));
     group_.reduce_scatter(zero_own_, zero_grads_, ReduceOp::kSum);
     const std::int64_t base = group_.rank() * segment_;
     for (std::size_t i = 0; i < params_.size(); ++i) {
       if (owner_[i] != group_.rank()) continue;
-      ops::copy(params_[i]->grad.reshape({-1}), flat_view(zero_own_, offset[i] - base, params_[i]->grad.numel()));
+      ops::copy(params_[i]->grad.reshape({-1}), flat_view(zero_own_, zero_offset_[i] - base, params_[i]->grad.numel()));
     }
   } else {
     // Buckets the hook did not start (parameters backward never reached, or no overlap).
@@ -158,7 +146,7 @@ void DataParallel::synchronize() {
       }
     }
   }
-  last_wait_ = seconds_now() - start;
+  last_wait_ = gpudl::detail::seconds_now() - start;
   prepared_ = false;
   reset_step();
 }
@@ -191,6 +179,14 @@ void DataParallel::shard(Optimizer& optimizer) {
     before += n;
   }
   segment_ = std::max<std::int64_t>(*std::max_element(share.begin(), share.end()), 1);
+  // Each parameter's place in the flat exchange: its owner's segment, after the owner's earlier ones.
+  zero_offset_.assign(params_.size(), 0);
+  std::vector<std::int64_t> used(static_cast<std::size_t>(size), 0);
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const std::size_t r = static_cast<std::size_t>(owner_[i]);
+    zero_offset_[i] = static_cast<std::int64_t>(r) * segment_ + used[r];
+    used[r] += params_[i]->value.numel();
+  }
   zero_grads_ = Tensor::zeros({segment_ * size}, DType::kF32, model_.device());
   zero_own_ = Tensor::zeros({segment_}, DType::kF32, model_.device());
   std::vector<bool> mine(params_.size());
@@ -201,23 +197,19 @@ void DataParallel::shard(Optimizer& optimizer) {
 
 void DataParallel::after_step() {
   if (!options_.zero1) return;
-  // Own share in, everyone's share out: zero_grads_ serves as the gathered buffer.
-  std::int64_t used = 0;
+  // Own share in, everyone's share out: zero_grads_ serves as the gathered buffer, laid out as
+  // the gradients were.
+  const std::int64_t base = group_.rank() * segment_;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     if (owner_[i] != group_.rank()) continue;
     const Tensor& v = params_[i]->value;
-    ops::copy(flat_view(zero_own_, used, v.numel()), v.reshape({-1}));
-    used += v.numel();
+    ops::copy(flat_view(zero_own_, zero_offset_[i] - base, v.numel()), v.reshape({-1}));
   }
   group_.all_gather(zero_grads_, zero_own_);
-  std::vector<std::int64_t> offset(static_cast<std::size_t>(group_.size()), 0);
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    const std::size_t r = static_cast<std::size_t>(owner_[i]);
+    if (owner_[i] == group_.rank()) continue;
     const Tensor& v = params_[i]->value;
-    if (owner_[i] != group_.rank()) {
-      ops::copy(v.reshape({-1}), flat_view(zero_grads_, static_cast<std::int64_t>(r) * segment_ + offset[r], v.numel()));
-    }
-    offset[r] += v.numel();
+    ops::copy(v.reshape({-1}), flat_view(zero_grads_, zero_offset_[i], v.numel()));
   }
 }
 

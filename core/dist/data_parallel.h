@@ -115,6 +115,7 @@ class DataParallel {
   // ZeRO-1: owner_[i] is the rank of parameter i; segment_ elements per rank in the flat
   // gradient and parameter exchanges (the largest share, the others padded to it).
   std::vector<int> owner_;
+  std::vector<std::int64_t> zero_offset_;  // [parameter]: where it lies in the flat exchange
   std::int64_t segment_ = 0;
   Tensor zero_grads_, zero_own_;
 };

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -22,6 +21,7 @@
 #include <thread>
 
 #include "gpudl/config.h"
+#include "gpudl/core/detail/clock.h"
 #include "gpudl/core/dist/detail/groups.h"
 #include "gpudl/core/runtime/format.h"
 #include "gpudl/core/runtime/ops.h"
@@ -42,11 +42,6 @@ std::atomic<double> g_timeout{0.0};  // 0: not set by set_timeout
 std::atomic<bool> g_broken{false};
 
 }  // namespace
-
-LaunchInfo launch_info() {
-  const LaunchEnv env = launch_env();
-  return {.rank = env.rank, .size = env.size, .local_rank = env.local_rank, .local_size = env.local_size};
-}
 
 bool built_with_mpi() { return GPUDL_HAVE_MPI != 0; }
 bool built_with_nccl() { return GPUDL_HAVE_NCCL != 0; }
@@ -127,10 +122,6 @@ class SingleGroup final : public detail::GroupBase {
 };
 
 #if GPUDL_HAVE_MPI
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string mpi_error(int code) {
   char text[MPI_MAX_ERROR_STRING];
@@ -334,7 +325,7 @@ class MpiGroup final : public detail::GroupBase {
   }
   // Polls rather than blocking in MPI_Wait: MPI's own wait has no deadline.
   void wait(MPI_Request& request, const char* op, std::size_t bytes) const {
-    const double start_time = seconds_now();
+    const double start_time = gpudl::detail::seconds_now();
     for (int polls = 0;; ++polls) {
       int done = 0;
       check_code(op, MPI_Test(&request, &done, MPI_STATUS_IGNORE));
@@ -342,10 +333,10 @@ class MpiGroup final : public detail::GroupBase {
       // Spin for 200 us (a small collective completes in microseconds, and a sleep costs a
       // scheduler round trip), then sleep between polls: a rank waiting for a slow peer leaves
       // the cores to it and to its own computation.
-      if (polls % 64 == 63 && seconds_now() - start_time > 2e-4) {
+      if (polls % 64 == 63 && gpudl::detail::seconds_now() - start_time > 2e-4) {
         const timespec pause{0, 20'000};
         nanosleep(&pause, nullptr);
-        if (seconds_now() - start_time > timeout()) {
+        if (gpudl::detail::seconds_now() - start_time > timeout()) {
           detail::mark_broken();
           fail(op, "of " + std::to_string(bytes) + " bytes timed out after " + format_number(timeout()) +
                        " s waiting for " + peers() + " (died, hangs, or is in another collective)");
@@ -392,12 +383,12 @@ void finish_mpi() {
   if (g_broken) MPI_Abort(MPI_COMM_WORLD, 1);
   MPI_Request r;
   if (MPI_Ibarrier(MPI_COMM_WORLD, &r) != MPI_SUCCESS) MPI_Abort(MPI_COMM_WORLD, 1);
-  const double start = seconds_now();
+  const double start = gpudl::detail::seconds_now();
   for (;;) {
     int done = 0;
     MPI_Test(&r, &done, MPI_STATUS_IGNORE);
     if (done != 0) break;
-    if (seconds_now() - start > default_timeout()) {
+    if (gpudl::detail::seconds_now() - start > default_timeout()) {
       std::fprintf(stderr, "rank %d: the other ranks did not reach the end of the program within %s s; ending the job\n",
                    world_state().rank, format_number(default_timeout()).c_str());
       MPI_Abort(MPI_COMM_WORLD, 1);

@@ -8,6 +8,7 @@
 
 #include "gpudl/core/runtime/error.h"
 #include "gpudl/core/runtime/tensor.h"
+#include "gpudl/kernels/launch_env.h"
 
 namespace gpudl::dist {
 
@@ -21,15 +22,10 @@ class DistError : public Error {
 enum class ReduceOp { kSum, kMean };
 
 // This process's place in the job, as its launcher's environment describes it (OpenMPI's
-// mpirun, Slurm's srun, or MPICH's Hydra); rank 0 of 1 for a process started on its own.
-struct LaunchInfo {
-  int rank = 0;
-  int size = 1;
-  int local_rank = 0;  // among the processes on this machine: the GPU a rank drives
-  int local_size = 1;
-};
-// Read from the environment alone (no MPI call), so it is cheap and safe anywhere.
-LaunchInfo launch_info();
+// mpirun, Slurm's srun, or MPICH's Hydra); rank 0 of 1 for a process started on its own. Read
+// from the environment alone (no MPI call), so it is cheap and safe anywhere.
+using LaunchInfo = LaunchEnv;
+inline LaunchInfo launch_info() { return launch_env(); }
 
 // Whether this libgpudl was built with MPI (and so can join a job of several processes) and
 // with NCCL (collectives on CUDA tensors).

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "gpudl/core/detail/clock.h"
 #include "gpudl/core/detail/cuda_api.h"
 #include "gpudl/core/runtime/context.h"
 #include "gpudl/core/runtime/format.h"
@@ -25,10 +26,6 @@
 namespace gpudl::dist::detail {
 
 namespace {
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
@@ -114,9 +111,9 @@ class NcclGroup final : public GroupBase {
     nccl("barrier", ncclAllReduce(token_.raw(), token_.raw(), 1, ncclFloat32, ncclSum, comm_, s));
     finish("barrier");
     // A barrier holds the host, as MPI's does: wait for the stream, checking the clock.
-    const double start = seconds_now();
+    const double start = gpudl::detail::seconds_now();
     while (cudaStreamQuery(s) == cudaErrorNotReady) {
-      if (seconds_now() - start > timeout()) {
+      if (gpudl::detail::seconds_now() - start > timeout()) {
         mark_broken();
         fail("barrier", "timed out after " + format_number(timeout()) + " s waiting for " + peers());
       }
@@ -175,7 +172,7 @@ class NcclGroup final : public GroupBase {
     }
     {
       std::lock_guard lock(mutex_);
-      pending_.push_back({done, seconds_now(), op});
+      pending_.push_back({done, gpudl::detail::seconds_now(), op});
     }
     wake_.notify_all();
     return std::make_unique<NcclWork>(device(), done);
@@ -205,7 +202,7 @@ class NcclGroup final : public GroupBase {
         if (q == cudaErrorCudartUnloading) return;
         ncclResult_t async = ncclSuccess;
         ncclCommGetAsyncError(comm_, &async);
-        const bool late = seconds_now() - p.start > timeout();
+        const bool late = gpudl::detail::seconds_now() - p.start > timeout();
         if (q != cudaErrorNotReady || async != ncclSuccess || late) {
           std::fprintf(stderr, "rank %d: nccl %s %s; ending the job\n", rank(), p.op,
                        late ? ("timed out after " + format_number(timeout()) + " s waiting for " + peers() +

@@ -4,12 +4,12 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "gpudl/core/detail/clock.h"
 #include "gpudl/core/runtime/context.h"
 #include "gpudl/core/runtime/format.h"
 #include "gpudl/core/runtime/error.h"
@@ -21,10 +21,6 @@ namespace gpudl {
 namespace {
 
 constexpr const char* kCheckpointFormat = "gpudl-checkpoint-1";
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string format_duration(double seconds) {
   const auto s = static_cast<long long>(seconds + 0.5);
@@ -203,7 +199,7 @@ void Trainer::check_resumed_order(const data::BatchSource& source) {
 }
 
 bool Trainer::time_is_up() const {
-  return options_.max_seconds > 0.0 && now_seconds() - fit_start_ >= options_.max_seconds;
+  return options_.max_seconds > 0.0 && detail::seconds_now() - fit_start_ >= options_.max_seconds;
 }
 
 FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult()>& test) {
@@ -250,7 +246,7 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
   }
   total_epochs_ = options_.epochs;
   FitResult result;
-  fit_start_ = now_seconds();
+  fit_start_ = detail::seconds_now();
   out_of_time_ = false;
   bool partial = false;  // stopped in the middle of an epoch
   while (epoch_ < options_.epochs) {
@@ -299,7 +295,7 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
   // The stop's own checkpoint, so that a resume continues at the very next step.
   if (partial && !options_.checkpoint.empty() && saved_step_ != step_) save_checkpoint(options_.checkpoint);
   result.steps = step_;
-  result.seconds = now_seconds() - fit_start_;
+  result.seconds = detail::seconds_now() - fit_start_;
   result.out_of_time = out_of_time_;
   if (test) result.final_test = partial || result.epochs.empty() ? test() : result.epochs.back().test;
   return result;
@@ -323,7 +319,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
   recent_losses_ = Tensor::zeros({options_.log_every}, DType::kF32, device);
   recent_count_ = log_samples_ = 0;
   bool counts_correct = false;
-  epoch_start_ = log_time_ = now_seconds();
+  epoch_start_ = log_time_ = detail::seconds_now();
   const std::int64_t batches = source.batches_per_epoch();
   if (position_ > batches) {
     throw ValueError("Trainer: resuming at batch " + std::to_string(position_) + " of an epoch of " +
@@ -444,7 +440,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     const bool stop = (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps) || out_of_time_;
     if (recent_count_ == options_.log_every || stop) {
       check_recent_losses();
-      const double t = now_seconds();
+      const double t = detail::seconds_now();
       report_progress(batches, static_cast<double>(log_samples_) / (t - log_time_), false);
       log_time_ = t;
       log_samples_ = 0;
@@ -461,7 +457,7 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
   }
   check_recent_losses();
   const auto [loss_sum, correct_sum] = epoch_sums();
-  result.seconds = now_seconds() - epoch_start_;
+  result.seconds = detail::seconds_now() - epoch_start_;
   const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
   result.train_loss = loss_sum / samples;
   result.train_accuracy = counts_correct ? correct_sum / samples : std::nan("");
@@ -498,7 +494,7 @@ void Trainer::report_progress(std::int64_t batches, double samples_per_second, b
   if (!options_.progress || rank_ != 0) return;
   const double done = static_cast<double>(position_) / static_cast<double>(std::max<std::int64_t>(batches, 1));
   const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
-  const double elapsed = now_seconds() - epoch_start_;
+  const double elapsed = detail::seconds_now() - epoch_start_;
   const double eta = done > 0 && !end_of_epoch ? elapsed / done - elapsed : 0.0;
   const std::int64_t shown = end_of_epoch ? batches : position_;
   char acc[32] = "";
