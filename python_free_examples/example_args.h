@@ -18,11 +18,10 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-
-#include "gpudl/core/dist/dist.h"
 #include <utility>
 #include <vector>
 
+#include "gpudl/core/dist/dist.h"
 #include "gpudl/core/io/json.h"
 
 namespace examples {
