@@ -4,6 +4,7 @@
 #include "gpudl/core/dist/dist.h"
 #include "gpudl/core/runtime/format.h"
 #include "gpudl/core/runtime/ops.h"
+#include "gpudl/core/nn/activation.h"
 #include "gpudl/core/nn/norm.h"
 
 namespace gpudl {
@@ -20,10 +21,18 @@ BatchNorm1d::BatchNorm1d(std::int64_t features, BatchNormOptions options) : feat
   beta_.value.fill_(0.0);
   running_mean_ = Tensor::zeros({features});
   running_var_ = Tensor::full({features}, 1.0);
+  relu_ = options.relu;
 }
 
-std::string BatchNorm1d::describe() const {
-  return "BatchNorm1d(" + std::to_string(features_) + (options_.sync ? ", sync" : "") + ")";
+std::string BatchNorm1d::fusion_suffix() const {
+  return std::string(options_.sync ? ", sync" : "") + (takes_residual_ ? ", + shortcut" : "") + (relu_ ? ", relu" : "");
+}
+
+std::string BatchNorm1d::describe() const { return "BatchNorm1d(" + std::to_string(features_) + fusion_suffix() + ")"; }
+
+void BatchNorm1d::fuse_residual(bool relu) {
+  takes_residual_ = true;
+  relu_ = relu_ || relu;
 }
 
 Shape BatchNorm1d::output_shape(const Shape& input) const {
@@ -159,37 +168,63 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
     // Synchronised too: every rank's part of the batch must have two values per channel.
     throw ShapeError(describe() + ": train mode needs more than one value per channel, got " + x.shape().str());
   }
+  // The shortcut is this forward's only: a stale one must never be added to another batch.
+  const Tensor residual = std::move(residual_);
+  residual_ = Tensor();
+  if (takes_residual_ && !residual.defined()) {
+    throw ValueError(describe() + ": fused with a Residual's shortcut, so it runs inside that Residual only");
+  }
+  if (residual.defined() && residual.shape() != x.shape()) {
+    throw ShapeError("Residual: main branch gives " + x.shape().str() + " but the shortcut gives " +
+                     residual.shape().str());
+  }
+  Tensor y;
   if (training_ && options_.sync) {
+    // The synchronised statistics are several steps; the epilogue follows them unfused.
     input_ = x;
-    return sync_forward(x, inner);
-  }
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (training_) {
-    save_mean_ = Tensor::empty({features_}, DType::kF32, x.device());
-    save_invstd_ = Tensor::empty({features_}, DType::kF32, x.device());
-    nn::batchnorm_forward_train(y, save_mean_, save_invstd_, running_mean_, running_var_, x, gamma_.value,
-                                beta_.value, options_.eps, options_.momentum,
-                                scratch_for(x.device(), x.dim(0), features_, inner));
-    input_ = x;
+    y = sync_forward(x, inner);
+    if (residual.defined()) ops::add(y, y, residual);
+    if (relu_) nn::activation_forward(y, y, nn::Activation::kRelu, 0.0f);
   } else {
-    nn::batchnorm_forward_eval(y, x, running_mean_, running_var_, gamma_.value, beta_.value, options_.eps);
-    input_ = Tensor();
+    y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (training_) {
+      save_mean_ = Tensor::empty({features_}, DType::kF32, x.device());
+      save_invstd_ = Tensor::empty({features_}, DType::kF32, x.device());
+      nn::batchnorm_forward_train(y, save_mean_, save_invstd_, running_mean_, running_var_, x, gamma_.value,
+                                  beta_.value, options_.eps, options_.momentum,
+                                  scratch_for(x.device(), x.dim(0), features_, inner), residual, relu_);
+      input_ = x;
+    } else {
+      nn::batchnorm_forward_eval(y, x, running_mean_, running_var_, gamma_.value, beta_.value, options_.eps, residual,
+                                 relu_);
+      input_ = Tensor();
+    }
   }
+  output_ = training_ && relu_ ? y : Tensor();
   return y;
 }
 
 Tensor BatchNorm1d::backward(const Tensor& grad_output) {
   require_forward(input_.defined());
   require_grad_shape(grad_output, input_.shape());
+  Tensor dx;
   if (options_.sync) {
-    Tensor dx = sync_backward(grad_output);
-    input_ = Tensor();
-    return dx;
+    Tensor g = grad_output;
+    if (relu_) {
+      g = Tensor::empty(grad_output.shape(), grad_output.dtype(), grad_output.device());
+      nn::activation_backward(g, grad_output, output_, output_, nn::Activation::kRelu, 0.0f);
+    }
+    if (takes_residual_) residual_grad_ = g;
+    dx = sync_backward(g);
+  } else {
+    dx = Tensor::empty(input_.shape(), input_.dtype(), input_.device());
+    if (takes_residual_) residual_grad_ = Tensor::empty(input_.shape(), input_.dtype(), input_.device());
+    nn::batchnorm_backward(dx, gamma_.grad, beta_.grad, grad_output, input_, save_mean_, save_invstd_, gamma_.value,
+                           scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)), output_,
+                           residual_grad_, relu_);
   }
-  Tensor dx = Tensor::empty(input_.shape(), input_.dtype(), input_.device());
-  nn::batchnorm_backward(dx, gamma_.grad, beta_.grad, grad_output, input_, save_mean_, save_invstd_, gamma_.value,
-                         scratch_for(dx.device(), input_.dim(0), features_, inner_of(input_)));
   input_ = Tensor();
+  output_ = Tensor();
   return dx;
 }
 

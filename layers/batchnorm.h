@@ -14,6 +14,10 @@ struct BatchNormOptions {
   // its own batch's, through the same code). Each forward and backward then holds two and one
   // small all-reduces, so every rank must run the layer the same number of times.
   bool sync = false;
+  // ReLU on the output, in the same pass over memory (backward too): BatchNorm2d(c, {.relu =
+  // true}) computes what BatchNorm2d(c) followed by ReLU() does, and saves its output instead of
+  // the ReLU layer's.
+  bool relu = false;
 };
 
 // Train mode normalises with the batch's statistics and updates running averages; eval mode
@@ -29,6 +33,16 @@ class BatchNorm1d : public Module {
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override { return 4 * input.numel(); }
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
+  const BatchNormOptions& options() const { return options_; }
+
+  // Fusion with the Residual whose main branch ends in this layer (Residual calls these; a
+  // model has no need to): from now on, forward adds the shortcut's output, given by
+  // set_residual before each forward, before the activation, which becomes ReLU when `relu`;
+  // backward leaves the shortcut's gradient for take_residual_grad().
+  void fuse_residual(bool relu);
+  bool takes_residual() const { return takes_residual_; }
+  void set_residual(Tensor shortcut) { residual_ = std::move(shortcut); }
+  Tensor take_residual_grad() { return std::move(residual_grad_); }
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
     return {{"running_mean", &running_mean_}, {"running_var", &running_var_}};
   }
@@ -43,6 +57,11 @@ class BatchNorm1d : public Module {
   Tensor running_mean_, running_var_;
   Tensor input_, save_mean_, save_invstd_;
   Tensor sync_count_;  // global values per channel of the last synchronised forward
+  // The fused epilogue: ReLU (options_.relu or a Residual's), the shortcut to add.
+  bool relu_ = false, takes_residual_ = false;
+  Tensor residual_, residual_grad_;
+  Tensor output_;  // the forward's output, for the ReLU's mask
+  std::string fusion_suffix() const;
 
  private:
   Tensor sync_forward(const Tensor& x, std::int64_t inner);
@@ -57,7 +76,7 @@ class BatchNorm2d : public BatchNorm1d {
  public:
   explicit BatchNorm2d(std::int64_t channels, BatchNormOptions options = {}) : BatchNorm1d(channels, options) {}
   std::string describe() const override {
-    return "BatchNorm2d(" + std::to_string(features_) + (options_.sync ? ", sync" : "") + ")";
+    return "BatchNorm2d(" + std::to_string(features_) + fusion_suffix() + ")";
   }
   Shape output_shape(const Shape& input) const override;
 

@@ -1,13 +1,32 @@
 // Residual block: the main branch plus an identity or projected shortcut.
 #include "gpudl/layers/residual.h"
 
+#include "gpudl/core/nn/activation.h"
 #include "gpudl/core/runtime/ops.h"
+#include "gpudl/layers/batchnorm.h"
+#include "gpudl/layers/sequential.h"
 
 namespace gpudl {
 
-Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut)
-    : main_(std::move(main)), shortcut_(std::move(shortcut)) {
+namespace {
+
+// The batch norm that ends `m` and can take a shortcut before its activation: not one that
+// already applies ReLU (ReLU then sum is another function) or already takes a shortcut.
+BatchNorm1d* fusable_batchnorm(Module& m) {
+  if (auto* bn = dynamic_cast<BatchNorm1d*>(&m)) return bn->options().relu || bn->takes_residual() ? nullptr : bn;
+  if (auto* seq = dynamic_cast<Sequential*>(&m); seq != nullptr && seq->size() > 0) {
+    return fusable_batchnorm((*seq)[seq->size() - 1]);
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut, ResidualOptions options)
+    : main_(std::move(main)), shortcut_(std::move(shortcut)), options_(options) {
   if (!main_) throw ValueError("Residual: null main branch");
+  fused_ = fusable_batchnorm(*main_);
+  if (fused_ != nullptr) fused_->fuse_residual(options_.relu);
   // The names optimizers key by are fixed here, once, as Sequential::add does.
   for (Parameter* p : main_->parameters()) p->name = "main." + p->name;
   if (shortcut_) {
@@ -20,7 +39,8 @@ Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcu
 }
 
 std::string Residual::describe() const {
-  return "Residual(" + main_->describe() + (shortcut_ ? ", " + shortcut_->describe() : "") + ")";
+  return "Residual(" + main_->describe() + (shortcut_ ? ", " + shortcut_->describe() : "") +
+         (options_.relu ? ", relu" : "") + ")";
 }
 
 Shape Residual::output_shape(const Shape& input) const {
@@ -34,29 +54,46 @@ Shape Residual::output_shape(const Shape& input) const {
 }
 
 std::int64_t Residual::flops(const Shape& input) const {
-  return main_->flops(input) + (shortcut_ ? shortcut_->flops(input) : 0) + main_->output_shape(input).numel();
+  return main_->flops(input) + (shortcut_ ? shortcut_->flops(input) : 0) +
+         (options_.relu ? 2 : 1) * main_->output_shape(input).numel();
 }
 
 Tensor Residual::forward(const Tensor& x) {
+  if (fused_ != nullptr) {
+    // The batch norm that ends the main branch adds the shortcut (and applies ReLU) itself.
+    fused_->set_residual(shortcut_ ? shortcut_->forward(x) : x);
+    return main_->forward(x);
+  }
   const Tensor a = main_->forward(x);
   const Tensor b = shortcut_ ? shortcut_->forward(x) : x;
   if (a.shape() != b.shape()) {
     throw ShapeError("Residual: main branch gives " + a.shape().str() + " but the shortcut gives " + b.shape().str());
   }
-  return ops::add(a, b);
+  Tensor y = ops::add(a, b);
+  if (options_.relu) nn::activation_forward(y, y, nn::Activation::kRelu, 0.0f);
+  output_ = options_.relu && training_ ? y : Tensor();
+  return y;
 }
 
 Tensor Residual::backward(const Tensor& grad_output) {
-  Tensor dx = main_->backward(grad_output);
+  Tensor g = grad_output;
+  if (fused_ == nullptr && options_.relu) {
+    require_forward(output_.defined());
+    g = Tensor::empty(grad_output.shape(), grad_output.dtype(), grad_output.device());
+    nn::activation_backward(g, grad_output, output_, output_, nn::Activation::kRelu, 0.0f);
+    output_ = Tensor();
+  }
+  Tensor dx = main_->backward(g);
   main_->backward_done();
-  Tensor ds = grad_output;
+  // Fused, the batch norm has left the sum's gradient (after its ReLU) for the shortcut.
+  Tensor ds = fused_ != nullptr ? fused_->take_residual_grad() : g;
   if (shortcut_) {
-    ds = shortcut_->backward(grad_output);
+    ds = shortcut_->backward(ds);
     shortcut_->backward_done();
   }
   // dx is a fresh tensor from the branch, so it can take the shortcut's gradient in place;
-  // a branch that passes its gradient through unchanged would alias grad_output, so copy then.
-  if (dx.raw() == grad_output.raw()) dx = dx.clone();
+  // a branch that passes its gradient through unchanged would alias its input, so copy then.
+  if (dx.raw() == g.raw() || dx.raw() == grad_output.raw()) dx = dx.clone();
   ops::add(dx, dx, ds);
   return dx;
 }

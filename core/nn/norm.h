@@ -16,14 +16,20 @@ namespace gpudl::nn {
 std::int64_t batchnorm_scratch_floats(Device device, std::int64_t n, std::int64_t c, std::int64_t inner);
 // Batch statistics: y, save_mean, save_invstd (c) written; running_mean/var (c) updated.
 // x is (n, c, ...); scratch holds batchnorm_scratch_floats (may be undefined on the CPU).
+// Fused (one pass): y = ReLU(bn(x) + residual) with `relu`, the ReLU and the residual (x's
+// shape; undefined for none) each optional.
 void batchnorm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
                              const Tensor& running_mean, const Tensor& running_var, const Tensor& x,
-                             const Tensor& gamma, const Tensor& beta, float eps, float momentum, const Tensor& scratch);
+                             const Tensor& gamma, const Tensor& beta, float eps, float momentum, const Tensor& scratch,
+                             const Tensor& residual = Tensor(), bool relu = false);
 void batchnorm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                            const Tensor& gamma, const Tensor& beta, float eps);
-// dx written; dgamma, dbeta accumulate.
+                            const Tensor& gamma, const Tensor& beta, float eps, const Tensor& residual = Tensor(),
+                            bool relu = false);
+// dx written; dgamma, dbeta accumulate. Of the fused forward: `relu` needs its output y, and
+// dresidual (undefined for none) receives the residual's gradient.
 void batchnorm_backward(const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dy,
                         const Tensor& x, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& gamma,
-                        const Tensor& scratch);
+                        const Tensor& scratch, const Tensor& y = Tensor(), const Tensor& dresidual = Tensor(),
+                        bool relu = false);
 
 }  // namespace gpudl::nn

@@ -47,10 +47,18 @@ void for_channel(index_t n, index_t c, index_t inner, index_t ch, Fn fn) {
   }
 }
 
+// The fused epilogue: + residual, then ReLU.
+template <class T>
+inline float epilogue(float v, const T* residual, bool relu, index_t i) {
+  if (residual != nullptr) v += load(residual[i]);
+  // NaN passes the ReLU, as the ReLU layer lets it, so that it is seen.
+  return relu && !(v > 0.0f) && v == v ? 0.0f : v;
+}
+
 template <class T>
 void forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var, const T* x,
-                   const float* gamma, const float* beta, index_t n, index_t c, index_t inner, float eps,
-                   float momentum) {
+                   const T* residual, const float* gamma, const float* beta, index_t n, index_t c, index_t inner,
+                   float eps, float momentum, bool relu) {
   const double m = static_cast<double>(n * inner);
   // Channels are independent: each thread takes a run of them.
   parallel_for(c, 1, [&](index_t c0, index_t c1) {
@@ -65,7 +73,9 @@ void forward_train(T* y, float* save_mean, float* save_invstd, float* running_me
       const double var = sq / m;
       const float invstd = static_cast<float>(1.0 / std::sqrt(var + eps));
       const float scale = gamma[ch] * invstd, shift = beta[ch];
-      for_channel(n, c, inner, ch, [&](index_t i) { y[i] = store<T>((load(x[i]) - meanf) * scale + shift); });
+      for_channel(n, c, inner, ch, [&](index_t i) {
+        y[i] = store<T>(epilogue((load(x[i]) - meanf) * scale + shift, residual, relu, i));
+      });
       save_mean[ch] = meanf;
       save_invstd[ch] = invstd;
       const double unbiased = m > 1.0 ? sq / (m - 1.0) : var;
@@ -76,37 +86,44 @@ void forward_train(T* y, float* save_mean, float* save_invstd, float* running_me
 }
 
 template <class T>
-void forward_eval(T* y, const T* x, const float* running_mean, const float* running_var, const float* gamma,
-                  const float* beta, index_t n, index_t c, index_t inner, float eps) {
+void forward_eval(T* y, const T* x, const T* residual, const float* running_mean, const float* running_var,
+                  const float* gamma, const float* beta, index_t n, index_t c, index_t inner, float eps, bool relu) {
   // Channels are independent: each thread takes a run of them.
   parallel_for(c, 1, [&](index_t c0, index_t c1) {
     for (index_t ch = c0; ch < c1; ++ch) {
       const float invstd = 1.0f / std::sqrt(running_var[ch] + eps);
       const float mean = running_mean[ch], scale = gamma[ch] * invstd, shift = beta[ch];
-      for_channel(n, c, inner, ch, [&](index_t i) { y[i] = store<T>((load(x[i]) - mean) * scale + shift); });
+      for_channel(n, c, inner, ch, [&](index_t i) {
+        y[i] = store<T>(epilogue((load(x[i]) - mean) * scale + shift, residual, relu, i));
+      });
     }
   });
 }
 
 template <class T>
-void backward(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x, const float* save_mean,
-              const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner) {
+void backward(T* dx, T* dresidual, float* dgamma, float* dbeta, const T* dy, const T* x, const T* y,
+              const float* save_mean, const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner,
+              bool relu) {
   const double m = static_cast<double>(n * inner);
+  // dy through the ReLU: zero where the output was.
+  const auto grad = [&](index_t i) { return relu && !(load(y[i]) > 0.0f) ? 0.0f : load(dy[i]); };
   // Channels are independent: each thread takes a run of them.
   parallel_for(c, 1, [&](index_t c0, index_t c1) {
     for (index_t ch = c0; ch < c1; ++ch) {
       const float mean = save_mean[ch], invstd = save_invstd[ch];
-      const double sum_dy = channel_sum(n, c, inner, ch, [&](index_t i) { return load(dy[i]); });
+      const double sum_dy = channel_sum(n, c, inner, ch, grad);
       const double sum_dy_xhat =
-          channel_sum(n, c, inner, ch, [&](index_t i) { return load(dy[i]) * (load(x[i]) - mean) * invstd; });
+          channel_sum(n, c, inner, ch, [&](index_t i) { return grad(i) * (load(x[i]) - mean) * invstd; });
       dgamma[ch] += static_cast<float>(sum_dy_xhat);
       dbeta[ch] += static_cast<float>(sum_dy);
       const float k = gamma[ch] * invstd / static_cast<float>(m);
       const float sdy = static_cast<float>(sum_dy), sdx = static_cast<float>(sum_dy_xhat);
       const float mf = static_cast<float>(m);
       for_channel(n, c, inner, ch, [&](index_t i) {
+        const float g = grad(i);
+        if (dresidual != nullptr) dresidual[i] = store<T>(g);
         const float xhat = (load(x[i]) - mean) * invstd;
-        dx[i] = store<T>(k * (mf * load(dy[i]) - sdy - xhat * sdx));
+        dx[i] = store<T>(k * (mf * g - sdy - xhat * sdx));
       });
     }
   });
@@ -114,33 +131,36 @@ void backward(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x, const
 
 }  // namespace
 
-void batchnorm_forward_train(void* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
-                             const void* x, const float* gamma, const float* beta, DType type, index_t n, index_t c,
-                             index_t inner, float eps, float momentum, float* /*scratch*/, const Exec&) {
+void batchnorm_forward_train_fused(void* y, float* save_mean, float* save_invstd, float* running_mean,
+                                   float* running_var, const void* x, const void* residual, const float* gamma,
+                                   const float* beta, DType type, index_t n, index_t c, index_t inner, float eps,
+                                   float momentum, bool relu, float* /*scratch*/, const Exec&) {
   detail::with_float_type(type, "batch norm", [&](auto tag) {
     using T = decltype(tag);
     forward_train(static_cast<T*>(y), save_mean, save_invstd, running_mean, running_var, static_cast<const T*>(x),
-                  gamma, beta, n, c, inner, eps, momentum);
+                  static_cast<const T*>(residual), gamma, beta, n, c, inner, eps, momentum, relu);
   });
 }
 
-void batchnorm_forward_eval(void* y, const void* x, const float* running_mean, const float* running_var,
-                            const float* gamma, const float* beta, DType type, index_t n, index_t c, index_t inner,
-                            float eps, const Exec&) {
+void batchnorm_forward_eval_fused(void* y, const void* x, const void* residual, const float* running_mean,
+                                  const float* running_var, const float* gamma, const float* beta, DType type,
+                                  index_t n, index_t c, index_t inner, float eps, bool relu, const Exec&) {
   detail::with_float_type(type, "batch norm", [&](auto tag) {
     using T = decltype(tag);
-    forward_eval(static_cast<T*>(y), static_cast<const T*>(x), running_mean, running_var, gamma, beta, n, c, inner,
-                 eps);
+    forward_eval(static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(residual), running_mean,
+                 running_var, gamma, beta, n, c, inner, eps, relu);
   });
 }
 
-void batchnorm_backward(void* dx, float* dgamma, float* dbeta, const void* dy, const void* x, const float* save_mean,
-                        const float* save_invstd, const float* gamma, DType type, index_t n, index_t c, index_t inner,
-                        float* /*scratch*/, const Exec&) {
+void batchnorm_backward_fused(void* dx, void* dresidual, float* dgamma, float* dbeta, const void* dy, const void* x,
+                              const void* y, const float* save_mean, const float* save_invstd, const float* gamma,
+                              DType type, index_t n, index_t c, index_t inner, bool relu, float* /*scratch*/,
+                              const Exec&) {
+  if (relu && y == nullptr) throw ValueError("batch norm backward: the fused ReLU needs the forward's output");
   detail::with_float_type(type, "batch norm", [&](auto tag) {
     using T = decltype(tag);
-    backward(static_cast<T*>(dx), dgamma, dbeta, static_cast<const T*>(dy), static_cast<const T*>(x), save_mean,
-             save_invstd, gamma, n, c, inner);
+    backward(static_cast<T*>(dx), static_cast<T*>(dresidual), dgamma, dbeta, static_cast<const T*>(dy),
+             static_cast<const T*>(x), static_cast<const T*>(y), save_mean, save_invstd, gamma, n, c, inner, relu);
   });
 }
 

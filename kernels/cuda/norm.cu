@@ -82,22 +82,32 @@ __global__ void bn_merge_stats_kernel(float* save_mean, float* save_invstd, floa
 
 // y = (x - mean) * gamma * invstd + beta with per-channel mean and invstd (train: the batch's;
 // eval: from the running statistics, computed per channel as the CPU does).
+// The fused epilogue (+ residual, then ReLU) runs on the value before its one rounding.
 template <class I, class T>
-__global__ void bn_normalize_kernel(T* y, const T* x, const float* mean, const float* invstd,
+__global__ void bn_normalize_kernel(T* y, const T* x, const T* residual, const float* mean, const float* invstd,
                                     const float* running_var, const float* gamma, const float* beta, I c, I inner,
-                                    I total, float eps) {
+                                    I total, float eps, bool relu) {
   for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const I ch = (i / inner) % c;
     const float is = running_var != nullptr ? 1.0f / sqrtf(running_var[ch] + eps) : invstd[ch];
-    y[i] = store<T>((load(x[i]) - mean[ch]) * (gamma[ch] * is) + beta[ch]);
+    float v = (load(x[i]) - mean[ch]) * (gamma[ch] * is) + beta[ch];
+    if (residual != nullptr) v += load(residual[i]);
+    // NaN passes the ReLU, as the ReLU layer lets it, so that it is seen.
+    y[i] = store<T>(relu && !(v > 0.0f) && v == v ? 0.0f : v);
   }
+}
+
+// dy through the fused ReLU: zero where the forward's output was.
+template <class I, class T>
+__device__ inline float masked_grad(const T* dy, const T* y, bool relu, I i) {
+  return relu && !(load(y[i]) > 0.0f) ? 0.0f : load(dy[i]);
 }
 
 // Per part: Σ dy and Σ dy x̂ over its slice.
 // Channels loop over grid y as in bn_part_stats_kernel.
 template <class I, class T>
-__global__ void bn_part_grads_kernel(float* partial, const T* dy, const T* x, const float* save_mean,
-                                     const float* save_invstd, I c, I inner, I m, I parts) {
+__global__ void bn_part_grads_kernel(float* partial, const T* dy, const T* x, const T* y, const float* save_mean,
+                                     const float* save_invstd, I c, I inner, I m, I parts, bool relu) {
   const I part = blockIdx.x;
   I begin, end;
   part_range(m, parts, part, &begin, &end);
@@ -106,7 +116,7 @@ __global__ void bn_part_grads_kernel(float* partial, const T* dy, const T* x, co
     float sdy = 0.0f, sdx = 0.0f;
     for (I k = begin + threadIdx.x; k < end; k += blockDim.x) {
       const I i = channel_index(k, c, inner, ch);
-      const float g = load(dy[i]);
+      const float g = masked_grad(dy, y, relu, i);
       sdy += g;
       sdx += g * (load(x[i]) - mean) * invstd;
     }
@@ -136,15 +146,17 @@ __global__ void bn_merge_grads_kernel(float* totals, float* dgamma, float* dbeta
 }
 
 template <class I, class T>
-__global__ void bn_input_grad_kernel(T* dx, const T* dy, const T* x, const float* save_mean,
-                                     const float* save_invstd, const float* gamma, const float* totals, I c, I inner,
-                                     I total, float m) {
+__global__ void bn_input_grad_kernel(T* dx, T* dresidual, const T* dy, const T* x, const T* y,
+                                     const float* save_mean, const float* save_invstd, const float* gamma,
+                                     const float* totals, I c, I inner, I total, float m, bool relu) {
   for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const I ch = (i / inner) % c;
     const float mean = save_mean[ch], invstd = save_invstd[ch];
     const float k = gamma[ch] * invstd / m;
     const float xhat = (load(x[i]) - mean) * invstd;
-    dx[i] = store<T>(k * (m * load(dy[i]) - totals[2 * ch] - xhat * totals[2 * ch + 1]));
+    const float g = masked_grad(dy, y, relu, i);
+    if (dresidual != nullptr) dresidual[i] = store<T>(g);
+    dx[i] = store<T>(k * (m * g - totals[2 * ch] - xhat * totals[2 * ch + 1]));
   }
 }
 
@@ -164,8 +176,8 @@ dim3 part_grid(index_t parts, index_t c) {
 
 template <class I, class T>
 void forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var, const T* x,
-                   const float* gamma, const float* beta, index_t n, index_t c, index_t inner, float eps,
-                   float momentum, float* scratch, cudaStream_t stream) {
+                   const T* residual, const float* gamma, const float* beta, index_t n, index_t c, index_t inner,
+                   float eps, float momentum, bool relu, float* scratch, cudaStream_t stream) {
   const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
   bn_part_stats_kernel<I, T><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
       scratch, x, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m), static_cast<I>(parts));
@@ -175,26 +187,26 @@ void forward_train(T* y, float* save_mean, float* save_invstd, float* running_me
                                                                          momentum);
   GPUDL_CHECK_LAUNCH();
   bn_normalize_kernel<I, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
-      y, x, save_mean, save_invstd, nullptr, gamma, beta, static_cast<I>(c), static_cast<I>(inner),
-      static_cast<I>(n * c * inner), eps);
+      y, x, residual, save_mean, save_invstd, nullptr, gamma, beta, static_cast<I>(c), static_cast<I>(inner),
+      static_cast<I>(n * c * inner), eps, relu);
   GPUDL_CHECK_LAUNCH();
 }
 
 template <class I, class T>
-void backward(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x, const float* save_mean,
-              const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner, float* scratch,
-              cudaStream_t stream) {
+void backward(T* dx, T* dresidual, float* dgamma, float* dbeta, const T* dy, const T* x, const T* y,
+              const float* save_mean, const float* save_invstd, const float* gamma, index_t n, index_t c, index_t inner,
+              bool relu, float* scratch, cudaStream_t stream) {
   const index_t m = n * inner, parts = batchnorm_parts(n, c, inner);
   float* totals = scratch + 2 * c * parts;
   bn_part_grads_kernel<I, T><<<part_grid(parts, c), detail::kBlock, 0, stream>>>(
-      scratch, dy, x, save_mean, save_invstd, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m),
-      static_cast<I>(parts));
+      scratch, dy, x, y, save_mean, save_invstd, static_cast<I>(c), static_cast<I>(inner), static_cast<I>(m),
+      static_cast<I>(parts), relu);
   GPUDL_CHECK_LAUNCH();
   bn_merge_grads_kernel<<<channel_blocks(c), detail::kBlock, 0, stream>>>(totals, dgamma, dbeta, scratch, c, parts);
   GPUDL_CHECK_LAUNCH();
   bn_input_grad_kernel<I, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
-      dx, dy, x, save_mean, save_invstd, gamma, totals, static_cast<I>(c), static_cast<I>(inner),
-      static_cast<I>(n * c * inner), static_cast<float>(m));
+      dx, dresidual, dy, x, y, save_mean, save_invstd, gamma, totals, static_cast<I>(c), static_cast<I>(inner),
+      static_cast<I>(n * c * inner), static_cast<float>(m), relu);
   GPUDL_CHECK_LAUNCH();
 }
 
@@ -203,62 +215,66 @@ void backward(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x, const
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void batchnorm_forward_train(void* y, float* save_mean, float* save_invstd, float* running_mean, float* running_var,
-                             const void* x, const float* gamma, const float* beta, DType type, index_t n, index_t c,
-                             index_t inner, float eps, float momentum, float* scratch, const Exec& exec) {
+void batchnorm_forward_train_fused(void* y, float* save_mean, float* save_invstd, float* running_mean,
+                                   float* running_var, const void* x, const void* residual, const float* gamma,
+                                   const float* beta, DType type, index_t n, index_t c, index_t inner, float eps,
+                                   float momentum, bool relu, float* scratch, const Exec& exec) {
   kernels::detail::with_float_type(type, "batchnorm_forward_train", [&](auto tag) {
     using T = decltype(tag);
     if (c == 0 || n * inner == 0) return;
     if (scratch == nullptr) throw CudaError("batchnorm_forward_train: CUDA needs a scratch buffer");
     const cudaStream_t stream = detail::stream_of(exec);
     T* yt = static_cast<T*>(y);
-    const T* xt = static_cast<const T*>(x);
+    const T *xt = static_cast<const T*>(x), *zt = static_cast<const T*>(residual);
     if (fits_32(n, c, inner)) {
-      forward_train<std::uint32_t>(yt, save_mean, save_invstd, running_mean, running_var, xt, gamma, beta, n, c,
-                                   inner, eps, momentum, scratch, stream);
+      forward_train<std::uint32_t>(yt, save_mean, save_invstd, running_mean, running_var, xt, zt, gamma, beta, n, c,
+                                   inner, eps, momentum, relu, scratch, stream);
     } else {
-      forward_train<index_t>(yt, save_mean, save_invstd, running_mean, running_var, xt, gamma, beta, n, c, inner, eps,
-                             momentum, scratch, stream);
+      forward_train<index_t>(yt, save_mean, save_invstd, running_mean, running_var, xt, zt, gamma, beta, n, c, inner,
+                             eps, momentum, relu, scratch, stream);
     }
   });
 }
 
-void batchnorm_forward_eval(void* y, const void* x, const float* running_mean, const float* running_var,
-                            const float* gamma, const float* beta, DType type, index_t n, index_t c, index_t inner,
-                            float eps, const Exec& exec) {
+void batchnorm_forward_eval_fused(void* y, const void* x, const void* residual, const float* running_mean,
+                                  const float* running_var, const float* gamma, const float* beta, DType type,
+                                  index_t n, index_t c, index_t inner, float eps, bool relu, const Exec& exec) {
   kernels::detail::with_float_type(type, "batchnorm_forward_eval", [&](auto tag) {
     using T = decltype(tag);
     if (n * c * inner == 0) return;
     const cudaStream_t stream = detail::stream_of(exec);
     T* yt = static_cast<T*>(y);
-    const T* xt = static_cast<const T*>(x);
+    const T *xt = static_cast<const T*>(x), *zt = static_cast<const T*>(residual);
     if (fits_32(n, c, inner)) {
       bn_normalize_kernel<std::uint32_t, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
-          yt, xt, running_mean, nullptr, running_var, gamma, beta, static_cast<std::uint32_t>(c),
-          static_cast<std::uint32_t>(inner), static_cast<std::uint32_t>(n * c * inner), eps);
+          yt, xt, zt, running_mean, nullptr, running_var, gamma, beta, static_cast<std::uint32_t>(c),
+          static_cast<std::uint32_t>(inner), static_cast<std::uint32_t>(n * c * inner), eps, relu);
     } else {
       bn_normalize_kernel<index_t, T><<<detail::grid_for(n * c * inner), detail::kBlock, 0, stream>>>(
-          yt, xt, running_mean, nullptr, running_var, gamma, beta, c, inner, n * c * inner, eps);
+          yt, xt, zt, running_mean, nullptr, running_var, gamma, beta, c, inner, n * c * inner, eps, relu);
     }
     GPUDL_CHECK_LAUNCH();
   });
 }
 
-void batchnorm_backward(void* dx, float* dgamma, float* dbeta, const void* dy, const void* x,
-                        const float* save_mean, const float* save_invstd, const float* gamma, DType type, index_t n,
-                        index_t c, index_t inner, float* scratch, const Exec& exec) {
+void batchnorm_backward_fused(void* dx, void* dresidual, float* dgamma, float* dbeta, const void* dy, const void* x,
+                              const void* y, const float* save_mean, const float* save_invstd, const float* gamma,
+                              DType type, index_t n, index_t c, index_t inner, bool relu, float* scratch,
+                              const Exec& exec) {
   kernels::detail::with_float_type(type, "batchnorm_backward", [&](auto tag) {
     using T = decltype(tag);
     if (c == 0 || n * inner == 0) return;
     if (scratch == nullptr) throw CudaError("batchnorm_backward: CUDA needs a scratch buffer");
+    if (relu && y == nullptr) throw ValueError("batch norm backward: the fused ReLU needs the forward's output");
     const cudaStream_t stream = detail::stream_of(exec);
-    T* dxt = static_cast<T*>(dx);
-    const T *dyt = static_cast<const T*>(dy), *xt = static_cast<const T*>(x);
+    T *dxt = static_cast<T*>(dx), *dzt = static_cast<T*>(dresidual);
+    const T *dyt = static_cast<const T*>(dy), *xt = static_cast<const T*>(x), *yt = static_cast<const T*>(y);
     if (fits_32(n, c, inner)) {
-      backward<std::uint32_t>(dxt, dgamma, dbeta, dyt, xt, save_mean, save_invstd, gamma, n, c, inner, scratch,
-                              stream);
+      backward<std::uint32_t>(dxt, dzt, dgamma, dbeta, dyt, xt, yt, save_mean, save_invstd, gamma, n, c, inner, relu,
+                              scratch, stream);
     } else {
-      backward<index_t>(dxt, dgamma, dbeta, dyt, xt, save_mean, save_invstd, gamma, n, c, inner, scratch, stream);
+      backward<index_t>(dxt, dzt, dgamma, dbeta, dyt, xt, yt, save_mean, save_invstd, gamma, n, c, inner, relu,
+                        scratch, stream);
     }
   });
 }

@@ -13,7 +13,8 @@
 namespace gpudl::models {
 
 Sequential conv_bn_relu(std::int64_t in, std::int64_t out, std::int64_t stride) {
-  return Sequential{Conv2d(in, out, 3, {.stride = stride, .padding = 1, .bias = false}), BatchNorm2d(out), ReLU()};
+  return Sequential{Conv2d(in, out, 3, {.stride = stride, .padding = 1, .bias = false}),
+                    BatchNorm2d(out, {.relu = true})};
 }
 
 Sequential quick_cnn() {
@@ -22,12 +23,13 @@ Sequential quick_cnn() {
 }
 
 Sequential basic_block(std::int64_t in, std::int64_t out, std::int64_t stride) {
-  Sequential main{Conv2d(in, out, 3, {.stride = stride, .padding = 1, .bias = false}), BatchNorm2d(out), ReLU(),
-                  Conv2d(out, out, 3, {.padding = 1, .bias = false}), BatchNorm2d(out)};
-  if (stride == 1 && in == out) return Sequential{Residual(std::move(main)), ReLU()};
-  return Sequential{Residual(std::move(main), Sequential{Conv2d(in, out, 1, {.stride = stride, .bias = false}),
-                                                         BatchNorm2d(out)}),
-                    ReLU()};
+  Sequential main{Conv2d(in, out, 3, {.stride = stride, .padding = 1, .bias = false}),
+                  BatchNorm2d(out, {.relu = true}), Conv2d(out, out, 3, {.padding = 1, .bias = false}),
+                  BatchNorm2d(out)};
+  if (stride == 1 && in == out) return Sequential{Residual(std::move(main), {.relu = true})};
+  return Sequential{Residual(std::move(main),
+                             Sequential{Conv2d(in, out, 1, {.stride = stride, .bias = false}), BatchNorm2d(out)},
+                             {.relu = true})};
 }
 
 Sequential resnet() {

@@ -9,7 +9,7 @@
 
 namespace gpudl::models {
 
-// conv 3×3 (no bias: batch norm supplies the shift) + BatchNorm2d + ReLU.
+// conv 3×3 (no bias: batch norm supplies the shift) + BatchNorm2d with its ReLU fused.
 Sequential conv_bn_relu(std::int64_t in, std::int64_t out, std::int64_t stride = 1);
 
 // `quick`: three conv-BN-ReLU stages, each followed by 2×2 max-pooling (32-64-128 channels),
@@ -18,7 +18,8 @@ Sequential conv_bn_relu(std::int64_t in, std::int64_t out, std::int64_t stride =
 Sequential quick_cnn();
 
 // A basic residual block (He et al. 2016): two 3×3 convolutions with batch norm, and a 1×1
-// projection shortcut when the shape changes; ReLU after the sum.
+// projection shortcut when the shape changes; ReLU after the sum. The sum and the ReLU run in
+// the second batch norm's pass (Residual's fusion).
 Sequential basic_block(std::int64_t in, std::int64_t out, std::int64_t stride);
 
 // `resnet`: a ResNet-18-style network for 32×32 inputs with one basic block per stage

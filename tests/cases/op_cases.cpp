@@ -90,6 +90,39 @@ std::vector<OpCase> build() {
                    .input = {6, 3}, .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "SyncBatchNorm2d", .make = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f}, {.sync = true}),
                    .input = {2, 3, 3, 2}, .gpu_tolerance = kReductionTolerance});
+  // Fused: batch norm + ReLU, and a residual block's batch norm + shortcut + ReLU in one pass.
+  // With zero shifts the kinks sit at each channel's mean, which the inputs keep away from.
+  constexpr float kChannelKinkMargin = 0.1f;
+  cases.push_back({.name = "BatchNorm1d_relu",
+                   .make = with_scale<BatchNorm1d>(3, {0.5f, -1.5f, 2.0f}, {.relu = true}), .input = {6, 3},
+                   .channel_kink_margin = kChannelKinkMargin, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "BatchNorm2d_relu",
+                   .make = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f}, {.relu = true}), .input = {2, 3, 3, 2},
+                   .bench_make = maker<BatchNorm2d>(64, BatchNormOptions{.relu = true}),
+                   .bench_input = {128, 64, 32, 32}, .channel_kink_margin = kChannelKinkMargin,
+                   .gpu_tolerance = kReductionTolerance});
+  // Both branches are batch norms of the same input, so the sum's kink is at the channel's mean
+  // too (scales summing to 2, 0.5 and 0.5); the shortcut's gradient comes out of the fused pass.
+  cases.push_back({.name = "Residual_batchnorm_relu",
+                   .make =
+                       [] {
+                         auto main = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f})();
+                         auto shortcut = with_scale<BatchNorm2d>(3, {0.5f, 1.0f, -0.2f})();
+                         return std::unique_ptr<Module>(
+                             new Residual(std::move(main), std::move(shortcut), ResidualOptions{.relu = true}));
+                       },
+                   .input = {2, 3, 3, 2},
+                   .bench_make =
+                       [] {
+                         return std::unique_ptr<Module>(
+                             new Residual(BatchNorm2d(64), BatchNorm2d(64), ResidualOptions{.relu = true}));
+                       },
+                   .bench_input = {128, 64, 32, 32}, .channel_kink_margin = kChannelKinkMargin,
+                   .gpu_tolerance = kReductionTolerance, .low_precision_units = kStackedLowPrecisionUnits});
+  cases.push_back({.name = "SyncBatchNorm2d_relu",
+                   .make = with_scale<BatchNorm2d>(3, {1.5f, -0.5f, 0.7f}, {.sync = true, .relu = true}),
+                   .input = {2, 3, 3, 2}, .channel_kink_margin = kChannelKinkMargin,
+                   .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "LayerNorm", .make = maker<LayerNorm>(5), .input = {4, 5},
                    .bench_make = maker<LayerNorm>(1024), .bench_input = {4096, 1024},
                    .gpu_tolerance = kReductionTolerance});
@@ -212,6 +245,42 @@ std::string typed_name(const TypedCase& c) {
   return sanitize(c.op.name) + (c.dtype == DType::kF32 ? "" : std::string("_") + dtype_name(c.dtype));
 }
 
+namespace {
+// Moves each value of x (n, c, ...) whose standardised value in its channel is within `margin`
+// of 0 out to `margin`, again until none is (each move shifts the channel's mean a little).
+void avoid_channel_means(Tensor& x, float margin) {
+  const std::int64_t n = x.dim(0), c = x.dim(1), inner = x.numel() / std::max<std::int64_t>(n * c, 1);
+  float* p = x.data<float>();
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    for (int round = 0; round < 100; ++round) {
+      double sum = 0.0, sq = 0.0;
+      for (std::int64_t b = 0; b < n; ++b) {
+        for (std::int64_t i = 0; i < inner; ++i) sum += p[(b * c + ch) * inner + i];
+      }
+      const double mean = sum / static_cast<double>(n * inner);
+      for (std::int64_t b = 0; b < n; ++b) {
+        for (std::int64_t i = 0; i < inner; ++i) {
+          const double d = p[(b * c + ch) * inner + i] - mean;
+          sq += d * d;
+        }
+      }
+      const double std = std::sqrt(sq / static_cast<double>(n * inner)), gap = 1.01 * margin * std;
+      bool moved = false;
+      for (std::int64_t b = 0; b < n; ++b) {
+        for (std::int64_t i = 0; i < inner; ++i) {
+          float& v = p[(b * c + ch) * inner + i];
+          if (std::abs(v - mean) < gap) {
+            v = static_cast<float>(v < mean ? mean - gap : mean + gap);
+            moved = true;
+          }
+        }
+      }
+      if (!moved) break;
+    }
+  }
+}
+}  // namespace
+
 Tensor make_input(const OpCase& c, const Shape& shape, std::uint64_t seed) {
   Generator gen(seed);
   Tensor x = Tensor::empty(shape);
@@ -240,6 +309,7 @@ Tensor make_input(const OpCase& c, const Shape& shape, std::uint64_t seed) {
       if (std::abs(p[i]) < c.kink_margin) p[i] = p[i] < 0 ? -c.kink_margin : c.kink_margin;
     }
   }
+  if (c.channel_kink_margin > 0.0f) avoid_channel_means(x, c.channel_kink_margin);
   return x;
 }
 

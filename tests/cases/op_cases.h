@@ -58,6 +58,10 @@ struct OpCase {
   std::int64_t id_range = 0;
   // Inputs closer than this to 0 are moved away (kinks of ReLU-like layers sit there).
   float kink_margin = 0.0f;
+  // Inputs whose standardised value within their channel (axis 1: (x - mean) / std over the
+  // batch and the other axes) is closer than this to 0 are moved away: the kink of a batch
+  // norm with zero shift and a fused ReLU sits at the channel's mean.
+  float channel_kink_margin = 0.0f;
   // Inputs a permutation of values kDistinctSpacing apart instead (max pooling: no ties in a
   // window, and no difference step crosses a kink of the max).
   bool distinct = false;

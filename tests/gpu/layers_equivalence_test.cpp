@@ -177,9 +177,11 @@ std::vector<KernelCase> norm_cases() {
   // bf16/f16 x, y, dy, dx (statistics and parameters FP32): the same FP32 values on both sides
   // up to summation order, so a stored value moves across a rounding boundary now and then, one
   // unit in the last place (2u) on a few elements.
+  // Fused: + residual and ReLU in the same passes (the residual's gradient out of backward).
   struct T {
     DType dtype;
     S shape;
+    bool fused = false;
   };
   std::vector<T> configs;
   for (S s : {S{3, 3, 1}, S{128, 512, 1}, S{32, 16, 49}, S{5, 7, 33}, S{64, 8, 1024}}) {
@@ -188,14 +190,19 @@ std::vector<KernelCase> norm_cases() {
   for (DType t : {DType::kBF16, DType::kF16}) {
     for (S s : {S{32, 16, 49}, S{64, 8, 1024}}) configs.push_back({t, s});
   }
-  for (const auto& [dtype, s] : configs) {
+  for (S s : {S{32, 16, 49}, S{64, 8, 1024}}) configs.push_back({DType::kF32, s, true});
+  configs.push_back({DType::kBF16, S{64, 8, 1024}, true});
+  for (const auto& [dtype, s, fused] : configs) {
     const std::string sz = std::to_string(s.n) + "x" + std::to_string(s.c) + "x" + std::to_string(s.inner) +
-                           (dtype == DType::kF32 ? "" : std::string("_") + dtype_name(dtype));
+                           (dtype == DType::kF32 ? "" : std::string("_") + dtype_name(dtype)) +
+                           (fused ? "_add_relu" : "");
     const double tolerance =
         dtype == DType::kBF16 ? 2.0 / 256 : dtype == DType::kF16 ? 2.0 / 2048 : kReductionTolerance;
-    cases.push_back({"batchnorm_" + sz, tolerance, [s, dtype](Device d) {
+    cases.push_back({"batchnorm_" + sz, tolerance, [s, dtype, fused = fused](Device d) {
                        const Shape shape{s.n, s.c, s.inner};
                        Tensor x = input(shape, d, 70, -2.0f, 3.0f).as(dtype), dy = input(shape, d, 71).as(dtype);
+                       Tensor z = fused ? input(shape, d, 78).as(dtype) : Tensor();
+                       Guarded dz = guarded(fused ? shape : Shape{0}, dtype, d);
                        Tensor gamma = input({s.c}, d, 72, 0.5f, 1.5f), beta = input({s.c}, d, 73);
                        Tensor rm = input({s.c}, d, 74), rv = input({s.c}, d, 75, 0.5f, 2.0f);
                        Guarded y = guarded(shape, dtype, d), ye = guarded(shape, dtype, d);
@@ -208,18 +215,21 @@ std::vector<KernelCase> norm_cases() {
                                ? Tensor::empty({kernels::batchnorm_scratch_floats(s.n, s.c, s.inner)}, DType::kF32, d)
                                : Tensor();
                        float* sp = d.is_cuda() ? scratch.data<float>() : nullptr;
-                       detail::twin<&kernels::cpu::batchnorm_forward_train, &kernels::cuda::batchnorm_forward_train>(
+                       const void* zp = fused ? z.raw() : nullptr;
+                       detail::twin<&kernels::cpu::batchnorm_forward_train_fused,
+                                    &kernels::cuda::batchnorm_forward_train_fused>(
                            d, {}, y.view.raw(), mean.data<float>(), invstd.data<float>(), rm.data<float>(),
-                           rv.data<float>(), x.raw(), gamma.data<float>(), beta.data<float>(), dtype, s.n, s.c,
-                           s.inner, 1e-5f, 0.1f, sp);
-                       detail::twin<&kernels::cpu::batchnorm_forward_eval, &kernels::cuda::batchnorm_forward_eval>(
-                           d, {}, ye.view.raw(), x.raw(), rm.data<float>(), rv.data<float>(), gamma.data<float>(),
-                           beta.data<float>(), dtype, s.n, s.c, s.inner, 1e-5f);
-                       detail::twin<&kernels::cpu::batchnorm_backward, &kernels::cuda::batchnorm_backward>(
-                           d, {}, dx.view.raw(), dgamma.data<float>(), dbeta.data<float>(), dy.raw(), x.raw(),
-                           mean.data<float>(), invstd.data<float>(), gamma.data<float>(), dtype, s.n, s.c, s.inner,
-                           sp);
-                       return Outputs{collect(y),
+                           rv.data<float>(), x.raw(), zp, gamma.data<float>(), beta.data<float>(), dtype, s.n, s.c,
+                           s.inner, 1e-5f, 0.1f, fused, sp);
+                       detail::twin<&kernels::cpu::batchnorm_forward_eval_fused,
+                                    &kernels::cuda::batchnorm_forward_eval_fused>(
+                           d, {}, ye.view.raw(), x.raw(), zp, rm.data<float>(), rv.data<float>(), gamma.data<float>(),
+                           beta.data<float>(), dtype, s.n, s.c, s.inner, 1e-5f, fused);
+                       detail::twin<&kernels::cpu::batchnorm_backward_fused, &kernels::cuda::batchnorm_backward_fused>(
+                           d, {}, dx.view.raw(), fused ? dz.view.raw() : nullptr, dgamma.data<float>(),
+                           dbeta.data<float>(), dy.raw(), x.raw(), fused ? y.view.raw() : nullptr, mean.data<float>(),
+                           invstd.data<float>(), gamma.data<float>(), dtype, s.n, s.c, s.inner, fused, sp);
+                       Outputs out{collect(y),
                                       mean.to_vector<float>(),
                                       invstd.to_vector<float>(),
                                       rm.to_vector<float>(),
@@ -228,6 +238,8 @@ std::vector<KernelCase> norm_cases() {
                                       collect(dx),
                                       dgamma.to_vector<float>(),
                                       dbeta.to_vector<float>()};
+                       if (fused) out.push_back(collect(dz));
+                       return out;
                      }});
   }
   struct M {
