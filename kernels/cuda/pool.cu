@@ -1,5 +1,6 @@
-// CUDA pooling, one thread per output (forward) or input (backward) element; twins of
-// kernels/cpu/pool.cpp through the same window math in pool.h.
+// CUDA pooling, one thread per output element (forward, and max-pool backward when windows do
+// not overlap) or input element (other backward passes); twins of kernels/cpu/pool.cpp through
+// the same window math in pool.h.
 #include "gpudl/kernels/cuda/launch.cuh"
 #include "gpudl/kernels/dispatch.h"
 #include "gpudl/kernels/pool.h"
@@ -25,8 +26,23 @@ __global__ void max_pool_forward_kernel(T* y, std::int32_t* argmax, const T* x, 
   }
 }
 
-// One thread per input element gathers from the windows covering it: no atomics, and the
-// terms add in the same order as on the CPU.
+// Disjoint windows (stride >= kernel on both axes) give each input at most one window, so one
+// thread per window can store straight to its winner: no atomics, no race, and no search of
+// the covering windows. dx must be zeroed first for the inputs no window picked. Adding dy to
+// 0.0f, as the CPU twin's zeroed sum does, turns a -0 gradient into +0 so the bits still match.
+template <class T>
+__global__ void max_pool_backward_scatter_kernel(T* dx, const T* dy, const std::int32_t* argmax, PoolGeometry g) {
+  const index_t in_plane = g.h * g.w, out_plane = g.out_h() * g.out_w(), total = g.n * g.c * out_plane;
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    dx[(i / out_plane) * in_plane + argmax[i]] = store<T>(0.0f + load(dy[i]));
+  }
+}
+
+// Overlapping windows (stride < kernel) can share a winner, so a scatter would need atomic
+// adds whose order, and so whose rounding, varies from run to run. Instead one thread per input
+// element gathers from the windows covering it: no atomics, and the terms add in the same order
+// as on the CPU, so the result repeats bit for bit.
 template <class T>
 __global__ void max_pool_backward_kernel(T* dx, const T* dy, const std::int32_t* argmax, PoolGeometry g) {
   const index_t in_plane = g.h * g.w, out_plane = g.out_h() * g.out_w(), total = g.n * g.c * in_plane;
@@ -102,6 +118,14 @@ void max_pool_backward(void* dx, const void* dy, const std::int32_t* argmax, DTy
     using T = decltype(tag);
     const index_t total = geom.n * geom.c * geom.h * geom.w;
     if (total == 0) return;
+    if (geom.stride_h >= geom.kernel_h && geom.stride_w >= geom.kernel_w) {
+      // All-zero bytes are +0 in f32, bf16 and f16 alike.
+      GPUDL_CHECK_CUDA(cudaMemsetAsync(dx, 0, static_cast<std::size_t>(total) * sizeof(T), detail::stream_of(exec)));
+      const index_t windows = geom.n * geom.c * geom.out_h() * geom.out_w();
+      max_pool_backward_scatter_kernel<T><<<detail::grid_for(windows), detail::kBlock, 0, detail::stream_of(exec)>>>(
+          static_cast<T*>(dx), static_cast<const T*>(dy), argmax, geom);
+      return;
+    }
     max_pool_backward_kernel<T><<<detail::grid_for(total), detail::kBlock, 0, detail::stream_of(exec)>>>(
         static_cast<T*>(dx), static_cast<const T*>(dy), argmax, geom);
   });
