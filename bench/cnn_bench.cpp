@@ -139,7 +139,8 @@ void register_cnn_benchmarks(const std::vector<Device>& devices) {
       timing_mode(b, d);
     }
     const std::vector<std::pair<std::string, std::int64_t>> steps =
-        d.is_cuda() ? std::vector<std::pair<std::string, std::int64_t>>{{"resnet", 512}, {"quick", 512}, {"quick", 128},
+        d.is_cuda() ? std::vector<std::pair<std::string, std::int64_t>>{{"airbench", 1024}, {"resnet", 512},
+                                                                        {"quick", 512},     {"quick", 128},
                                                                         {"lenet", 128}}
                     : std::vector<std::pair<std::string, std::int64_t>>{{"quick", 128}, {"lenet", 128}};
     // FP32 as "cnn_step/<dev>/<model>", the same step in bf16 as "cnn_step/<dev>/<model>/bf16".

@@ -1,5 +1,9 @@
-// Activation layers and Softmax/LogSoftmax over the last axis.
+// Activation layers, Softmax/LogSoftmax over the last axis, and Scale.
 #include "gpudl/layers/activation.h"
+
+#include <cmath>
+
+#include "gpudl/core/runtime/ops.h"
 
 namespace gpudl {
 
@@ -40,6 +44,34 @@ Tensor Softmax::backward(const Tensor& grad_output) {
   nn::softmax_backward(dx, grad_output, output_, log_);
   output_ = Tensor();
   return dx;
+}
+
+Scale::Scale(float factor) : factor_(factor) {
+  if (!std::isfinite(factor)) throw ValueError("Scale(" + format_number(factor) + "): the factor must be finite");
+}
+
+namespace {
+// out = factor x in x's type (the scale kernel is f32's; other types go through an f32 copy).
+Tensor scaled(const Tensor& x, float factor, DType dtype) {
+  Tensor f = Tensor::empty(x.shape(), DType::kF32, x.device());
+  ops::scale(f, x.as(DType::kF32), factor);
+  return f.as(dtype);
+}
+}  // namespace
+
+Tensor Scale::forward(const Tensor& x) {
+  require_float(x);
+  forwarded_ = training_;
+  shape_ = x.shape();
+  dtype_ = x.dtype();
+  return scaled(x, factor_, x.dtype());
+}
+
+Tensor Scale::backward(const Tensor& grad_output) {
+  require_forward(forwarded_);
+  require_grad_shape(grad_output, shape_);
+  forwarded_ = false;
+  return scaled(grad_output, factor_, dtype_);
 }
 
 }  // namespace gpudl

@@ -1,4 +1,5 @@
-// Activation layers (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, SiLU) and Softmax/LogSoftmax over the last axis.
+// Activation layers (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, SiLU), Softmax/LogSoftmax over the last axis,
+// and Scale.
 #pragma once
 
 #include "gpudl/core/runtime/format.h"
@@ -78,6 +79,24 @@ class Softmax : public Module {
 class LogSoftmax : public Softmax {
  public:
   LogSoftmax() : Softmax(true) {}
+};
+
+// y = factor x: a fixed scale, such as airbench's 1/9 on its logits (which slows the
+// classifier's effective learning rate by factor² against the layers before it).
+class Scale : public Module {
+ public:
+  // Throws ValueError for a factor that is not finite.
+  explicit Scale(float factor);
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& grad_output) override;
+  std::string describe() const override { return "Scale(" + format_number(factor_) + ")"; }
+  std::int64_t flops(const Shape& input) const override { return input.numel(); }
+
+ private:
+  float factor_;
+  bool forwarded_ = false;  // a train-mode forward waits for its backward
+  Shape shape_;
+  DType dtype_ = DType::kF32;
 };
 
 }  // namespace gpudl

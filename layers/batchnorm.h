@@ -34,6 +34,9 @@ class BatchNorm1d : public Module {
   std::int64_t flops(const Shape& input) const override { return 4 * input.numel(); }
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
   const BatchNormOptions& options() const { return options_; }
+  std::string capture_blocker() const override {
+    return options_.sync ? describe() + ": SyncBatchNorm's all-reduces are not captured" : "";
+  }
 
   // Fusion with the Residual whose main branch ends in this layer (Residual calls these; a
   // model has no need to): from now on, forward adds the shortcut's output, given by

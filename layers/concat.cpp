@@ -141,6 +141,13 @@ std::vector<std::pair<std::string, Tensor*>> Concat::buffers() {
   return out;
 }
 
+std::string Concat::capture_blocker() const {
+  for (const auto& b : branches_) {
+    if (std::string why = b->capture_blocker(); !why.empty()) return why;
+  }
+  return "";
+}
+
 std::vector<Generator*> Concat::generators() {
   std::vector<Generator*> out;
   for (auto& b : branches_) {

@@ -124,6 +124,11 @@ std::vector<std::pair<std::string, Tensor*>> Residual::buffers() {
   return out;
 }
 
+std::string Residual::capture_blocker() const {
+  if (std::string why = main_->capture_blocker(); !why.empty()) return why;
+  return shortcut_ ? shortcut_->capture_blocker() : "";
+}
+
 std::vector<Generator*> Residual::generators() {
   std::vector<Generator*> out = main_->generators();
   if (shortcut_) {

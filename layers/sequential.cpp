@@ -125,6 +125,13 @@ std::vector<std::pair<std::string, Tensor*>> Sequential::buffers() {
   return out;
 }
 
+std::string Sequential::capture_blocker() const {
+  for (const auto& child : children_) {
+    if (std::string why = child->capture_blocker(); !why.empty()) return why;
+  }
+  return "";
+}
+
 std::vector<Generator*> Sequential::generators() {
   std::vector<Generator*> out;
   for (auto& m : children_) {

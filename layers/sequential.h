@@ -43,6 +43,7 @@ class Sequential : public Module {
   std::vector<std::pair<std::string, Parameter*>> named_parameters() override;
   std::vector<std::pair<std::string, Tensor*>> buffers() override;
   std::vector<Generator*> generators() override;
+  std::string capture_blocker() const override;
   void to(Device device) override;
   void set_training(bool training) override;
   void set_precision(Precision p) override;

@@ -1,8 +1,9 @@
 # Runs one example driver and checks its exit status and output, for the command-line tests:
 #   cmake -DEXPECT=ok|error -DPATTERN=<regex> -P expect_run.cmake -- <program> [arguments...]
-# ok: exit 0 and PATTERN found in stdout. error: a non-zero exit status (not a crash), stderr
-# of exactly one line, and that line matching PATTERN. CTest's own PASS_REGULAR_EXPRESSION
-# ignores the exit status, which is half of what these tests are about.
+# ok: exit 0 and PATTERN found in stdout (and STDERR_PATTERN in stderr, when given). error: a
+# non-zero exit status (not a crash), stderr of exactly one line, and that line matching
+# PATTERN. CTest's own PASS_REGULAR_EXPRESSION ignores the exit status, which is half of what
+# these tests are about.
 cmake_minimum_required(VERSION 3.25)
 
 # The command is rebuilt as bracket arguments, since expanding a list would drop an empty
@@ -36,6 +37,9 @@ if(EXPECT STREQUAL "ok")
   endif()
   if(NOT out MATCHES "${PATTERN}")
     message(FATAL_ERROR "stdout does not match '${PATTERN}'")
+  endif()
+  if(DEFINED STDERR_PATTERN AND NOT err MATCHES "${STDERR_PATTERN}")
+    message(FATAL_ERROR "stderr does not match '${STDERR_PATTERN}'")
   endif()
 else()
   if(NOT status MATCHES "^[1-9][0-9]*$")

@@ -10,7 +10,8 @@ usage: scripts/compare.sh [--device cpu|cuda] [--precision fp32|bf16|both] [--ou
 Times each model-level training step of gpudl_bench and the same model in PyTorch
 (bench/reference/*.py) on this machine, alternating the two over several repeats, and prints
 a table last: model, batch, precision, ours and PyTorch's items/s (medians), their ratio and
-spread.
+spread; on a GPU whose PyTorch has torch.compile (2.0 and later), the CNN rows also time
+PyTorch's compiled model (default mode, warmed up first) and give the ratio to it.
 
   --device     cpu (default) or cuda
   --precision  fp32, bf16 or both (default fp32 on cpu, both on cuda): bf16 rows time our
@@ -25,7 +26,8 @@ spread.
 
 Models (identical on both sides): mlp_mnist's MLP at batch 128 and 1024, LeNet-5 at 128,
 cnn_cifar10's quick network at 128, char_rnn's LSTM (1x256, 32 streams of 128 steps); on a
-GPU also the resnet network at 512 and a 2x512 LSTM at 64 streams; in bf16 all but the LSTMs.
+GPU also the airbench network at 1024, the resnet network at 512 and a 2x512 LSTM at 64 streams;
+in bf16 all but the LSTMs.
 PyTorch runs at its best:
 each model is first timed with 1 thread and with one per core and the faster count is used
 (the table says which); on the CPU it is Debian's python3-torch over OpenBLAS, installed when
@@ -83,6 +85,11 @@ if ! "$python" -c "import torch" 2>/dev/null; then
   "$python" -c "import torch" || { echo "compare: torch still does not import" >&2; exit 1; }
 fi
 torch_version=$("$python" -c "import torch; print(torch.__version__)")
+# torch.compile's column: on a GPU, where the installed PyTorch has it.
+compile=0
+if [[ $device == cuda ]] && "$python" -c "import torch, sys; sys.exit(0 if hasattr(torch, 'compile') else 1)"; then
+  compile=1
+fi
 
 # --- gpudl_bench ----------------------------------------------------------------------------------
 if [[ -z $build ]]; then
@@ -112,7 +119,8 @@ if [[ $precision != bf16 ]]; then
     "lstm 1x256|32|fp32|^char_rnn_step/$device/32/256/1/|$ref/char_rnn.py --device $device --step 32x256x1"
   )
   if [[ $device == cuda ]]; then
-    cases+=("resnet|512|fp32|^cnn_step/cuda/resnet/512/|$ref/cnn_cifar10.py --device cuda --model resnet --batch 512"
+    cases+=("airbench|1024|fp32|^cnn_step/cuda/airbench/1024/|$ref/cnn_cifar10.py --device cuda --model airbench --batch 1024"
+            "resnet|512|fp32|^cnn_step/cuda/resnet/512/|$ref/cnn_cifar10.py --device cuda --model resnet --batch 512"
             "lstm 2x512|64|fp32|^char_rnn_step/cuda/64/512/2/|$ref/char_rnn.py --device cuda --step 64x512x2")
   fi
 fi
@@ -125,7 +133,8 @@ if [[ $precision != fp32 ]]; then
     "quick|128|bf16|^cnn_step/$device/quick/bf16/128/|$ref/cnn_cifar10.py $bf16 --model quick --batch 128"
   )
   if [[ $device == cuda ]]; then
-    cases+=("resnet|512|bf16|^cnn_step/cuda/resnet/bf16/512/|$ref/cnn_cifar10.py $bf16 --model resnet --batch 512")
+    cases+=("airbench|1024|bf16|^cnn_step/cuda/airbench/bf16/1024/|$ref/cnn_cifar10.py $bf16 --model airbench --batch 1024"
+            "resnet|512|bf16|^cnn_step/cuda/resnet/bf16/512/|$ref/cnn_cifar10.py $bf16 --model resnet --batch 512")
   fi
 fi
 
@@ -174,8 +183,13 @@ for ((r = 1; r <= repeats; r++)); do
       b=$(theirs "$cmd" "$t"); a=$(ours "$filter")
     fi
     if [[ -z $a || -z $b ]]; then echo "compare: a run of $name b$batch $prec failed (filter $filter, command $cmd)" >&2; exit 1; fi
-    echo "$name|$batch|$prec|$a|$b|$t" >>"$results"
-    echo "compare: round $r/$repeats $name b$batch $prec: gpudl $(printf %.0f "$a")/s, PyTorch $(printf %.0f "$b")/s"
+    compiled=""
+    if [[ $compile -eq 1 && $cmd == *cnn_cifar10.py* && $name != lenet ]]; then
+      compiled=$(theirs "$cmd --compile" "$t")
+      [[ -n $compiled ]] || { echo "compare: PyTorch's compiled $name b$batch $prec failed (run: $python $cmd --compile)" >&2; exit 1; }
+    fi
+    echo "$name|$batch|$prec|$a|$b|$t|$compiled" >>"$results"
+    echo "compare: round $r/$repeats $name b$batch $prec: gpudl $(printf %.0f "$a")/s, PyTorch $(printf %.0f "$b")/s${compiled:+, compiled $(printf %.0f "$compiled")/s}"
   done
 done
 
@@ -185,25 +199,33 @@ import json, statistics, sys
 path, device, version, out, commit, seconds = sys.argv[1:7]
 rows = {}
 for line in open(path):
-    name, batch, precision, a, b, t = line.strip().split("|")
-    row = rows.setdefault((name, int(batch), precision), {"ours": [], "theirs": [], "threads": int(t)})
+    name, batch, precision, a, b, t, c = line.rstrip("\n").split("|")
+    row = rows.setdefault((name, int(batch), precision), {"ours": [], "theirs": [], "compiled": [], "threads": int(t)})
     row["ours"].append(float(a))
     row["theirs"].append(float(b))
+    if c:
+        row["compiled"].append(float(c))
 def spread(v):
     m = statistics.median(v)
     return (max(v) - min(v)) / m if m else 0.0
 print(f"\nlibgpudl (commit {commit}) vs PyTorch {version} on {device}, medians of {len(next(iter(rows.values()))['ours'])} "
       f"interleaved rounds ({seconds} s)")
-print(f"{'model':<12} {'batch':>5} {'precision':>9} {'gpudl /s':>12} {'PyTorch /s':>12} {'ratio':>7} {'spread':>15} {'threads':>8}")
+print(f"{'model':<12} {'batch':>5} {'precision':>9} {'gpudl /s':>12} {'PyTorch /s':>12} {'ratio':>7} {'spread':>15} {'threads':>8}"
+      f" {'compiled /s':>12} {'ratio':>7}")
 records = []
 for (name, batch, precision), r in rows.items():
     ours, theirs = statistics.median(r["ours"]), statistics.median(r["theirs"])
     ratio = ours / theirs
+    compiled = statistics.median(r["compiled"]) if r["compiled"] else None
+    tail = f" {compiled:>12.0f} {ours / compiled:>6.2f}x" if compiled else f" {'-':>12} {'-':>7}"
     print(f"{name:<12} {batch:>5} {precision:>9} {ours:>12.0f} {theirs:>12.0f} {ratio:>6.2f}x {spread(r['ours']):>6.1%} /{spread(r['theirs']):>6.1%} "
-          f"{r['threads']:>8}")
-    records.append({"model": name, "batch": batch, "precision": precision, "device": device, "ours_per_s": ours,
-                    "pytorch_per_s": theirs, "ratio": ratio, "ours_spread": spread(r["ours"]), "pytorch_spread": spread(r["theirs"]),
-                    "pytorch_threads": r["threads"], "pytorch": version, "commit": commit})
+          f"{r['threads']:>8}{tail}")
+    record = {"model": name, "batch": batch, "precision": precision, "device": device, "ours_per_s": ours,
+              "pytorch_per_s": theirs, "ratio": ratio, "ours_spread": spread(r["ours"]), "pytorch_spread": spread(r["theirs"]),
+              "pytorch_threads": r["threads"], "pytorch": version, "commit": commit}
+    if compiled:
+        record.update({"pytorch_compiled_per_s": compiled, "ratio_compiled": ours / compiled})
+    records.append(record)
 print("spread: (max - min) / median over the rounds, gpudl / PyTorch")
 if out:
     with open(out, "w") as f:

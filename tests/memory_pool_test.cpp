@@ -1,4 +1,5 @@
-// MemoryPool behaviour through a fake upstream: size classes, split/merge, streams, OOM retry.
+// MemoryPool behaviour through a fake upstream: size classes, split/merge, streams, OOM retry,
+// graph-private pools.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +21,7 @@ constexpr std::size_t kKiB = 1024, kMiB = 1024 * 1024;
 struct FakeState {
   std::size_t budget = SIZE_MAX;
   std::size_t held = 0;
-  int allocations = 0, deallocations = 0, failures = 0;
+  int allocations = 0, deallocations = 0, failures = 0, queries = 0;
   std::map<StreamKey, int> recorded, completed;
 };
 
@@ -51,6 +52,7 @@ class FakeUpstream final : public PoolUpstream {
   }
   void* record_event(StreamKey stream) override { return new FakeEvent{stream, ++s_->recorded[stream]}; }
   bool event_done(void* e) override {
+    ++s_->queries;
     auto* ev = static_cast<FakeEvent*>(e);
     return s_->completed[ev->stream] >= ev->generation;
   }
@@ -363,6 +365,107 @@ TEST(HostUpstream, AllocatesAlignedMemoryAndCompletesEventsAtOnce) {
   up->deallocate(q, big);
   void* e = up->record_event(nullptr);
   EXPECT_TRUE(up->event_done(e));
+}
+
+// A graph-private pool: a capture's allocations come from its own segments, even with a
+// fitting block in the shared cache, and its blocks come back to it when freed, so the next
+// capture into the same pool finds them and allocates nothing from the upstream.
+TEST_F(MemoryPoolTest, PrivatePoolKeepsACapturesMemoryToItself) {
+  MemoryPool& p = pool();
+  void* shared = p.allocate(4 * kKiB, stream(1));
+  p.deallocate(shared);  // a cached 4 KiB block on stream 1
+  const MemoryPool::PrivateId graph = p.create_private();
+  p.begin_private(graph, stream(1));
+  void* a = p.allocate(4 * kKiB, stream(1));
+  void* b = p.allocate(8 * kKiB, stream(1));
+  EXPECT_NE(a, shared);
+  EXPECT_EQ(p.stats().private_bytes, MemoryPool::kSmallSegment);
+  // Another stream is not routed: the shared cache serves it.
+  void* other = p.allocate(4 * kKiB, stream(2));
+  p.deallocate(a);  // freed during the capture: back to the graph's pool
+  p.end_private(stream(1));
+  p.deallocate(b);  // freed after it: the graph's too
+  void* after = p.allocate(8 * kKiB, stream(1));
+  EXPECT_NE(after, b) << "a graph's block went to the shared cache";
+  p.deallocate(after);
+  const int upstream = state_->allocations;
+  p.begin_private(graph, stream(1));
+  void* a2 = p.allocate(4 * kKiB, stream(1));
+  void* b2 = p.allocate(8 * kKiB, stream(1));
+  p.end_private(stream(1));
+  EXPECT_EQ(state_->allocations, upstream) << "a second capture into the same pool allocated";
+  EXPECT_EQ(a2, a);
+  EXPECT_EQ(static_cast<char*>(b2), static_cast<char*>(a2) + 4 * kKiB);
+  p.deallocate(other);
+  p.deallocate(a2);
+  p.deallocate(b2);
+}
+
+// While any stream is under capture the pool never asks about events (CUDA forbids it), and
+// record_stream leaves private blocks alone.
+TEST_F(MemoryPoolTest, PrivatePoolQueriesNoEventsDuringACapture) {
+  MemoryPool& p = pool();
+  void* x = p.allocate(4 * kKiB, stream(1));
+  p.record_stream(x, stream(2));
+  p.deallocate(x);  // pending on stream 2's event
+  const MemoryPool::PrivateId graph = p.create_private();
+  p.begin_private(graph, stream(3));
+  const int queries = state_->queries, recorded = state_->recorded[stream(4)];
+  void* y = p.allocate(4 * kKiB, stream(3));
+  void* z = p.allocate(4 * kKiB, stream(5));
+  p.record_stream(y, stream(4));
+  p.deallocate(y);
+  p.deallocate(z);
+  EXPECT_EQ(state_->queries, queries);
+  EXPECT_EQ(state_->recorded[stream(4)], recorded);
+  p.end_private(stream(3));
+  complete(stream(2));
+  p.release_cached();  // outside the capture the pending block is processed again
+  EXPECT_GT(state_->queries, queries);
+  EXPECT_EQ(p.stats().pending_blocks, 0u);
+}
+
+// Released, a graph's memory joins the shared cache: free blocks at once, blocks still in use
+// when freed; then release_cached can give its segments back.
+TEST_F(MemoryPoolTest, ReleasedPrivatePoolJoinsTheSharedCache) {
+  MemoryPool& p = pool();
+  const MemoryPool::PrivateId graph = p.create_private();
+  p.begin_private(graph, stream(1));
+  void* kept = p.allocate(4 * kKiB, stream(1));
+  void* freed = p.allocate(4 * kKiB, stream(1));
+  p.end_private(stream(1));
+  p.deallocate(freed);
+  p.release_cached();
+  EXPECT_EQ(state_->deallocations, 0) << "a live graph's segment was given back";
+  p.release_private(graph);
+  p.release_private(graph);  // a second release is harmless
+  EXPECT_EQ(p.stats().private_bytes, 0u);
+  EXPECT_EQ(p.allocate(4 * kKiB, stream(1)), freed) << "the released block is not in the shared cache";
+  p.deallocate(freed);
+  p.deallocate(kept);
+  p.release_cached();
+  EXPECT_EQ(state_->deallocations, 1);
+  EXPECT_EQ(p.stats().reserved_bytes, 0u);
+}
+
+TEST_F(MemoryPoolTest, PrivatePoolMisuseIsNamed) {
+  MemoryPool& p = pool();
+  EXPECT_THROW(p.begin_private(42, stream(1)), ValueError);
+  const MemoryPool::PrivateId graph = p.create_private();
+  p.begin_private(graph, stream(1));
+  EXPECT_THROW(p.begin_private(p.create_private(), stream(1)), ValueError);
+  p.end_private(stream(1));
+  EXPECT_THROW(p.end_private(stream(1)), ValueError);
+  // Out of memory during a capture: the error says so at once (no wait on events).
+  state_->budget = state_->held;
+  p.begin_private(graph, stream(1));
+  try {
+    p.allocate(4 * kKiB, stream(1));
+    ADD_FAILURE() << "no error";
+  } catch (const OutOfMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("during a graph capture"), std::string::npos) << e.what();
+  }
+  p.end_private(stream(1));
 }
 
 }  // namespace

@@ -129,6 +129,34 @@ void stream_wait_event(StreamHandle s, EventHandle e) {
   GPUDL_CHECK_CUDA(cudaStreamWaitEvent(as_stream(s), as_event(e), 0));
 }
 
+void stream_begin_capture(StreamHandle s) {
+  GPUDL_CHECK_CUDA(cudaStreamBeginCapture(as_stream(s), cudaStreamCaptureModeRelaxed));
+}
+
+GraphHandle stream_end_capture(StreamHandle s) {
+  cudaGraph_t graph = nullptr;
+  GPUDL_CHECK_CUDA(cudaStreamEndCapture(as_stream(s), &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);  // the executable graph keeps what it needs
+  GPUDL_CHECK_CUDA(status);
+  return exec;
+}
+
+bool stream_is_capturing(StreamHandle s) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  GPUDL_CHECK_CUDA(cudaStreamIsCapturing(as_stream(s), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+void graph_launch(GraphHandle g, StreamHandle s) {
+  GPUDL_CHECK_CUDA(cudaGraphLaunch(static_cast<cudaGraphExec_t>(g), as_stream(s)));
+}
+
+void graph_destroy(GraphHandle g) noexcept {
+  if (g != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(g));
+}
+
 void stream_wait_stream(StreamHandle waiter, StreamHandle producer) {
   if (waiter == nullptr || producer == nullptr || waiter == producer) return;
   EventHandle e = event_record_on(producer);
@@ -264,6 +292,11 @@ StreamHandle stream_create() { no_cuda(); }
 void stream_destroy(StreamHandle) noexcept {}
 void stream_synchronize(StreamHandle) { no_cuda(); }
 void stream_wait_event(StreamHandle, EventHandle) { no_cuda(); }
+void stream_begin_capture(StreamHandle) { no_cuda(); }
+GraphHandle stream_end_capture(StreamHandle) { no_cuda(); }
+bool stream_is_capturing(StreamHandle) { return false; }
+void graph_launch(GraphHandle, StreamHandle) { no_cuda(); }
+void graph_destroy(GraphHandle) noexcept {}
 void stream_wait_stream(StreamHandle waiter, StreamHandle producer) {
   if (waiter != nullptr && producer != nullptr && waiter != producer) no_cuda();
 }

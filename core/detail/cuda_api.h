@@ -76,6 +76,17 @@ void memcpy_peer_async(void* dst, int dst_device, const void* src, int src_devic
                        StreamHandle s);
 void device_synchronize();
 
+// CUDA graphs. Capture is in relaxed mode, so that a capture on one thread does not forbid
+// another thread's unrelated calls. A call that cannot be captured (a synchronisation, a
+// pageable copy) ends the capture with the CUDA error naming it.
+using GraphHandle = void*;  // cudaGraphExec_t
+void stream_begin_capture(StreamHandle s);
+// Ends the capture on `s` and instantiates what it recorded; the caller destroys the result.
+GraphHandle stream_end_capture(StreamHandle s);
+bool stream_is_capturing(StreamHandle s);
+void graph_launch(GraphHandle g, StreamHandle s);
+void graph_destroy(GraphHandle g) noexcept;
+
 void* cublas_create(StreamHandle s);  // cublasHandle_t bound to s
 void cublas_destroy(void* handle) noexcept;
 void* cudnn_create(StreamHandle s);   // cudnnHandle_t bound to s

@@ -138,6 +138,10 @@ MemoryPool::~MemoryPool() {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpudl: warning: pool shutdown: %s\n", e.what());
   }
+  // Graphs still alive at shutdown are never replayed again.
+  std::vector<PrivateId> ids;
+  for (const auto& [id, pool] : private_) ids.push_back(id);
+  for (PrivateId id : ids) release_private_locked(id);
   release_cached_locked();
   for (auto& [ptr, bytes] : direct_) upstream_->deallocate(ptr, bytes);
   // Blocks still handed out keep their segments: freeing memory in use would be worse
@@ -181,13 +185,16 @@ void* MemoryPool::allocate(std::size_t bytes, StreamKey stream) {
     return ptr;
   }
 
-  process_events(/*wait=*/false);
+  // Event queries are not allowed while a stream is under capture.
+  if (routed_.empty()) process_events(/*wait=*/false);
   const std::size_t size = round_size(bytes);
-  Block* block = take_free_block(size, stream);
+  const auto route = routed_.find(stream);
+  const PrivateId owner = route == routed_.end() ? 0 : route->second;
+  Block* block = take_free_block(size, stream, owner);
   if (block != nullptr) {
     ++stats_.cache_hits;
   } else {
-    block = new_segment(size, stream);
+    block = new_segment(size, stream, owner);
     ++stats_.cache_misses;
   }
   block = split(block, size);
@@ -200,8 +207,14 @@ void* MemoryPool::allocate(std::size_t bytes, StreamKey stream) {
   return block->ptr;
 }
 
-MemoryPool::Block* MemoryPool::take_free_block(std::size_t size, StreamKey stream) {
-  FreeSet& set = free_set(size <= kSmallLimit);
+MemoryPool::FreeSet& MemoryPool::free_set(bool small, PrivateId owner) {
+  if (owner == 0) return small ? small_free_ : large_free_;
+  Private& p = private_.at(owner);
+  return small ? p.small_free : p.large_free;
+}
+
+MemoryPool::Block* MemoryPool::take_free_block(std::size_t size, StreamKey stream, PrivateId owner) {
+  FreeSet& set = free_set(size <= kSmallLimit, owner);
   Block key;
   key.stream = stream;
   key.size = size;
@@ -213,9 +226,14 @@ MemoryPool::Block* MemoryPool::take_free_block(std::size_t size, StreamKey strea
   return block;
 }
 
-MemoryPool::Block* MemoryPool::new_segment(std::size_t size, StreamKey stream) {
+MemoryPool::Block* MemoryPool::new_segment(std::size_t size, StreamKey stream, PrivateId owner) {
   const std::size_t segment = segment_size(size);
   void* ptr = upstream_->allocate(segment);
+  if (ptr == nullptr && !routed_.empty()) {
+    // The retry below waits on events, which a capture forbids.
+    throw OutOfMemoryError("out of " + upstream_->name() + ": requested " + format_bytes(size) + " (segment " +
+                           format_bytes(segment) + ") during a graph capture; " + describe());
+  }
   if (ptr == nullptr) {
     // Cached blocks may be what the upstream lacks: wait for pending frees, give back every
     // free segment, and try once more.
@@ -233,9 +251,11 @@ MemoryPool::Block* MemoryPool::new_segment(std::size_t size, StreamKey stream) {
   block->size = segment;
   block->stream = stream;
   block->small = size <= kSmallLimit;
+  block->owner = owner;
   ++stats_.upstream_allocations;
   ++stats_.segments;
   stats_.reserved_bytes += segment;
+  if (owner != 0) stats_.private_bytes += segment;
   if (stats_.reserved_bytes > stats_.peak_reserved_bytes) stats_.peak_reserved_bytes = stats_.reserved_bytes;
   return block;
 }
@@ -252,12 +272,13 @@ MemoryPool::Block* MemoryPool::split(Block* block, std::size_t size) {
   rest->size = remaining;
   rest->stream = block->stream;
   rest->small = block->small;
+  rest->owner = block->owner;
   rest->prev = block;
   rest->next = block->next;
   if (block->next != nullptr) block->next->prev = rest;
   block->next = rest;
   block->size = size;
-  free_set(rest->small).insert(rest);
+  free_set(rest->small, rest->owner).insert(rest);
   ++stats_.cached_blocks;
   return block;
 }
@@ -286,6 +307,7 @@ void MemoryPool::deallocate(void* ptr) {
   // out, whole and accounted for, instead of leaving the pool's books (and its segment) behind.
   std::vector<void*> events;
   events.reserve(block->other_streams.size());
+  if (block->owner != 0) block->other_streams.clear();  // see record_stream
   try {
     for (StreamKey s : block->other_streams) {
       void* event = upstream_->record_event(s);
@@ -316,7 +338,7 @@ void MemoryPool::deallocate(void* ptr) {
 
 void MemoryPool::free_block(Block* block) {
   auto mergeable = [](const Block* b) { return b != nullptr && !b->allocated && b->pending_events == 0; };
-  FreeSet& set = free_set(block->small);
+  FreeSet& set = free_set(block->small, block->owner);
   if (mergeable(block->prev)) {
     Block* prev = block->prev;
     set.erase(prev);
@@ -349,7 +371,7 @@ void MemoryPool::record_stream(void* ptr, StreamKey stream) {
   auto it = active_.find(ptr);
   if (it == active_.end()) throw ValueError("MemoryPool::record_stream: pointer was not allocated by this pool");
   Block* block = it->second;
-  if (stream == block->stream) return;
+  if (stream == block->stream || block->owner != 0) return;
   for (StreamKey s : block->other_streams) {
     if (s == stream) return;
   }
@@ -397,6 +419,55 @@ void MemoryPool::release_cached_locked() {
       it = set->erase(it);
     }
   }
+}
+
+MemoryPool::PrivateId MemoryPool::create_private() {
+  std::lock_guard lock(mutex_);
+  const PrivateId id = next_private_++;
+  private_.emplace(id, Private{});
+  return id;
+}
+
+void MemoryPool::begin_private(PrivateId id, StreamKey stream) {
+  std::lock_guard lock(mutex_);
+  if (private_.count(id) == 0) throw ValueError("MemoryPool::begin_private: no private pool " + std::to_string(id));
+  if (!routed_.emplace(stream, id).second) {
+    throw ValueError("MemoryPool::begin_private: the stream already allocates from private pool " +
+                     std::to_string(routed_.at(stream)));
+  }
+}
+
+void MemoryPool::end_private(StreamKey stream) {
+  std::lock_guard lock(mutex_);
+  if (routed_.erase(stream) == 0) throw ValueError("MemoryPool::end_private: the stream has no private pool");
+}
+
+void MemoryPool::release_private(PrivateId id) {
+  std::lock_guard lock(mutex_);
+  release_private_locked(id);
+}
+
+void MemoryPool::release_private_locked(PrivateId id) {
+  auto found = private_.find(id);
+  if (found == private_.end()) return;
+  for (auto it = routed_.begin(); it != routed_.end();) it = it->second == id ? routed_.erase(it) : std::next(it);
+  // Every block of the pool's segments becomes shared: the free ones join the shared sets
+  // now, the ones in use when freed. (Private blocks never wait on events: see deallocate.)
+  std::size_t bytes = 0;
+  for (auto& [ptr, block] : active_) {
+    if (block->owner != id) continue;
+    block->owner = 0;
+    bytes += block->size;
+  }
+  for (FreeSet* set : {&found->second.small_free, &found->second.large_free}) {
+    for (Block* block : *set) {
+      block->owner = 0;
+      bytes += block->size;
+      free_set(block->small).insert(block);
+    }
+  }
+  stats_.private_bytes -= bytes;
+  private_.erase(found);
 }
 
 PoolStats MemoryPool::stats() const {

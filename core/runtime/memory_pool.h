@@ -56,6 +56,7 @@ struct PoolStats {
   std::size_t active_blocks = 0;
   std::size_t cached_blocks = 0;        // free blocks ready for reuse
   std::size_t pending_blocks = 0;       // freed, waiting for another stream to pass them
+  std::size_t private_bytes = 0;        // reserved by graph-private pools (part of reserved)
 };
 
 struct PoolConfig {
@@ -95,6 +96,24 @@ class MemoryPool {
   // Gives every wholly free segment back to the upstream.
   void release_cached();
 
+  // Graph-private pools, for CUDA-graph capture (as PyTorch's graph pools). A captured graph
+  // replays its kernels on the very addresses it was captured with, so that memory must stay
+  // the graph's: while pool `id` is routed for `stream` (begin_private .. end_private),
+  // allocations on that stream come from the pool's own segments, and a block of it returns
+  // to it when freed, during the capture or after, never to the shared cache. Nothing asks the
+  // upstream about events while any routing is active (a stream under capture allows no such
+  // query), and record_stream does not apply to private blocks: a graph's work is all on its
+  // capture stream. Replays then allocate nothing. One routing per stream at a time.
+  using PrivateId = std::uint64_t;
+  PrivateId create_private();
+  // Throws ValueError for an unknown id or a stream already routed.
+  void begin_private(PrivateId id, StreamKey stream);
+  // Throws ValueError when `stream` is not routed.
+  void end_private(StreamKey stream);
+  // The graph is gone: the pool's free blocks join the shared cache, and its blocks still in
+  // use join it when freed. Unknown ids are ignored (a second release).
+  void release_private(PrivateId id);
+
   PoolStats stats() const;
   void reset_peak_stats();
   bool caching() const { return config_.caching; }
@@ -113,6 +132,7 @@ class MemoryPool {
     bool small = false;
     bool allocated = false;
     int pending_events = 0;
+    PrivateId owner = 0;    // the graph-private pool of its segment; 0: shared
     Block* prev = nullptr;  // neighbours within the same segment
     Block* next = nullptr;
     std::vector<StreamKey> other_streams;
@@ -122,13 +142,17 @@ class MemoryPool {
   };
   using FreeSet = std::set<Block*, BlockLess>;
 
-  FreeSet& free_set(bool small) { return small ? small_free_ : large_free_; }
-  Block* take_free_block(std::size_t size, StreamKey stream);
-  Block* new_segment(std::size_t size, StreamKey stream);
+  struct Private {
+    FreeSet small_free, large_free;
+  };
+  FreeSet& free_set(bool small, PrivateId owner = 0);
+  Block* take_free_block(std::size_t size, StreamKey stream, PrivateId owner);
+  Block* new_segment(std::size_t size, StreamKey stream, PrivateId owner);
   Block* split(Block* block, std::size_t size);
   void free_block(Block* block);
   void process_events(bool wait);
   void release_cached_locked();
+  void release_private_locked(PrivateId id);
   void note_in_use(std::ptrdiff_t delta_bytes, std::ptrdiff_t delta_requested);
   std::string describe() const;
 
@@ -144,6 +168,9 @@ class MemoryPool {
     Block* block;
   };
   std::vector<Pending> pending_;
+  std::unordered_map<PrivateId, Private> private_;
+  std::unordered_map<StreamKey, PrivateId> routed_;  // streams under capture -> their pool
+  PrivateId next_private_ = 1;
   PoolStats stats_;
 };
 

@@ -98,6 +98,10 @@ class Module {
   // Random generators the module draws from (Dropout); saved in checkpoints, and held fixed
   // by the gradient checker.
   virtual std::vector<Generator*> generators() { return {}; }
+  // Why a CUDA graph of this module's forward and backward would not replay correctly ("" when
+  // it would): what the Trainer names when it runs eagerly instead. Modules that draw random
+  // numbers are caught by generators() already; containers report their children's first.
+  virtual std::string capture_blocker() const { return ""; }
 
   // Parameters (by named_parameters()) and buffers by name, for checkpoints. Throws ValueError
   // naming a name that repeats (a container that does not override named_parameters()).

@@ -80,6 +80,11 @@ void Optimizer::set_lr(double lr) {
 
 std::int64_t Optimizer::steps() const { return steps_; }
 
+void Optimizer::set_steps(std::int64_t steps) {
+  if (steps < 0) throw ValueError(kind() + ": a step count of " + std::to_string(steps));
+  steps_ = steps;
+}
+
 const std::vector<Parameter*>& Optimizer::params() const { return params_; }
 
 void Optimizer::check_params() const {

@@ -52,6 +52,9 @@ class Optimizer {
   void set_lr(double lr);
   // Completed steps (restored by load_state).
   std::int64_t steps() const;
+  // For a loop that replays a captured step() (CudaGraph), which the host does not run again:
+  // sets the count steps() reports. Throws ValueError for a negative count.
+  void set_steps(std::int64_t steps);
 
   // "sgd", "adagrad", "rmsprop", "adadelta", "adam" or "adamw".
   virtual std::string kind() const = 0;

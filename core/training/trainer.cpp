@@ -244,6 +244,23 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
     }
     if (rank_ == 0) std::fprintf(stderr, "%s\n", line.c_str());
   }
+  // A graph captured by an earlier fit() holds that fit's buffers and shapes: capture afresh.
+  graph_.reset();
+  graph_x_ = graph_y_ = graph_loss_ = graph_correct_ = Tensor();
+  graph_warmup_ = 0;
+  graph_on_ = false;
+  if (options_.cuda_graph == TrainerOptions::GraphMode::kOn) {
+    const std::string why = graph_blocker();
+    graph_on_ = why.empty();
+    if (rank_ == 0 && (options_.progress || !graph_on_)) {
+      if (graph_on_) {
+        std::fprintf(stderr, "cuda graph: the step is captured after %lld eager steps and replayed\n",
+                     static_cast<long long>(kGraphWarmupSteps));
+      } else {
+        std::fprintf(stderr, "cuda graph: off, running eagerly: %s\n", why.c_str());
+      }
+    }
+  }
   total_epochs_ = options_.epochs;
   FitResult result;
   fit_start_ = detail::seconds_now();
@@ -375,51 +392,15 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
       ctx.compute_stream().wait(copied[b]);
     }
     if (options_.schedule) optimizer_.set_lr(options_.schedule->lr_at(step_));
-    optimizer_.zero_grad();
-    Tensor out;
-    try {
-      out = model_.forward(x);
-    } catch (const NonFiniteError& e) {
-      throw NonFiniteError(e.module_path(), e.module(),
-                           "step " + std::to_string(step_ + 1) + " (epoch " + std::to_string(epoch_ + 1) + ", batch " +
-                               std::to_string(position_ + 1) + ")");
-    }
-    const Tensor loss = loss_.forward(out, y);
-    Tensor grad = loss_.backward();
-    if (scaler_) {
-      // fp16: the scale lifts small gradients above fp16's underflow on their way back; a step
-      // whose gradients overflowed is skipped (one read back per step, the flag) and the scale
-      // backs off, as the loss-scaling recipe has it.
-      Tensor scaled = Tensor::empty(grad.shape(), grad.dtype(), grad.device());
-      ops::scale(scaled, grad, scaler_->scale());
-      grad = scaled;
-    }
-    // This rank's gradient is of its own samples' mean loss; weighted by its share of the
-    // global batch, the sum over ranks is the gradient of the global batch's mean loss.
-    if (dp_) dp_->prepare(static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(n_global, 1)));
-    model_.backward(grad);
-    if (dp_) dp_->synchronize();
-    // Under ZeRO-1 a rank holds the summed gradients of its own share only: it checks and
-    // clips those, and the ranks agree on the finite flag and the norm by collectives.
-    const bool sharded = dp_ && options_.data_parallel.zero1;
-    const std::vector<Parameter*>& checked = sharded ? own_params_ : params;
-    bool apply = true;
-    if (scaler_) {
-      bool finite = checked.empty() || LossScaler::gradients_finite(checked);
-      if (sharded) finite = !any_rank(!finite);
-      if (finite && !checked.empty()) scaler_->unscale(checked);
-      apply = scaler_->update(!finite);
-    }
-    if (apply) {
-      if (options_.clip_grad_norm > 0.0f) clip_sharded_or_not(checked, sharded);
-      optimizer_.step();
-      if (dp_) dp_->after_step();
+    Tensor loss, correct;
+    if (!graph_on_ || !graph_step(x, y, n, n_global, params, loss, correct)) {
+      loss = compute_step(x, y, n, n_global, params);
+      correct = loss_.correct();
     }
     if (options_.after_step) options_.after_step();
 
     // Accumulate on the device; the host looks only every log_every steps.
     ops::axpy(loss_acc_, static_cast<float>(n), loss);
-    const Tensor correct = loss_.correct();
     if (correct.defined()) {
       ops::add(correct_acc_, correct_acc_, correct);
       counts_correct = true;
@@ -463,6 +444,121 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
   result.train_accuracy = counts_correct ? correct_sum / samples : std::nan("");
   result.samples_per_second = static_cast<double>(acc_samples_) / result.seconds;
   return true;
+}
+
+Tensor Trainer::compute_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
+                             const std::vector<Parameter*>& params) {
+  optimizer_.zero_grad();
+  Tensor out;
+  try {
+    out = model_.forward(x);
+  } catch (const NonFiniteError& e) {
+    throw NonFiniteError(e.module_path(), e.module(),
+                         "step " + std::to_string(step_ + 1) + " (epoch " + std::to_string(epoch_ + 1) + ", batch " +
+                             std::to_string(position_ + 1) + ")");
+  }
+  const Tensor loss = loss_.forward(out, y);
+  Tensor grad = loss_.backward();
+  if (scaler_) {
+    // fp16: the scale lifts small gradients above fp16's underflow on their way back; a step
+    // whose gradients overflowed is skipped (one read back per step, the flag) and the scale
+    // backs off, as the loss-scaling recipe has it.
+    Tensor scaled = Tensor::empty(grad.shape(), grad.dtype(), grad.device());
+    ops::scale(scaled, grad, scaler_->scale());
+    grad = scaled;
+  }
+  // This rank's gradient is of its own samples' mean loss; weighted by its share of the
+  // global batch, the sum over ranks is the gradient of the global batch's mean loss.
+  if (dp_) dp_->prepare(static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(n_global, 1)));
+  model_.backward(grad);
+  if (dp_) dp_->synchronize();
+  // Under ZeRO-1 a rank holds the summed gradients of its own share only: it checks and
+  // clips those, and the ranks agree on the finite flag and the norm by collectives.
+  const bool sharded = dp_ && options_.data_parallel.zero1;
+  const std::vector<Parameter*>& checked = sharded ? own_params_ : params;
+  bool apply = true;
+  if (scaler_) {
+    bool finite = checked.empty() || LossScaler::gradients_finite(checked);
+    if (sharded) finite = !any_rank(!finite);
+    if (finite && !checked.empty()) scaler_->unscale(checked);
+    apply = scaler_->update(!finite);
+  }
+  if (apply) {
+    if (options_.clip_grad_norm > 0.0f) clip_sharded_or_not(checked, sharded);
+    optimizer_.step();
+    if (dp_) dp_->after_step();
+  }
+  return loss;
+}
+
+bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
+                         const std::vector<Parameter*>& params, Tensor& loss, Tensor& correct) {
+  if (graph_x_.defined() && (x.shape() != graph_x_.shape() || y.shape() != graph_y_.shape())) return false;
+  if (!graph_x_.defined()) {
+    // The first batch fixes the graph's shapes; its buffers are made outside any capture.
+    graph_x_ = Tensor::empty(x.shape(), x.dtype(), x.device());
+    graph_y_ = Tensor::empty(y.shape(), y.dtype(), y.device());
+  }
+  // Warm-up makes what the first steps create lazily (optimizer state, batch-norm scratch,
+  // cuDNN's algorithm choices), so that none of it happens inside the capture.
+  if (graph_ == nullptr && graph_warmup_ < kGraphWarmupSteps) {
+    ++graph_warmup_;
+    return false;
+  }
+  if (graph_ != nullptr && optimizer_.lr() != graph_lr_) {
+    // Set from outside the schedule (a hook, the caller): the graph would keep the old rate.
+    graph_on_ = false;
+    graph_.reset();
+    graph_x_ = graph_y_ = graph_loss_ = graph_correct_ = Tensor();
+    if (rank_ == 0) std::fprintf(stderr, "cuda graph: the learning rate changed since the capture, running eagerly\n");
+    return false;
+  }
+  ops::copy(graph_x_, x);
+  ops::copy(graph_y_, y);
+  if (graph_ == nullptr) {
+    graph_lr_ = optimizer_.lr();
+    // Host-side effects of step() happen once, at capture: the replay below is that step.
+    const std::int64_t steps = optimizer_.steps();
+    try {
+      graph_ = std::make_unique<CudaGraph>(model_.device(), [&] {
+        graph_loss_ = compute_step(graph_x_, graph_y_, n, n_global, params);
+        graph_correct_ = loss_.correct();
+      });
+    } catch (const Error& e) {
+      graph_on_ = false;
+      optimizer_.set_steps(steps);
+      graph_x_ = graph_y_ = graph_loss_ = graph_correct_ = Tensor();
+      if (rank_ == 0) std::fprintf(stderr, "cuda graph: capture failed, running eagerly: %s\n", e.what());
+      return false;
+    }
+  } else {
+    optimizer_.set_steps(optimizer_.steps() + 1);
+  }
+  graph_->replay();
+  loss = graph_loss_;
+  correct = graph_correct_;
+  return true;
+}
+
+std::string Trainer::graph_blocker() const {
+  if (dp_) return "data parallelism's all-reduces are not captured";
+  if (scaler_) return "fp16's loss scaling reads the finite flag back at every step";
+  if (options_.schedule && dynamic_cast<const ConstantLR*>(options_.schedule.get()) == nullptr) {
+    return "the schedule " + options_.schedule->describe() +
+           " changes the learning rate, which a replay would keep at its captured value";
+  }
+  if (optimizer_.kind() != "sgd") {
+    return optimizer_.kind() + " passes values that change with the step to its kernels";
+  }
+  if (options_.after_step) return "the after_step hook runs host code at every step";
+  if (!model_.generators().empty()) {
+    return "the model draws random numbers (dropout), whose offsets a replay would repeat";
+  }
+  if (std::string why = model_.capture_blocker(); !why.empty()) return why;
+  // Last, so that the reasons above can be seen (and tested) on any device.
+  const Device device = model_.device();
+  if (!device.is_cuda()) return "the model is on " + device.str() + "; CUDA graphs need a CUDA device";
+  return "";
 }
 
 void Trainer::check_recent_losses() {

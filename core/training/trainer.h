@@ -17,6 +17,7 @@
 #include "gpudl/core/io/json.h"
 #include "gpudl/core/training/loss.h"
 #include "gpudl/core/training/loss_scaler.h"
+#include "gpudl/core/runtime/cuda_graph.h"
 #include "gpudl/core/runtime/module.h"
 #include "gpudl/core/runtime/precision.h"
 #include "gpudl/core/training/optim.h"
@@ -99,6 +100,17 @@ struct TrainerOptions {
   // by time or by stop_after_steps writes the checkpoint (when one is set), and a run resumed
   // from it continues at the next step as if never stopped.
   double max_seconds = 0.0;
+  // CUDA graphs. kOn: on a GPU, after kGraphWarmupSteps eager steps, forward, loss, backward
+  // and the optimizer step of a full batch are captured once (CudaGraph) and replayed for every
+  // full batch after; the batch is copied into the graph's input first, and augmentation and
+  // the loss accounting stay outside it. A step that a replay would repeat wrongly (a learning
+  // rate or random offset passed as a kernel argument, a value read back to the host; see
+  // Trainer::graph_blocker) runs eagerly instead, as does the rest of the run after a capture
+  // that fails: one line on stderr says why, and no step is ever replayed wrongly. kAuto is
+  // kOff until the captured step has been checked against the eager one on a GPU
+  // (docs/gpu.md); the CPU always runs eagerly.
+  enum class GraphMode { kAuto, kOn, kOff };
+  GraphMode cuda_graph = GraphMode::kAuto;
 
   // Hooks for a model that carries state from batch to batch (a recurrent layer reading
   // StreamBatches by truncated BPTT: reset its state, carry it). on_epoch_start runs before
@@ -176,6 +188,15 @@ class Trainer {
   // The epoch in progress (0-based): after a resume, the one the run continues in.
   std::int64_t epoch() const { return epoch_; }
   const std::vector<float>& step_losses() const { return step_losses_; }
+  // Why the training step cannot be captured as a CUDA graph, in a few words naming the
+  // setting or module at fault ("" when it can): data parallelism, fp16's loss scaling, a
+  // learning-rate schedule that changes, an optimizer other than SGD (the others pass
+  // step-dependent values to their kernels), an after_step hook, random numbers drawn in the
+  // model, a module's own Module::capture_blocker(), and last a device that is not CUDA.
+  std::string graph_blocker() const;
+  // Whether steps are being replayed from a captured graph (after warm-up, with kOn).
+  bool graph_replaying() const { return graph_ != nullptr; }
+  static constexpr std::int64_t kGraphWarmupSteps = 3;
 
  private:
   class EvalSums;
@@ -200,6 +221,14 @@ class Trainer {
   void apply_rank_seeds();
   void check_recent_losses();
   void report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch);
+  // Forward, loss, backward and the optimizer step of one batch (x, y on the model's device)
+  // of n samples out of n_global over the ranks; returns the batch's mean loss.
+  Tensor compute_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
+                      const std::vector<Parameter*>& params);
+  // The same step through the captured graph, capturing it first once warm-up is done: false
+  // when this batch must run eagerly (warm-up, another shape, a failed capture).
+  bool graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
+                  const std::vector<Parameter*>& params, Tensor& loss, Tensor& correct);
 
   Module& model_;
   Optimizer& optimizer_;
@@ -234,6 +263,13 @@ class Trainer {
   std::unique_ptr<dist::DataParallel> dp_;
   std::vector<Parameter*> own_params_;  // ZeRO-1: the parameters this rank updates
   int rank_ = 0, world_ = 1;
+  // CUDA graph of the training step (cuda_graph kOn): on, and once captured the graph, its
+  // input buffers and the loss and correct count it writes.
+  bool graph_on_ = false;
+  std::int64_t graph_warmup_ = 0;
+  std::unique_ptr<CudaGraph> graph_;
+  Tensor graph_x_, graph_y_, graph_loss_, graph_correct_;
+  double graph_lr_ = 0.0;  // the learning rate the graph's kernels were captured with
 };
 
 }  // namespace gpudl

@@ -1,9 +1,10 @@
 // The CIFAR-10 model zoo shared by cnn_cifar10, gpudl_bench and the tests: `quick` for CPUs,
-// `resnet` (ResNet-18-style) for GPUs, and their building blocks.
+// `resnet` (ResNet-18-style) for GPUs, `airbench` for the speed-run recipe, and their blocks.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "gpudl/layers/sequential.h"
 
@@ -26,7 +27,31 @@ Sequential basic_block(std::int64_t in, std::int64_t out, std::int64_t stride);
 // (64-128-256-512 channels): about 4.9 M parameters and 0.56 GFLOP per image, for GPUs.
 Sequential resnet();
 
-// "quick" or "resnet"; throws ValueError naming any other name.
+// One group of `airbench`: conv 3×3 → max-pool 2 → batch norm → GELU → conv 3×3 → batch
+// norm → GELU (no conv biases; the batch norms' momentum 0.6).
+Sequential airbench_group(std::int64_t in, std::int64_t out);
+
+// `airbench`: the network of Keller Jordan's CIFAR-10 speed runs (airbench94, 2024), built
+// here from its published description: a 2×2 convolution to 24 channels meant to be set by
+// init_patch_whitening and kept fixed, GELU, groups of 64, 256 and 256 channels (32 → 31 →
+// 15 → 7 → 3 pixels), a 3×3 max-pool to one pixel, a linear classifier without bias and
+// logits scaled by 1/9: about 1.97 M parameters and 0.24 GFLOP per image. The 3×3 convolutions start as partial identities: the first
+// min(in, out) filters of each pass their own input channel through (a Dirac kernel).
+Sequential airbench();
+
+// Sets `whiten` (a 2×2 convolution from C channels to 2 C·4 outputs, as airbench's first layer)
+// to whiten the 2×2 patches of `images` (N, C, H, W; f32 on the CPU, normalised as the network
+// will see them): filter k is the k-th eigenvector of the patches' covariance divided by
+// sqrt(eigenvalue + eps), filter C·4 + k its negation, so that both signs survive a GELU; the
+// bias centres the patches. Throws ShapeError when the shapes do not fit, ValueError for
+// eps <= 0 or fewer than two patches.
+void init_patch_whitening(Module& whiten, const Tensor& images, float eps = 5e-4f);
+
+// airbench's parameters that its recipe trains: all but the whitening filters and the batch
+// norms' scales, which stay at their initial values (the scales at 1).
+std::vector<Parameter*> airbench_trained_parameters(Sequential& net);
+
+// "quick", "resnet" or "airbench"; throws ValueError naming any other name.
 Sequential cifar_model(const std::string& name);
 
 }  // namespace gpudl::models

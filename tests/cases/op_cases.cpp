@@ -59,6 +59,7 @@ std::vector<OpCase> build() {
     cases.push_back({.name = name, .make = make, .input = {3, 4}, .bench_make = make, .bench_input = {1024, 1024},
                      .kink_margin = kKinkMargin});
   }
+  cases.push_back({.name = "Scale", .make = maker<Scale>(-0.75f), .input = {3, 4}, .bench_input = {1024, 1024}});
   cases.push_back({.name = "Softmax", .make = maker<Softmax>(), .input = {3, 5}, .bench_input = {1024, 1000},
                    .gpu_tolerance = kReductionTolerance});
   cases.push_back({.name = "LogSoftmax", .make = maker<LogSoftmax>(), .input = {3, 5}, .bench_input = {1024, 1000},

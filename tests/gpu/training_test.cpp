@@ -124,5 +124,67 @@ TEST_F(GpuTraining, LowPrecisionTrainerRunsFollowTheCpu) {
   }
 }
 
+// A Trainer whose step is captured as a CUDA graph (after warm-up) against the same run
+// eager: the same kernels in the same order, so the same weights and losses up to cuDNN's
+// algorithm choice, which may differ between the two runs (deterministic mode pins it: bit
+// for bit); and the replays take no memory from the upstream allocator.
+TEST_F(GpuTraining, CapturedStepsEqualEagerSteps) {
+  const Device d = Device::cuda(0);
+  set_deterministic(true);
+  const std::int64_t n = 64 * 12 + 40;  // 12 full batches, then a short one run eagerly
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = (i * 7) % 10;
+  const data::TensorDataset train(
+      Tensor::from_vector(testing::random_vector(static_cast<std::size_t>(n * 3 * 8 * 8), 95), {n, 3, 8, 8}),
+      Tensor::from_vector(labels, {n}));
+  struct Run {
+    std::vector<float> weights;
+    std::vector<float> losses;
+    bool replayed;
+    std::vector<std::uint64_t> upstream;  // upstream allocations at each epoch's start, and at the end
+  };
+  MemoryPool& pool = Context::get(d).memory_pool();
+  const auto fit = [&](TrainerOptions::GraphMode mode, int epochs) {
+    Run r;
+    manual_seed(8);
+    Sequential net{Conv2d(3, 8, 3, {.padding = 1, .bias = false}), BatchNorm2d(8, {.relu = true}), MaxPool2d(2),
+                   Flatten(), Linear(8 * 4 * 4, 10)};
+    net.to(d);
+    SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9, .nesterov = true});
+    CrossEntropyLoss loss;
+    TrainerOptions o;
+    o.batch = 64;
+    o.epochs = epochs;
+    o.progress = false;
+    o.record_step_losses = true;
+    o.cuda_graph = mode;
+    o.on_epoch_start = [&] { r.upstream.push_back(pool.stats().upstream_allocations); };
+    Trainer trainer(net, opt, loss, o);
+    trainer.fit(train);
+    r.losses = trainer.step_losses();
+    r.replayed = trainer.graph_replaying();
+    r.upstream.push_back(pool.stats().upstream_allocations);
+    for (Parameter* p : net.parameters()) {
+      for (float v : p->value.to_vector<float>()) r.weights.push_back(v);
+    }
+    EXPECT_EQ(opt.steps(), static_cast<std::int64_t>(r.losses.size()));
+    return r;
+  };
+  const Run eager = fit(TrainerOptions::GraphMode::kOff, 2);
+  const Run graphed = fit(TrainerOptions::GraphMode::kOn, 2);
+  EXPECT_FALSE(eager.replayed);
+  EXPECT_TRUE(graphed.replayed);
+  EXPECT_EQ(graphed.weights, eager.weights);
+  EXPECT_EQ(graphed.losses, eager.losses);
+  // Once the first epoch has captured the step (and run its short batch eagerly), the epochs
+  // after it reserve nothing more from the upstream allocator.
+  const Run longer = fit(TrainerOptions::GraphMode::kOn, 4);
+  ASSERT_EQ(longer.upstream.size(), 5u);
+  for (std::size_t e = 1; e < longer.upstream.size(); ++e) {
+    EXPECT_EQ(longer.upstream[e], longer.upstream[1]) << "epoch " << e + 1;
+  }
+  set_deterministic(false);
+}
+
 }  // namespace
 }  // namespace gpudl
