@@ -198,6 +198,25 @@ elif python3 -c "import torch" 2>/dev/null; then
     timeout 60 python3 "$root/bench/reference/char_rnn.py" --device cuda --min-time $ref_time --step 64x512x2
   } >"$logs/reference_rnn.jsonl" 2>"$logs/reference_rnn.log"
   note "pytorch reference (char_rnn)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_rnn.jsonl"
+  # The airbench network: its step at batch 1024 (eager and, with PyTorch 2, torch.compile), and
+  # one epoch of each side's recipe on 50,000 synthetic images in bf16 (the data set does not
+  # travel to this machine), for time to 94% = epochs needed (from a full run) x epoch time.
+  t0=$(date +%s)
+  { timeout 120 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --precision bf16 --model airbench \
+      --batch 1024 --min-time $ref_time
+    if python3 -c "import torch, sys; sys.exit(0 if hasattr(torch, 'compile') else 1)"; then
+      timeout 180 python3 "$root/bench/reference/cnn_cifar10.py" --device cuda --precision bf16 --model airbench \
+        --batch 1024 --min-time $ref_time --compile
+    fi
+    timeout 120 python3 "$root/bench/reference/cifar10_airbench.py" --device cuda --precision bf16 --synthetic 50000 \
+      --epochs 2
+  } >"$logs/reference_airbench.jsonl" 2>"$logs/reference_airbench.log"
+  note "pytorch reference (airbench)" "exit $? ($(( $(date +%s) - t0 )) s), results in reference_airbench.jsonl"
+  t0=$(date +%s)
+  timeout 120 "$build/python_free_examples/cnn_cifar10" --device cuda --precision bf16 --model airbench \
+    --data synthetic --synthetic-size 50000 --epochs 2 --metrics "$logs/airbench_epochs.jsonl" \
+    >"$logs/airbench_epochs.log" 2>&1
+  note "cnn_cifar10 airbench (2 epochs)" "exit $? ($(( $(date +%s) - t0 )) s), epoch times in airbench_epochs.jsonl"
 else
   note "pytorch reference" "python3 has no torch"
 fi
