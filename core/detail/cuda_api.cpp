@@ -157,6 +157,8 @@ void graph_destroy(GraphHandle g) noexcept {
   if (g != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(g));
 }
 
+void clear_last_error() noexcept { cudaGetLastError(); }
+
 void stream_wait_stream(StreamHandle waiter, StreamHandle producer) {
   if (waiter == nullptr || producer == nullptr || waiter == producer) return;
   EventHandle e = event_record_on(producer);
@@ -297,6 +299,7 @@ GraphHandle stream_end_capture(StreamHandle) { no_cuda(); }
 bool stream_is_capturing(StreamHandle) { return false; }
 void graph_launch(GraphHandle, StreamHandle) { no_cuda(); }
 void graph_destroy(GraphHandle) noexcept {}
+void clear_last_error() noexcept {}
 void stream_wait_stream(StreamHandle waiter, StreamHandle producer) {
   if (waiter != nullptr && producer != nullptr && waiter != producer) no_cuda();
 }

@@ -86,6 +86,9 @@ GraphHandle stream_end_capture(StreamHandle s);
 bool stream_is_capturing(StreamHandle s);
 void graph_launch(GraphHandle g, StreamHandle s);
 void graph_destroy(GraphHandle g) noexcept;
+// Forgets the runtime's last error (not a sticky one): after a failure that was handled, so
+// that the next launch check does not report it again.
+void clear_last_error() noexcept;
 
 void* cublas_create(StreamHandle s);  // cublasHandle_t bound to s
 void cublas_destroy(void* handle) noexcept;

@@ -9,12 +9,14 @@ namespace gpudl {
 
 namespace {
 
-// Ends a capture that is being abandoned; its own failure adds nothing to the error at hand.
+// Ends a capture that is being abandoned; its own failure adds nothing to the error at hand,
+// and the call that broke the capture must not be reported again by the next launch check.
 void abandon_capture(void* stream) noexcept {
   try {
     if (cuda_api::stream_is_capturing(stream)) cuda_api::graph_destroy(cuda_api::stream_end_capture(stream));
   } catch (...) {
   }
+  cuda_api::clear_last_error();
 }
 
 }  // namespace
@@ -39,6 +41,7 @@ CudaGraph::CudaGraph(Device device, const std::function<void()>& body) : device_
     }
     exec_ = cuda_api::stream_end_capture(stream);
   } catch (...) {
+    cuda_api::clear_last_error();
     pool_->end_private(stream);
     pool_->release_private(pool_id_);
     throw;
