@@ -38,12 +38,19 @@ GPUDL_HD inline AugmentChoice augment_choice(std::uint64_t seed, std::uint64_t o
 // Output pixel (y, x) of channel `channel` of one image under `choice`, where `plane` is that
 // channel's h x w input plane: the padded pixel the crop and flip select (0 in the padding),
 // then (v - mean[channel]) * inv_std[channel], each step skipped where its pointer is null.
+// With `reflect` the padding mirrors the image about its edge pixels (PyTorch's 'reflect':
+// row -1 is row 1), which needs crop_padding < min(h, w).
 // Written once so that both backends perform the very same float operations.
 GPUDL_HD inline float augment_pixel(const float* plane, index_t h, index_t w, index_t y, index_t x, int crop_padding,
-                                    AugmentChoice choice, const float* mean, const float* inv_std, index_t channel) {
+                                    bool reflect, AugmentChoice choice, const float* mean, const float* inv_std,
+                                    index_t channel) {
   const index_t col = choice.flip ? w - 1 - x : x;
-  const index_t sy = y + choice.dy - crop_padding;
-  const index_t sx = col + choice.dx - crop_padding;
+  index_t sy = y + choice.dy - crop_padding;
+  index_t sx = col + choice.dx - crop_padding;
+  if (reflect) {
+    sy = sy < 0 ? -sy : (sy >= h ? 2 * (h - 1) - sy : sy);
+    sx = sx < 0 ? -sx : (sx >= w ? 2 * (w - 1) - sx : sx);
+  }
   float v = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? plane[sy * w + sx] : 0.0f;
   if (mean != nullptr) v = v - mean[channel];
   if (inv_std != nullptr) v = v * inv_std[channel];

@@ -60,6 +60,21 @@ TEST(AugmentByHand, CropsFromTheZeroPaddedImage) {
   EXPECT_EQ(run(kNine, kNineShape, crop, seed_for({1, 1, false}, 1, false)), kNine);
 }
 
+TEST(AugmentByHand, ReflectPaddingMirrorsAboutTheEdgePixels) {
+  const AugmentOptions crop{.crop_padding = 1, .reflect_padding = true};
+  // Corner (0, 2) of the reflect-padded 5 x 5 image: row -1 is row 1, column 3 is column 1.
+  EXPECT_EQ(run(kNine, kNineShape, crop, seed_for({0, 2, false}, 1, false)),
+            (std::vector<float>{5, 6, 5,  //
+                                2, 3, 2,  //
+                                5, 6, 5}));
+  // (2, 0), mirrored: row 3 is row 1, column -1 is column 1, and the flip comes after the crop.
+  const AugmentOptions flip{.crop_padding = 1, .reflect_padding = true, .horizontal_flip = true};
+  EXPECT_EQ(run(kNine, kNineShape, flip, seed_for({2, 0, true}, 1, true)),
+            (std::vector<float>{5, 4, 5,  //
+                                8, 7, 8,  //
+                                5, 4, 5}));
+}
+
 TEST(AugmentByHand, FlipsLeftToRight) {
   const AugmentOptions flip{.horizontal_flip = true};
   EXPECT_EQ(run(kNine, kNineShape, flip, seed_for({0, 0, true}, 0, true)),
@@ -221,17 +236,7 @@ TEST(AugmentStatistics, CropOffsetsCoverTheWholeRangeEvenly) {
   for (std::size_t v = 0; v < 25; ++v) EXPECT_NEAR(static_cast<double>(pair_counts[v]), 400.0, 100.0) << v;
 }
 
-template <class E>
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("(other exception: ") + e.what() + ")";
-  }
-  return "(no exception)";
-}
+using testing::error_of;
 
 TEST(AugmentArguments, RejectsBadTensors) {
   const Tensor x = Tensor::zeros({2, 3, 4, 4});
@@ -261,6 +266,9 @@ TEST(AugmentArguments, RejectsBadOptions) {
   EXPECT_EQ(fails({.crop_padding = -1}), "augment: crop_padding -1 is outside [0, 4] for 4 x 6 images");
   EXPECT_EQ(fails({.crop_padding = 5}), "augment: crop_padding 5 is outside [0, 4] for 4 x 6 images");
   EXPECT_NO_THROW(augment(y, x, {.crop_padding = 4}, 1, 0, {}));
+  EXPECT_EQ(fails({.crop_padding = 4, .reflect_padding = true}),
+            "augment: reflect padding of 4 needs images larger than 4 pixels on each side, got 4 x 6");
+  EXPECT_NO_THROW(augment(y, x, {.crop_padding = 3, .reflect_padding = true}, 1, 0, {}));
   EXPECT_EQ(fails({.mean = {0.5f, 0.5f}, .stddev = {1.0f, 1.0f}}),
             "augment: mean has 2 values and stddev 2; expected 3 each (one per channel) or none");
   EXPECT_EQ(fails({.mean = {0.5f, 0.5f, 0.5f}}),

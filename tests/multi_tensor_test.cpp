@@ -3,6 +3,7 @@
 // parameters are replaced, tied or sharded.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -160,6 +161,76 @@ TEST(MultiTensor, TiedOrShardedParametersGetALaunchEach) {
   train(m, sharded, 2);
   EXPECT_FALSE(sharded.multi_tensor_active());
   EXPECT_EQ(m.parameters()[1]->value.to_vector<float>(), untouched);
+}
+
+// Parameter groups: factors set on one optimizer give what one optimizer per parameter, made
+// with the scaled options, gives; bit for bit, with and without the flat store.
+TEST(ParamScale, EqualsAnOptimizerPerParameterWithScaledOptions) {
+  struct Group {
+    std::string name;
+    std::function<std::unique_ptr<Optimizer>(std::vector<Parameter*>, double lr_scale, double decay_scale)> make;
+  };
+  const std::vector<Group> groups{
+      {"sgd_nesterov_wd",
+       [](auto p, double l, double d) {
+         return std::make_unique<SGD>(
+             p, SGDOptions{.lr = 0.05 * l, .momentum = 0.85, .weight_decay = 1e-3 * d, .nesterov = true});
+       }},
+      {"adamw", [](auto p, double l, double d) {
+         return std::make_unique<AdamW>(p, AdamWOptions{.lr = 0.01 * l, .weight_decay = 1e-2 * d});
+       }}};
+  // Neighbours 2 and 3 share factors (one run in the store), 5 is frozen.
+  const std::vector<std::pair<double, double>> scales{{1, 1}, {64, 1.0 / 64}, {3, 2}, {3, 2}, {1, 1}, {0, 1}};
+  for (const Group& g : groups) {
+    for (const bool flat : {false, true}) {
+      SCOPED_TRACE(g.name + (flat ? " flat" : " per tensor"));
+      Sequential a = model(), b = model();
+      const std::vector<Parameter*> pa = a.parameters();
+      ASSERT_EQ(pa.size(), 8u);
+      auto grouped = g.make(pa, 1.0, 1.0);
+      grouped->set_multi_tensor(flat);
+      for (std::size_t i = 0; i < scales.size(); ++i) grouped->set_param_scale(i, scales[i].first, scales[i].second);
+      EXPECT_EQ(grouped->lr_scale(1), 64.0);
+      EXPECT_EQ(grouped->decay_scale(7), 1.0);
+      const std::vector<Parameter*> pb = b.parameters();
+      std::vector<std::unique_ptr<Optimizer>> apart;
+      for (std::size_t i = 0; i < pb.size(); ++i) {
+        const auto [l, d] = i < scales.size() ? scales[i] : std::pair<double, double>{1, 1};
+        apart.push_back(g.make({pb[i]}, l, d));
+      }
+      const std::vector<float> frozen = pa[5]->value.to_vector<float>();
+      train(a, *grouped, 6);
+      // The same steps with the separate optimizers.
+      const Tensor x = Tensor::from_vector(testing::random_vector(32 * 6, 41), {32, 6});
+      std::vector<std::int64_t> labels(32);
+      for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 3);
+      const Tensor y = Tensor::from_vector(labels, {32});
+      CrossEntropyLoss loss;
+      for (int s = 0; s < 6; ++s) {
+        for (auto& o : apart) o->zero_grad();
+        loss.forward(b.forward(x), y);
+        b.backward(loss.backward());
+        for (auto& o : apart) o->step();
+      }
+      EXPECT_EQ(grouped->multi_tensor_active(), flat);
+      for (std::size_t i = 0; i < pa.size(); ++i) {
+        EXPECT_EQ(pa[i]->value.to_vector<float>(), pb[i]->value.to_vector<float>()) << "parameter " << i;
+      }
+      EXPECT_EQ(pa[5]->value.to_vector<float>(), frozen);
+    }
+  }
+}
+
+TEST(ParamScale, RejectsBadFactors) {
+  Sequential m = model();
+  SGD opt(m.parameters(), {.lr = 0.1});
+  const auto message = testing::error_of<ValueError>;
+  EXPECT_EQ(message([&] { opt.set_param_scale(8, 1.0); }),
+            "sgd: set_param_scale for parameter 8 of 8");
+  EXPECT_EQ(message([&] { opt.set_param_scale(0, -1.0); }),
+            "sgd: lr_scale must be finite and >= 0, got -1.000000");
+  EXPECT_EQ(message([&] { opt.set_param_scale(0, 1.0, std::nan("")); }),
+            "sgd: decay_scale must be finite and >= 0, got nan");
 }
 
 TEST(MultiTensor, OnTheCpuEachTensorHasItsLoopUnlessAsked) {

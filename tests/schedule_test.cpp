@@ -81,6 +81,21 @@ TEST(Schedule, OneCycleMatchesPyTorchsCosinePhases) {
   EXPECT_NEAR(OneCycleLR(1.0, 10, 0.1).lr_at(0), 1.0, kScheduleTolerance);
 }
 
+TEST(Schedule, PiecewiseLinearJoinsItsPointsAndHoldsBeyondThem) {
+  // airbench's triangle over 100 steps with a peak of 1.
+  const PiecewiseLinearLR s({{0, 0.2}, {23, 1.0}, {100, 0.07}});
+  EXPECT_NEAR(s.lr_at(0), 0.2, kScheduleTolerance);
+  EXPECT_NEAR(s.lr_at(10), 0.2 + 0.8 * 10.0 / 23.0, kScheduleTolerance);
+  EXPECT_NEAR(s.lr_at(23), 1.0, kScheduleTolerance);
+  EXPECT_NEAR(s.lr_at(50), 1.0 - 0.93 * 27.0 / 77.0, kScheduleTolerance);
+  EXPECT_NEAR(s.lr_at(100), 0.07, kScheduleTolerance);
+  EXPECT_NEAR(s.lr_at(1000), 0.07, kScheduleTolerance);
+  // Before a first point later than step 0: its value.
+  EXPECT_EQ(PiecewiseLinearLR({{5, 0.3}, {6, 0.1}}).lr_at(2), 0.3);
+  EXPECT_EQ(PiecewiseLinearLR({{0, 0.5}}).lr_at(9), 0.5);
+  EXPECT_EQ(s.describe(), "PiecewiseLinearLR((0, 0.2), (23, 1), (100, 0.07))");
+}
+
 TEST(Schedule, BadArgumentsAreNamed) {
   auto expect_naming = [](auto&& make, const std::string& part) {
     try {
@@ -103,6 +118,10 @@ TEST(Schedule, BadArgumentsAreNamed) {
   expect_naming([] { OneCycleLR(1.0, 10, 0.3, 0.0); }, "div_factor");
   expect_naming([] { OneCycleLR(1.0, 10, 0.3, 25, -1); }, "final_div_factor");
   expect_naming([] { (void)ConstantLR(0.1).lr_at(-1); }, "step");
+  expect_naming([] { PiecewiseLinearLR({}); }, "at least one");
+  expect_naming([] { PiecewiseLinearLR({{0, 0.1}, {0, 0.2}}); }, "greater than the previous");
+  expect_naming([] { PiecewiseLinearLR({{-1, 0.1}}); }, "step");
+  expect_naming([] { PiecewiseLinearLR({{0, 0.1}, {4, -0.2}}); }, "lr");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +24,19 @@ inline std::uint64_t test_seed() {
     return s;
   }();
   return seed;
+}
+
+// What `fn` throws as an E (its what()), or a note that it threw something else or nothing.
+template <class E>
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("(other exception: ") + e.what() + ")";
+  }
+  return "(no exception)";
 }
 
 // Uniform f32 values in [low, high) on the CPU, from a Philox stream keyed by `salt`.

@@ -40,6 +40,11 @@ void check_options(const AugmentOptions& o, std::int64_t c, std::int64_t h, std:
     throw ValueError("augment: crop_padding " + std::to_string(o.crop_padding) + " is outside [0, " +
                      std::to_string(limit) + "] for " + std::to_string(h) + " x " + std::to_string(w) + " images");
   }
+  if (o.reflect_padding && o.crop_padding >= limit) {
+    throw ValueError("augment: reflect padding of " + std::to_string(o.crop_padding) + " needs images larger than " +
+                     std::to_string(o.crop_padding) + " pixels on each side, got " + std::to_string(h) + " x " +
+                     std::to_string(w));
+  }
   if (o.mean.empty() && o.stddev.empty()) return;
   const auto channels = static_cast<std::size_t>(c);
   if (o.mean.size() != channels || o.stddev.size() != channels) {
@@ -149,7 +154,8 @@ void augment(const Tensor& out, const Tensor& in, const AugmentOptions& options,
     in.storage()->before_use(exec.stream);
   }
   detail::twin_on<&kernels::cpu::augment_images, &kernels::cuda::augment_images>(
-      device, exec, out.data<float>(), in.data<float>(), n, c, h, w, options.crop_padding, options.horizontal_flip,
+      device, exec, out.data<float>(), in.data<float>(), n, c, h, w, options.crop_padding, options.reflect_padding,
+      options.horizontal_flip,
       mean, inv_std, seed, offset);
   if (device.is_cuda()) out.storage()->after_write(exec.stream);
 }

@@ -14,6 +14,9 @@ struct AugmentOptions {
   // Pad every side by this many zero pixels and take a random crop of the original size
   // (offsets uniform in [0, 2 * crop_padding]); 0 = no crop.
   int crop_padding = 0;
+  // Pad with the image mirrored about its edge pixels (PyTorch's 'reflect') instead of zeros;
+  // needs crop_padding < min(H, W).
+  bool reflect_padding = false;
   // Mirror each image left to right with probability 1/2.
   bool horizontal_flip = false;
   // Per channel: x <- (x - mean[c]) / stddev[c] after cropping and flipping (so the padding

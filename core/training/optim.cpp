@@ -197,22 +197,49 @@ bool Optimizer::flat_store_intact() const {
 
 std::vector<Optimizer::Run> Optimizer::runs() {
   const std::size_t nb = buffer_names().size();
-  if (flat_store_intact() || build_flat_store()) {
-    std::int64_t total = 0;
-    for (const Parameter* p : params_) total += p->value.numel();
-    Run r{flat_.value.data<float>(), flat_.grad.data<float>(), total, {}, flat_.value.device()};
-    for (std::size_t j = 0; j < nb; ++j) r.buffers.push_back(flat_.buffers[j].data<float>());
-    return {r};
-  }
   std::vector<Run> out;
+  if (flat_store_intact() || build_flat_store()) {
+    // One run per stretch of neighbouring parameters with equal factors: one in all without groups.
+    for (std::size_t i = 0; i < params_.size();) {
+      std::size_t end = i + 1;
+      while (end < params_.size() && (scales_.empty() || scales_[end] == scales_[i])) ++end;
+      const std::int64_t begin = flat_.offsets[i];
+      const std::int64_t stop = end < params_.size() ? flat_.offsets[end] : begin + [&] {
+        std::int64_t n = 0;
+        for (std::size_t k = i; k < end; ++k) n += params_[k]->value.numel();
+        return n;
+      }();
+      Run r{flat_.value.data<float>() + begin, flat_.grad.data<float>() + begin, stop - begin, {},
+            flat_.value.device(), lr_scale(i), decay_scale(i)};
+      for (std::size_t j = 0; j < nb; ++j) r.buffers.push_back(flat_.buffers[j].data<float>() + begin);
+      out.push_back(std::move(r));
+      i = end;
+    }
+    return out;
+  }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     if (!owns(i)) continue;  // ZeRO-1: another rank updates it
     Parameter& p = *params_[i];
-    Run r{p.value.data<float>(), p.grad.data<float>(), p.value.numel(), {}, p.value.device()};
+    Run r{p.value.data<float>(), p.grad.data<float>(), p.value.numel(), {}, p.value.device(), lr_scale(i),
+          decay_scale(i)};
     for (std::size_t j = 0; j < nb; ++j) r.buffers.push_back(buffer(i, j).data<float>());
     out.push_back(std::move(r));
   }
   return out;
+}
+
+void Optimizer::set_param_scale(std::size_t param, double lr_scale, double decay_scale) {
+  if (param >= params_.size()) {
+    throw ValueError(kind() + ": set_param_scale for parameter " + std::to_string(param) + " of " +
+                     std::to_string(params_.size()));
+  }
+  for (const auto& [name, value] : {std::pair{"lr_scale", lr_scale}, std::pair{"decay_scale", decay_scale}}) {
+    if (!(std::isfinite(value) && value >= 0.0)) {
+      throw ValueError(kind() + ": " + name + " must be finite and >= 0, got " + std::to_string(value));
+    }
+  }
+  if (scales_.empty()) scales_.resize(params_.size());
+  scales_[param] = {lr_scale, decay_scale};
 }
 
 void Optimizer::set_owned(std::vector<bool> owned) {
@@ -319,8 +346,8 @@ void SGD::step() {
   for (const Run& r : runs()) {
     float* buf = with_buffer ? r.buffers[0] : nullptr;
     detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(
-        r.device, {}, r.value, r.grad, buf, r.n, f32(lr_), f32(options_.momentum), f32(options_.dampening),
-        f32(options_.weight_decay), options_.nesterov, steps_ == 0);
+        r.device, {}, r.value, r.grad, buf, r.n, f32(lr_ * r.lr_scale), f32(options_.momentum), f32(options_.dampening),
+        f32(options_.weight_decay * r.decay_scale), options_.nesterov, steps_ == 0);
   }
   ++steps_;
 }
@@ -353,7 +380,7 @@ void Adagrad::step() {
   check_params();
   for (const Run& r : runs()) {
     detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], r.n, f32(lr_), f32(options_.eps), f32(options_.weight_decay));
+        r.device, {}, r.value, r.grad, r.buffers[0], r.n, f32(lr_ * r.lr_scale), f32(options_.eps), f32(options_.weight_decay * r.decay_scale));
   }
   ++steps_;
 }
@@ -383,8 +410,8 @@ void RMSprop::step() {
   for (const Run& r : runs()) {
     float* momentum_buf = with_momentum ? r.buffers[1] : nullptr;
     detail::twin<&kernels::cpu::rmsprop_update, &kernels::cuda::rmsprop_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], momentum_buf, r.n, f32(lr_), f32(options_.alpha),
-        f32(options_.eps), f32(options_.weight_decay), f32(options_.momentum));
+        r.device, {}, r.value, r.grad, r.buffers[0], momentum_buf, r.n, f32(lr_ * r.lr_scale), f32(options_.alpha),
+        f32(options_.eps), f32(options_.weight_decay * r.decay_scale), f32(options_.momentum));
   }
   ++steps_;
 }
@@ -418,8 +445,8 @@ void Adadelta::step() {
   check_params();
   for (const Run& r : runs()) {
     detail::twin<&kernels::cpu::adadelta_update, &kernels::cuda::adadelta_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_), f32(options_.rho),
-        f32(options_.eps), f32(options_.weight_decay));
+        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_ * r.lr_scale), f32(options_.rho),
+        f32(options_.eps), f32(options_.weight_decay * r.decay_scale));
   }
   ++steps_;
 }
@@ -453,8 +480,8 @@ void Adam::step() {
   const float bias_correction2 = f32(1.0 - std::pow(options_.beta2, t));
   for (const Run& r : runs()) {
     detail::twin<&kernels::cpu::adam_update, &kernels::cuda::adam_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_), f32(options_.beta1),
-        f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay), bias_correction1, bias_correction2,
+        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_ * r.lr_scale), f32(options_.beta1),
+        f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay * r.decay_scale), bias_correction1, bias_correction2,
         decoupled_);
   }
   ++steps_;

@@ -96,6 +96,17 @@ class Optimizer {
   // Whether the last step did.
   bool multi_tensor_active() const { return flat_.active; }
 
+  // Parameter groups with options of their own, as PyTorch's param_groups, expressed as
+  // factors of the optimizer's: parameter `param` is updated with lr() x lr_scale and
+  // weight_decay x decay_scale (1 and 1 until set). airbench's batch-norm biases take lr x 64
+  // and weight decay / 64, for example; lr_scale 0 freezes a parameter from the next step on.
+  // A flat store is kept, and a step launches one update per run of neighbouring parameters
+  // with equal factors. Throws ValueError for an index out of range or a factor that is not
+  // finite and >= 0.
+  void set_param_scale(std::size_t param, double lr_scale, double decay_scale = 1.0);
+  double lr_scale(std::size_t param) const { return scales_.empty() ? 1.0 : scales_[param].lr; }
+  double decay_scale(std::size_t param) const { return scales_.empty() ? 1.0 : scales_[param].decay; }
+
  protected:
   // What one kernel launch updates: a contiguous run of values with their gradients and the
   // optimizer's buffers (in buffer_names() order; null where a buffer is not used).
@@ -105,6 +116,8 @@ class Optimizer {
     std::int64_t n;
     std::vector<float*> buffers;
     Device device;
+    double lr_scale = 1.0;     // set_param_scale's factors for these parameters
+    double decay_scale = 1.0;
   };
   // The runs of this step: one over the flat store when it can be had, else one per owned
   // parameter. Call after check_params().
@@ -131,6 +144,11 @@ class Optimizer {
 
   std::vector<std::vector<Tensor>> buffers_;  // [parameter][buffer], undefined until first use
   std::vector<bool> owned_;                   // empty: every parameter
+  struct Scale {
+    double lr = 1.0, decay = 1.0;
+    bool operator==(const Scale&) const = default;
+  };
+  std::vector<Scale> scales_;  // [parameter]; empty: all 1
   int multi_tensor_ = -1;  // -1: on a GPU only; else as set_multi_tensor said
   struct FlatStore {
     bool active = false;

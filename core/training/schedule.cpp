@@ -145,4 +145,36 @@ std::string OneCycleLR::describe() const {
          ", final_div_factor=" + number(final_div_factor_) + ")";
 }
 
+PiecewiseLinearLR::PiecewiseLinearLR(std::vector<std::pair<std::int64_t, double>> points)
+    : points_(std::move(points)) {
+  if (points_.empty()) throw ValueError("PiecewiseLinearLR: needs at least one (step, lr) point");
+  for (std::size_t i = 0; i < points_.size(); ++i) {
+    const auto [step, lr] = points_[i];
+    require_steps(step >= 0 && (i == 0 || step > points_[i - 1].first), "PiecewiseLinearLR", "step", step,
+                  ">= 0 and greater than the previous point's");
+    require(non_negative(lr), "PiecewiseLinearLR", "lr", lr, "finite and >= 0");
+  }
+}
+
+double PiecewiseLinearLR::lr_at(std::int64_t step) const {
+  check_step(step, "PiecewiseLinearLR");
+  if (step <= points_.front().first) return points_.front().second;
+  for (std::size_t i = 1; i < points_.size(); ++i) {
+    const auto [x1, y1] = points_[i];
+    if (step <= x1) {
+      const auto [x0, y0] = points_[i - 1];
+      return y0 + (y1 - y0) * static_cast<double>(step - x0) / static_cast<double>(x1 - x0);
+    }
+  }
+  return points_.back().second;
+}
+
+std::string PiecewiseLinearLR::describe() const {
+  std::string out = "PiecewiseLinearLR(";
+  for (std::size_t i = 0; i < points_.size(); ++i) {
+    out += (i ? ", (" : "(") + std::to_string(points_[i].first) + ", " + number(points_[i].second) + ")";
+  }
+  return out + ")";
+}
+
 }  // namespace gpudl

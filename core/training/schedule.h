@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace gpudl {
 
@@ -103,6 +105,20 @@ class OneCycleLR final : public Schedule {
   double pct_start_;
   double div_factor_;
   double final_div_factor_;
+};
+
+// Straight lines between (step, lr) points: before the first point its lr, after the last its
+// lr. airbench's triangle is {{0, 0.2 x peak}, {0.23 T, peak}, {T, 0.07 x peak}}. Throws
+// ValueError for no points, steps that are negative or not increasing, or an lr that is not
+// finite and >= 0.
+class PiecewiseLinearLR final : public Schedule {
+ public:
+  explicit PiecewiseLinearLR(std::vector<std::pair<std::int64_t, double>> points);
+  double lr_at(std::int64_t step) const override;
+  std::string describe() const override;
+
+ private:
+  std::vector<std::pair<std::int64_t, double>> points_;
 };
 
 }  // namespace gpudl

@@ -4,7 +4,7 @@
 namespace gpudl::kernels::cpu {
 
 void augment_images(float* out, const float* in, index_t n, index_t c, index_t h, index_t w, int crop_padding,
-                    bool horizontal_flip, const float* mean, const float* inv_std, std::uint64_t seed,
+                    bool reflect, bool horizontal_flip, const float* mean, const float* inv_std, std::uint64_t seed,
                     std::uint64_t offset, const Exec&) {
   const index_t plane = h * w;
   for (index_t i = 0; i < n; ++i) {
@@ -17,7 +17,7 @@ void augment_images(float* out, const float* in, index_t n, index_t c, index_t h
       float* dst = out + base;
       for (index_t y = 0; y < h; ++y) {
         for (index_t x = 0; x < w; ++x) {
-          dst[y * w + x] = augment_pixel(src, h, w, y, x, crop_padding, choice, mean, inv_std, ch);
+          dst[y * w + x] = augment_pixel(src, h, w, y, x, crop_padding, reflect, choice, mean, inv_std, ch);
         }
       }
     }

@@ -18,7 +18,7 @@ namespace {
 // are several times cheaper than in 64 bits.
 template <class I>
 __global__ void augment_images_kernel(float* out, const float* in, I n, I c, I h, I w, int crop_padding,
-                                      bool horizontal_flip, const float* mean, const float* inv_std,
+                                      bool reflect, bool horizontal_flip, const float* mean, const float* inv_std,
                                       std::uint64_t seed, std::uint64_t offset) {
   const I plane = h * w;
   const I total = n * c * plane;
@@ -30,7 +30,7 @@ __global__ void augment_images_kernel(float* out, const float* in, I n, I c, I h
     const I ch = (e / plane) % c;
     const I image = e / (plane * c);
     const AugmentChoice choice = augment_choice(seed, offset, image, crop_padding, horizontal_flip);
-    out[e] = augment_pixel(in + (e - y * w - x), h, w, y, x, crop_padding, choice, mean, inv_std, ch);
+    out[e] = augment_pixel(in + (e - y * w - x), h, w, y, x, crop_padding, reflect, choice, mean, inv_std, ch);
   }
 }
 
@@ -40,7 +40,7 @@ __global__ void augment_images_kernel(float* out, const float* in, I n, I c, I h
 // launchers
 
 void augment_images(float* out, const float* in, index_t n, index_t c, index_t h, index_t w, int crop_padding,
-                    bool horizontal_flip, const float* mean, const float* inv_std, std::uint64_t seed,
+                    bool reflect, bool horizontal_flip, const float* mean, const float* inv_std, std::uint64_t seed,
                     std::uint64_t offset, const Exec& exec) {
   const index_t total = n * c * h * w;
   if (total == 0) return;
@@ -52,10 +52,10 @@ void augment_images(float* out, const float* in, index_t n, index_t c, index_t h
   if (total <= kInt32Limit) {
     augment_images_kernel<std::int32_t><<<grid, detail::kBlock, 0, stream>>>(
         out, in, static_cast<std::int32_t>(n), static_cast<std::int32_t>(c), static_cast<std::int32_t>(h),
-        static_cast<std::int32_t>(w), crop_padding, horizontal_flip, mean, inv_std, seed, offset);
+        static_cast<std::int32_t>(w), crop_padding, reflect, horizontal_flip, mean, inv_std, seed, offset);
   } else {
     augment_images_kernel<index_t><<<grid, detail::kBlock, 0, stream>>>(out, in, n, c, h, w, crop_padding,
-                                                                         horizontal_flip, mean, inv_std, seed, offset);
+                                                                         reflect, horizontal_flip, mean, inv_std, seed, offset);
   }
   GPUDL_CHECK_LAUNCH();
 }

@@ -45,7 +45,10 @@ Sequential resnet() {
 
 namespace {
 
-constexpr float kAirbenchMomentum = 0.6f;
+// airbench's batch norms keep 0.6 of the running statistics at each step (its "momentum 0.6"
+// is passed to PyTorch as 1 - 0.6), and an eps of 1e-12.
+constexpr float kAirbenchMomentum = 0.4f;
+constexpr float kAirbenchEps = 1e-12f;
 
 // The first min(in, out) filters of a 3×3 convolution become identities on their own channel.
 void dirac_init(Conv2d& conv, std::int64_t in, std::int64_t out) {
@@ -108,8 +111,8 @@ Sequential airbench_group(std::int64_t in, std::int64_t out) {
   Conv2d first(in, out, 3, {.padding = 1, .bias = false}), second(out, out, 3, {.padding = 1, .bias = false});
   dirac_init(first, in, out);
   dirac_init(second, out, out);
-  return Sequential{std::move(first), MaxPool2d(2),  BatchNorm2d(out, {.momentum = kAirbenchMomentum}),
-                    GELU(),           std::move(second), BatchNorm2d(out, {.momentum = kAirbenchMomentum}),
+  return Sequential{std::move(first), MaxPool2d(2),  BatchNorm2d(out, {.eps = kAirbenchEps, .momentum = kAirbenchMomentum}),
+                    GELU(),           std::move(second), BatchNorm2d(out, {.eps = kAirbenchEps, .momentum = kAirbenchMomentum}),
                     GELU()};
 }
 
@@ -191,22 +194,34 @@ void init_patch_whitening(Module& whiten, const Tensor& images, float eps) {
   params[1]->value.copy_from(Tensor::from_vector(bias, {static_cast<std::int64_t>(2 * d)}).to(device));
 }
 
-std::vector<Parameter*> airbench_trained_parameters(Sequential& net) {
-  std::vector<Parameter*> frozen;
-  if (net.size() > 0) frozen.push_back(net[0].parameters()[0]);  // the whitening filters
+namespace {
+
+// Parameter `which` of every batch norm in airbench's groups.
+std::vector<Parameter*> airbench_norm_parameters(Sequential& net, std::size_t which) {
+  std::vector<Parameter*> out;
   for (std::size_t i = 0; i < net.size(); ++i) {
     auto* group = dynamic_cast<Sequential*>(&net[i]);
     if (group == nullptr) continue;
     for (std::size_t j = 0; j < group->size(); ++j) {
-      if (auto* bn = dynamic_cast<BatchNorm1d*>(&(*group)[j])) frozen.push_back(bn->parameters()[0]);
+      if (auto* bn = dynamic_cast<BatchNorm1d*>(&(*group)[j])) out.push_back(bn->parameters()[which]);
     }
   }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Parameter*> airbench_trained_parameters(Sequential& net) {
+  std::vector<Parameter*> frozen = airbench_norm_parameters(net, 0);  // the scales
+  if (net.size() > 0) frozen.push_back(net[0].parameters()[0]);       // the whitening filters
   std::vector<Parameter*> trained;
   for (Parameter* p : net.parameters()) {
     if (std::find(frozen.begin(), frozen.end(), p) == frozen.end()) trained.push_back(p);
   }
   return trained;
 }
+
+std::vector<Parameter*> airbench_norm_biases(Sequential& net) { return airbench_norm_parameters(net, 1); }
 
 Sequential cifar_model(const std::string& name) {
   if (name == "quick") return quick_cnn();

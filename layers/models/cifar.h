@@ -28,7 +28,7 @@ Sequential basic_block(std::int64_t in, std::int64_t out, std::int64_t stride);
 Sequential resnet();
 
 // One group of `airbench`: conv 3×3 → max-pool 2 → batch norm → GELU → conv 3×3 → batch
-// norm → GELU (no conv biases; the batch norms' momentum 0.6).
+// norm → GELU (no conv biases; the batch norms keep 0.6 of their running statistics per step).
 Sequential airbench_group(std::int64_t in, std::int64_t out);
 
 // `airbench`: the network of Keller Jordan's CIFAR-10 speed runs (airbench94, 2024), built
@@ -50,6 +50,8 @@ void init_patch_whitening(Module& whiten, const Tensor& images, float eps = 5e-4
 // airbench's parameters that its recipe trains: all but the whitening filters and the batch
 // norms' scales, which stay at their initial values (the scales at 1).
 std::vector<Parameter*> airbench_trained_parameters(Sequential& net);
+// airbench's batch-norm biases, which its recipe trains with 64 times the learning rate.
+std::vector<Parameter*> airbench_norm_biases(Sequential& net);
 
 // "quick", "resnet" or "airbench"; throws ValueError naming any other name.
 Sequential cifar_model(const std::string& name);

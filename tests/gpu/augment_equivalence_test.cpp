@@ -13,6 +13,7 @@ struct A {
   int pad;
   bool flip;
   bool mean, inv_std;  // pass that pointer (else null)
+  bool reflect = false;
 };
 
 std::string describe(const A& a) {
@@ -22,6 +23,7 @@ std::string describe(const A& a) {
   name += a.flip ? "_flip" : "_noflip";
   if (a.mean) name += "_mean";
   if (a.inv_std) name += "_invstd";
+  if (a.reflect) name += "_reflect";
   return name;
 }
 
@@ -31,14 +33,15 @@ std::vector<KernelCase> augment_cases() {
               A{64, 3, 32, 32, 0, true, true, true}, A{64, 3, 32, 32, 4, false, true, true},
               A{100, 1, 28, 28, 2, true, true, true}, A{33, 1, 28, 28, 0, false, false, false},
               A{17, 2, 5, 7, 5, true, true, false}, A{9, 4, 13, 3, 3, true, false, true},
-              A{1, 3, 1, 1, 1, true, true, true}}) {
+              A{1, 3, 1, 1, 1, true, true, true}, A{512, 3, 32, 32, 2, true, true, true, true},
+              A{17, 2, 5, 7, 4, true, false, true, true}}) {
     cases.push_back({describe(a), kExact, [a](Device d) {
                        const Shape shape{a.n, a.c, a.h, a.w};
                        Tensor x = input(shape, d, 90, 0.0f, 1.0f);
                        Tensor mean = input({a.c}, d, 91, 0.3f, 0.6f), inv_std = input({a.c}, d, 92, 2.0f, 5.0f);
                        Guarded y = guarded(shape, DType::kF32, d);
                        detail::twin<&kernels::cpu::augment_images, &kernels::cuda::augment_images>(
-                           d, {}, y.view.data<float>(), x.data<float>(), a.n, a.c, a.h, a.w, a.pad, a.flip,
+                           d, {}, y.view.data<float>(), x.data<float>(), a.n, a.c, a.h, a.w, a.pad, a.reflect, a.flip,
                            a.mean ? mean.data<float>() : nullptr, a.inv_std ? inv_std.data<float>() : nullptr,
                            test_seed(), 11);
                        return Outputs{collect(y)};
