@@ -76,12 +76,21 @@ struct AdamStep {
   bool decoupled;
 };
 
-// Host-side: the launchers of both backends derive a step's constants here, so they agree.
-inline AdamStep adam_step(float lr, float beta1, float beta2, float eps, float weight_decay, float bias_correction1,
-                          float bias_correction2, bool decoupled) {
-  return AdamStep{beta1, beta2, eps, weight_decay, lr / bias_correction1, sqrtf(bias_correction2),
-                  1.0f - lr * weight_decay, decoupled};
+// The three values of an Adam step that change with the step, computed on the host (so that
+// both backends get the same bits): {step_size, sqrt_bc2, decay} as AdamStep names them.
+struct AdamValues {
+  float step_size, sqrt_bc2, decay;
+};
+inline AdamValues adam_values(float lr, float weight_decay, float bias_correction1, float bias_correction2) {
+  return AdamValues{lr / bias_correction1, sqrtf(bias_correction2), 1.0f - lr * weight_decay};
 }
+
+// Up to kValueBlock floats written by one write_values launch.
+constexpr int kValueBlock = 48;
+struct ValueBlock {
+  float values[kValueBlock];
+  int count;
+};
 
 GPUDL_HD inline void adam_element(float& p, float g, float& m, float& v, const AdamStep& s) {
   if (s.weight_decay != 0.0f) {

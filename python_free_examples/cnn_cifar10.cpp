@@ -339,6 +339,9 @@ int main(int argc, char** argv) try {
   if (airbench) {
     // The hook runs before the Trainer counts the step it follows.
     o.after_step = [&] { airbench_steps->after(trainer_ptr->global_step() + 1); };
+    // Its work is device work on the parameters where they lie, and a group factor's change
+    // captures the step anew: a captured step may be replayed before it.
+    o.after_step_graph_safe = true;
     o.checkpoint_extra = [&] { return airbench_steps->state(); };
     o.restore_extra = [&](const std::string& path, const std::vector<NamedTensor>& extra) {
       airbench_steps->load(path, extra);

@@ -31,7 +31,7 @@ Sequential model(bool dropout, bool sync) {
 }
 
 struct Setup {
-  bool dropout = false, sync = false, adam = false, fp16 = false, hook = false;
+  bool dropout = false, sync = false, adam = false, fp16 = false, hook = false, hook_graph_safe = false;
   std::shared_ptr<Schedule> schedule = nullptr;
 };
 
@@ -49,6 +49,7 @@ std::string blocker(const Setup& s) {
   o.schedule = s.schedule;
   if (s.fp16) o.precision = Precision::kF16;
   if (s.hook) o.after_step = [] {};
+  o.after_step_graph_safe = s.hook_graph_safe;
   o.cuda_graph = Mode::kOn;
   Trainer trainer(net, *opt, loss, o);
   return trainer.graph_blocker();
@@ -62,9 +63,12 @@ void expect_reason(const Setup& s, const std::string& part) {
 TEST(TrainerGraph, NamesWhatKeepsTheStepEager) {
   // Nothing in the step itself: only the device.
   expect_reason({}, "the model is on cpu; CUDA graphs need a CUDA device");
+  // Schedules and optimizers with per-step values: those values live on the device.
   expect_reason({.schedule = std::make_shared<ConstantLR>(0.1)}, "CUDA graphs need a CUDA device");
-  expect_reason({.schedule = std::make_shared<CosineLR>(0.1, 100)}, "changes the learning rate");
-  expect_reason({.adam = true}, "adam passes values that change with the step");
+  expect_reason({.schedule = std::make_shared<CosineLR>(0.1, 100)}, "CUDA graphs need a CUDA device");
+  expect_reason({.adam = true, .schedule = std::make_shared<CosineLR>(0.1, 100)}, "CUDA graphs need a CUDA device");
+  // A hook marked safe to follow a replay.
+  expect_reason({.hook = true, .hook_graph_safe = true}, "CUDA graphs need a CUDA device");
   expect_reason({.dropout = true}, "dropout");
   expect_reason({.sync = true}, "BatchNorm1d(16, sync, relu): SyncBatchNorm's all-reduces are not captured");
   expect_reason({.fp16 = true}, "fp16's loss scaling");
@@ -99,6 +103,32 @@ TEST(TrainerGraph, FallsBackToTheEagerRunWithOneLine) {
   EXPECT_EQ(on, off);
   EXPECT_EQ(on_err, "cuda graph: off, running eagerly: the model is on cpu; CUDA graphs need a CUDA device\n");
   EXPECT_EQ(off_err, "");
+}
+
+// What a captured step reads from the optimizer: the step's values in device memory (rewritten
+// only when they change) and pointers whose move is announced by launch_version().
+TEST(TrainerGraph, OptimizerStepValuesAndLaunchVersion) {
+  Sequential net = model(false, false);
+  SGD opt(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+  opt.set_multi_tensor(true);
+  for (Parameter* p : net.parameters()) p->grad.copy_from(Tensor::zeros(p->grad.shape()));
+  opt.step();  // builds the flat store
+  const std::int64_t v = opt.launch_version();
+  opt.set_lr(0.05);
+  opt.upload_step_values();
+  opt.step();
+  EXPECT_EQ(opt.launch_version(), v) << "a new learning rate is a value in memory, not a new launch";
+  opt.set_param_scale(1, 2.0);
+  EXPECT_GT(opt.launch_version(), v) << "a group's factor is a kernel argument";
+  const std::int64_t w = opt.launch_version();
+  opt.set_param_scale(1, 2.0);
+  EXPECT_EQ(opt.launch_version(), w) << "the same factor again changes nothing";
+  opt.step();
+  EXPECT_GT(opt.launch_version(), w) << "a new run boundary in the store moves the kernels' pointers";
+  const std::int64_t x = opt.launch_version();
+  opt.set_multi_tensor(false);
+  opt.step();
+  EXPECT_GT(opt.launch_version(), x);
 }
 
 TEST(TrainerGraph, AStepCountIsNeverNegative) {

@@ -195,7 +195,7 @@ bool Optimizer::flat_store_intact() const {
   return true;
 }
 
-std::vector<Optimizer::Run> Optimizer::runs() {
+std::vector<Optimizer::Run> Optimizer::current_runs() {
   const std::size_t nb = buffer_names().size();
   std::vector<Run> out;
   if (flat_store_intact() || build_flat_store()) {
@@ -228,6 +228,72 @@ std::vector<Optimizer::Run> Optimizer::runs() {
   return out;
 }
 
+std::vector<Optimizer::Run> Optimizer::runs() {
+  std::vector<Run> out = current_runs();
+  // Where the kernels will read and write: when any of it moved (a store built, rebuilt or given
+  // up, a parameter replaced), a captured step would touch the old memory.
+  std::vector<const void*> where;
+  for (const Run& r : out) {
+    where.push_back(r.value);
+    where.push_back(r.grad);
+    where.push_back(reinterpret_cast<const void*>(static_cast<std::uintptr_t>(r.n)));
+    for (const float* b : r.buffers) where.push_back(b);
+  }
+  if (where != run_pointers_) {
+    ++launch_version_;
+    run_pointers_ = std::move(where);
+  }
+  return out;
+}
+
+void Optimizer::run_values(const Run& r, float* out) const { out[0] = f32(lr_ * r.lr_scale); }
+
+std::vector<const float*> Optimizer::step_values(const std::vector<Run>& runs) {
+  const std::size_t per_run = values_per_run();
+  std::vector<const float*> where(runs.size(), nullptr);
+  std::vector<bool> done(runs.size(), false);
+  for (std::size_t first = 0; first < runs.size(); ++first) {
+    if (done[first]) continue;
+    // The values of every run on this device, in run order, side by side in one buffer.
+    const Device device = runs[first].device;
+    std::vector<std::size_t> members;
+    for (std::size_t i = first; i < runs.size(); ++i) {
+      if (!done[i] && runs[i].device == device) members.push_back(i);
+    }
+    std::vector<float> host(members.size() * per_run);
+    for (std::size_t k = 0; k < members.size(); ++k) run_values(runs[members[k]], host.data() + k * per_run);
+    auto slot = std::find_if(value_slots_.begin(), value_slots_.end(),
+                             [&](const ValueSlots& v) { return v.device == device; });
+    if (slot == value_slots_.end()) slot = value_slots_.insert(value_slots_.end(), ValueSlots{device, {}, {}});
+    if (!slot->values.defined() || slot->values.numel() < static_cast<std::int64_t>(host.size())) {
+      ++launch_version_;  // the kernels read their values from new memory
+      slot->values = Tensor::empty({static_cast<std::int64_t>(std::max<std::size_t>(host.size(), 1))}, DType::kF32,
+                                   device);
+      slot->written.clear();
+    }
+    if (slot->written != host) {
+      float* dst = slot->values.data<float>();
+      for (std::size_t at = 0; at < host.size(); at += kernels::kValueBlock) {
+        kernels::ValueBlock block{};
+        block.count = static_cast<int>(std::min<std::size_t>(kernels::kValueBlock, host.size() - at));
+        std::copy_n(host.begin() + static_cast<std::ptrdiff_t>(at), block.count, block.values);
+        detail::twin<&kernels::cpu::write_values, &kernels::cuda::write_values>(device, {}, dst + at, block);
+      }
+      slot->written = host;
+    }
+    for (std::size_t k = 0; k < members.size(); ++k) {
+      where[members[k]] = slot->values.data<float>() + k * per_run;
+      done[members[k]] = true;
+    }
+  }
+  return where;
+}
+
+void Optimizer::upload_step_values() {
+  check_params();
+  step_values(runs());
+}
+
 void Optimizer::set_param_scale(std::size_t param, double lr_scale, double decay_scale) {
   if (param >= params_.size()) {
     throw ValueError(kind() + ": set_param_scale for parameter " + std::to_string(param) + " of " +
@@ -239,6 +305,7 @@ void Optimizer::set_param_scale(std::size_t param, double lr_scale, double decay
     }
   }
   if (scales_.empty()) scales_.resize(params_.size());
+  if (!(scales_[param] == Scale{lr_scale, decay_scale})) ++launch_version_;
   scales_[param] = {lr_scale, decay_scale};
 }
 
@@ -343,10 +410,13 @@ SGD::SGD(std::vector<Parameter*> params, SGDOptions options) : Optimizer(std::mo
 void SGD::step() {
   check_params();
   const bool with_buffer = options_.momentum != 0.0;
-  for (const Run& r : runs()) {
+  const std::vector<Run> rs = runs();
+  const std::vector<const float*> values = step_values(rs);
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const Run& r = rs[i];
     float* buf = with_buffer ? r.buffers[0] : nullptr;
     detail::twin<&kernels::cpu::sgd_update, &kernels::cuda::sgd_update>(
-        r.device, {}, r.value, r.grad, buf, r.n, f32(lr_ * r.lr_scale), f32(options_.momentum), f32(options_.dampening),
+        r.device, {}, r.value, r.grad, buf, r.n, values[i], f32(options_.momentum), f32(options_.dampening),
         f32(options_.weight_decay * r.decay_scale), options_.nesterov, steps_ == 0);
   }
   ++steps_;
@@ -378,9 +448,13 @@ Adagrad::Adagrad(std::vector<Parameter*> params, AdagradOptions options)
 
 void Adagrad::step() {
   check_params();
-  for (const Run& r : runs()) {
+  const std::vector<Run> rs = runs();
+  const std::vector<const float*> values = step_values(rs);
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const Run& r = rs[i];
     detail::twin<&kernels::cpu::adagrad_update, &kernels::cuda::adagrad_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], r.n, f32(lr_ * r.lr_scale), f32(options_.eps), f32(options_.weight_decay * r.decay_scale));
+        r.device, {}, r.value, r.grad, r.buffers[0], r.n, values[i], f32(options_.eps),
+        f32(options_.weight_decay * r.decay_scale));
   }
   ++steps_;
 }
@@ -407,10 +481,13 @@ RMSprop::RMSprop(std::vector<Parameter*> params, RMSpropOptions options)
 void RMSprop::step() {
   check_params();
   const bool with_momentum = options_.momentum > 0.0;
-  for (const Run& r : runs()) {
+  const std::vector<Run> rs = runs();
+  const std::vector<const float*> values = step_values(rs);
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const Run& r = rs[i];
     float* momentum_buf = with_momentum ? r.buffers[1] : nullptr;
     detail::twin<&kernels::cpu::rmsprop_update, &kernels::cuda::rmsprop_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], momentum_buf, r.n, f32(lr_ * r.lr_scale), f32(options_.alpha),
+        r.device, {}, r.value, r.grad, r.buffers[0], momentum_buf, r.n, values[i], f32(options_.alpha),
         f32(options_.eps), f32(options_.weight_decay * r.decay_scale), f32(options_.momentum));
   }
   ++steps_;
@@ -443,9 +520,12 @@ Adadelta::Adadelta(std::vector<Parameter*> params, AdadeltaOptions options)
 
 void Adadelta::step() {
   check_params();
-  for (const Run& r : runs()) {
+  const std::vector<Run> rs = runs();
+  const std::vector<const float*> values = step_values(rs);
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const Run& r = rs[i];
     detail::twin<&kernels::cpu::adadelta_update, &kernels::cuda::adadelta_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_ * r.lr_scale), f32(options_.rho),
+        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, values[i], f32(options_.rho),
         f32(options_.eps), f32(options_.weight_decay * r.decay_scale));
   }
   ++steps_;
@@ -472,17 +552,28 @@ Adam::Adam(std::vector<Parameter*> params, AdamOptions options, bool decoupled, 
   lr_ = options.lr;
 }
 
-void Adam::step() {
-  check_params();
-  // The bias corrections come from the host's step count, so the kernels need no device scalar.
+void Adam::run_values(const Run& r, float* out) const {
+  // The bias corrections come from the host's step count, folded in here in float on the host,
+  // so that both backends read the same bits.
   const double t = static_cast<double>(steps_ + 1);
   const float bias_correction1 = f32(1.0 - std::pow(options_.beta1, t));
   const float bias_correction2 = f32(1.0 - std::pow(options_.beta2, t));
-  for (const Run& r : runs()) {
+  const kernels::AdamValues v = kernels::adam_values(
+      f32(lr_ * r.lr_scale), f32(options_.weight_decay * r.decay_scale), bias_correction1, bias_correction2);
+  out[0] = v.step_size;
+  out[1] = v.sqrt_bc2;
+  out[2] = v.decay;
+}
+
+void Adam::step() {
+  check_params();
+  const std::vector<Run> rs = runs();
+  const std::vector<const float*> values = step_values(rs);
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const Run& r = rs[i];
     detail::twin<&kernels::cpu::adam_update, &kernels::cuda::adam_update>(
-        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, f32(lr_ * r.lr_scale), f32(options_.beta1),
-        f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay * r.decay_scale), bias_correction1, bias_correction2,
-        decoupled_);
+        r.device, {}, r.value, r.grad, r.buffers[0], r.buffers[1], r.n, values[i], f32(options_.beta1),
+        f32(options_.beta2), f32(options_.eps), f32(options_.weight_decay * r.decay_scale), decoupled_);
   }
   ++steps_;
 }

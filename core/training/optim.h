@@ -92,7 +92,10 @@ class Optimizer {
   // into contiguous halves, and when the state of the first layers goes denormal (Adam's
   // moments for MNIST's always-blank pixels) one thread gets most of the slow elements, which
   // measured 18 s against 15 s for mlp_mnist; one loop per tensor splits each evenly.
-  void set_multi_tensor(bool on) { multi_tensor_ = on ? 1 : 0; }
+  void set_multi_tensor(bool on) {
+    multi_tensor_ = on ? 1 : 0;
+    ++launch_version_;
+  }
   // Whether the last step did.
   bool multi_tensor_active() const { return flat_.active; }
 
@@ -106,6 +109,16 @@ class Optimizer {
   void set_param_scale(std::size_t param, double lr_scale, double decay_scale = 1.0);
   double lr_scale(std::size_t param) const { return scales_.empty() ? 1.0 : scales_[param].lr; }
   double decay_scale(std::size_t param) const { return scales_.empty() ? 1.0 : scales_[param].decay; }
+  // Grows whenever something a kernel takes as an argument changes (set_param_scale, the flat
+  // store built or given up, set_multi_tensor), so that a captured step can be captured again.
+  std::int64_t launch_version() const { return launch_version_; }
+
+  // The values of the coming step that change from step to step (the learning rate, Adam's
+  // bias corrections) live in device memory, where the update kernels read them. This writes
+  // them there (one small launch, only where they differ from what is there). step() calls it
+  // itself; a loop that replays a captured step() calls it before the capture, so that no
+  // write is captured, and before each replay, so that the replay reads this step's values.
+  void upload_step_values();
 
  protected:
   // What one kernel launch updates: a contiguous run of values with their gradients and the
@@ -128,6 +141,12 @@ class Optimizer {
 
   // Checks every parameter as step() documents, before any update is enqueued.
   void check_params() const;
+  // How many floats of step values each run's kernel reads, and those values for run `r` at
+  // the coming step (number steps() + 1): {lr x the run's lr_scale} unless overridden.
+  virtual std::size_t values_per_run() const { return 1; }
+  virtual void run_values(const Run& r, float* out) const;
+  // Uploads the runs' values (as upload_step_values) and gives where each run's values lie.
+  std::vector<const float*> step_values(const std::vector<Run>& runs);
   // Buffer `which` (an index into buffer_names()) of parameter `param`, created as zeros on the
   // parameter's device at first use and moved there if the parameter has moved since.
   Tensor& buffer(std::size_t param, std::size_t which);
@@ -149,6 +168,17 @@ class Optimizer {
     bool operator==(const Scale&) const = default;
   };
   std::vector<Scale> scales_;  // [parameter]; empty: all 1
+  std::int64_t launch_version_ = 0;
+  std::vector<const void*> run_pointers_;  // what the last runs() pointed at
+  // runs() without the check of what moved.
+  std::vector<Run> current_runs();
+  // Per device: the step values of its runs, and what was last written there.
+  struct ValueSlots {
+    Device device;
+    Tensor values;
+    std::vector<float> written;
+  };
+  std::vector<ValueSlots> value_slots_;
   int multi_tensor_ = -1;  // -1: on a GPU only; else as set_multi_tensor said
   struct FlatStore {
     bool active = false;
@@ -281,6 +311,9 @@ class Adam : public Optimizer {
  protected:
   Adam(std::vector<Parameter*> params, AdamOptions options, bool decoupled, const char* kind);
   std::vector<std::string> buffer_names() const override;
+  // {step size, sqrt of the second bias correction, decoupled decay factor}: kernels::adam_values.
+  std::size_t values_per_run() const override { return 3; }
+  void run_values(const Run& r, float* out) const override;
 
  private:
   AdamOptions options_;

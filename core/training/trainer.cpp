@@ -505,18 +505,19 @@ bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::
     ++graph_warmup_;
     return false;
   }
-  if (graph_ != nullptr && optimizer_.lr() != graph_lr_) {
-    // Set from outside the schedule (a hook, the caller): the graph would keep the old rate.
-    graph_on_ = false;
-    graph_.reset();
-    graph_x_ = graph_y_ = graph_loss_ = graph_correct_ = Tensor();
-    if (rank_ == 0) std::fprintf(stderr, "cuda graph: the learning rate changed since the capture, running eagerly\n");
-    return false;
-  }
   ops::copy(graph_x_, x);
   ops::copy(graph_y_, y);
+  // The learning rate and the other per-step values go to device memory outside the graph,
+  // which reads them there.
+  optimizer_.upload_step_values();
+  if (graph_ != nullptr && optimizer_.launch_version() != graph_launch_version_) {
+    // A kernel argument of the optimizer changed (a parameter group's factor) or its memory
+    // moved: capture anew.
+    graph_.reset();
+    ++graph_recaptures_;
+  }
   if (graph_ == nullptr) {
-    graph_lr_ = optimizer_.lr();
+    graph_launch_version_ = optimizer_.launch_version();
     // Host-side effects of step() happen once, at capture: the replay below is that step.
     const std::int64_t steps = optimizer_.steps();
     try {
@@ -531,10 +532,11 @@ bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::
       if (rank_ == 0) std::fprintf(stderr, "cuda graph: capture failed, running eagerly: %s\n", e.what());
       return false;
     }
+    graph_->replay();
   } else {
+    graph_->replay();
     optimizer_.set_steps(optimizer_.steps() + 1);
   }
-  graph_->replay();
   loss = graph_loss_;
   correct = graph_correct_;
   return true;
@@ -543,14 +545,9 @@ bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::
 std::string Trainer::graph_blocker() const {
   if (dp_) return "data parallelism's all-reduces are not captured";
   if (scaler_) return "fp16's loss scaling reads the finite flag back at every step";
-  if (options_.schedule && dynamic_cast<const ConstantLR*>(options_.schedule.get()) == nullptr) {
-    return "the schedule " + options_.schedule->describe() +
-           " changes the learning rate, which a replay would keep at its captured value";
+  if (options_.after_step && !options_.after_step_graph_safe) {
+    return "the after_step hook runs host code at every step (set after_step_graph_safe if a replay may precede it)";
   }
-  if (optimizer_.kind() != "sgd") {
-    return optimizer_.kind() + " passes values that change with the step to its kernels";
-  }
-  if (options_.after_step) return "the after_step hook runs host code at every step";
   if (!model_.generators().empty()) {
     return "the model draws random numbers (dropout), whose offsets a replay would repeat";
   }

@@ -103,10 +103,13 @@ struct TrainerOptions {
   // CUDA graphs. kOn: on a GPU, after kGraphWarmupSteps eager steps, forward, loss, backward
   // and the optimizer step of a full batch are captured once (CudaGraph) and replayed for every
   // full batch after; the batch is copied into the graph's input first, and augmentation and
-  // the loss accounting stay outside it. A step that a replay would repeat wrongly (a learning
-  // rate or random offset passed as a kernel argument, a value read back to the host; see
-  // Trainer::graph_blocker) runs eagerly instead, as does the rest of the run after a capture
-  // that fails: one line on stderr says why, and no step is ever replayed wrongly. kAuto is
+  // the loss accounting stay outside it. The learning rate (schedules included) and the
+  // optimizers' other per-step values are written to device memory before each replay, and a
+  // change of what the optimizer passes its kernels (Optimizer::launch_version) captures the
+  // step again. A step that a replay would repeat wrongly (a random offset passed as a kernel
+  // argument, a value read back to the host; see Trainer::graph_blocker) runs eagerly instead,
+  // as does the rest of the run after a capture that fails: one line on stderr says why, and no
+  // step is ever replayed wrongly. kAuto is
   // kOff until the captured step has been checked against the eager one on a GPU
   // (docs/gpu.md); the CPU always runs eagerly.
   enum class GraphMode { kAuto, kOn, kOff };
@@ -119,6 +122,10 @@ struct TrainerOptions {
   // BatchSource; after_step after every training step and every such evaluation batch.
   std::function<void()> on_epoch_start;
   std::function<void()> after_step;
+  // Set when after_step only keeps host-side count or enqueues device work on memory that stays
+  // where it is (airbench's lookahead, a parameter group's factor): a captured step may then be
+  // replayed, the hook running after each replay. Left false, the hook keeps the run eager.
+  bool after_step_graph_safe = false;
   // Entries a checkpoint holds beside the model's, the optimizer's and the trainer's, under
   // their own names (which may not begin with "model.", "optimizer." or "trainer."): a
   // vocabulary, a carried recurrent state. checkpoint_extra gives them at every save;
@@ -189,13 +196,15 @@ class Trainer {
   std::int64_t epoch() const { return epoch_; }
   const std::vector<float>& step_losses() const { return step_losses_; }
   // Why the training step cannot be captured as a CUDA graph, in a few words naming the
-  // setting or module at fault ("" when it can): data parallelism, fp16's loss scaling, a
-  // learning-rate schedule that changes, an optimizer other than SGD (the others pass
-  // step-dependent values to their kernels), an after_step hook, random numbers drawn in the
-  // model, a module's own Module::capture_blocker(), and last a device that is not CUDA.
+  // setting or module at fault ("" when it can): data parallelism, fp16's loss scaling, an
+  // after_step hook not marked after_step_graph_safe, random numbers drawn in the model, a
+  // module's own Module::capture_blocker(), and last a device that is not CUDA. (Schedules and
+  // every optimizer can be replayed: their per-step values live on the device.)
   std::string graph_blocker() const;
   // Whether steps are being replayed from a captured graph (after warm-up, with kOn).
   bool graph_replaying() const { return graph_ != nullptr; }
+  // Captures after the first, made because the optimizer's launch_version() changed.
+  std::int64_t graph_recaptures() const { return graph_recaptures_; }
   static constexpr std::int64_t kGraphWarmupSteps = 3;
 
  private:
@@ -269,7 +278,8 @@ class Trainer {
   std::int64_t graph_warmup_ = 0;
   std::unique_ptr<CudaGraph> graph_;
   Tensor graph_x_, graph_y_, graph_loss_, graph_correct_;
-  double graph_lr_ = 0.0;  // the learning rate the graph's kernels were captured with
+  std::int64_t graph_launch_version_ = 0;  // the optimizer's launch_version() at the capture
+  std::int64_t graph_recaptures_ = 0;
 };
 
 }  // namespace gpudl

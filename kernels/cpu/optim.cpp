@@ -30,43 +30,45 @@ void adam_range(float* p, const float* g, float* m, float* v, index_t n, const A
 
 }  // namespace
 
-void sgd_update(float* param, const float* grad, float* momentum_buf, index_t n, float lr, float momentum,
+void sgd_update(float* param, const float* grad, float* momentum_buf, index_t n, const float* values, float momentum,
                 float dampening, float weight_decay, bool nesterov, bool first_step, const Exec&) {
-  const SgdStep s{lr, momentum, dampening, weight_decay, nesterov, first_step};
+  const SgdStep s{values[0], momentum, dampening, weight_decay, nesterov, first_step};
   parallel_for(n, kGrain, [&](index_t i0, index_t i1) {
     float spare = 0.0f;  // stands in for the buffer when there is none (momentum == 0), per thread
     for (index_t i = i0; i < i1; ++i) sgd_element(param[i], grad[i], momentum_buf ? momentum_buf[i] : spare, s);
   });
 }
 
-void adagrad_update(float* param, const float* grad, float* sum_sq, index_t n, float lr, float eps,
+void adagrad_update(float* param, const float* grad, float* sum_sq, index_t n, const float* values, float eps,
                     float weight_decay, const Exec&) {
-  const AdagradStep s{lr, eps, weight_decay};
+  const AdagradStep s{values[0], eps, weight_decay};
   for (index_t i = 0; i < n; ++i) adagrad_element(param[i], grad[i], sum_sq[i], s);
 }
 
-void rmsprop_update(float* param, const float* grad, float* square_avg, float* momentum_buf, index_t n, float lr,
-                    float alpha, float eps, float weight_decay, float momentum, const Exec&) {
-  const RmspropStep s{lr, alpha, eps, weight_decay, momentum};
+void rmsprop_update(float* param, const float* grad, float* square_avg, float* momentum_buf, index_t n,
+                    const float* values, float alpha, float eps, float weight_decay, float momentum, const Exec&) {
+  const RmspropStep s{values[0], alpha, eps, weight_decay, momentum};
   float unused = 0.0f;
   for (index_t i = 0; i < n; ++i) {
     rmsprop_element(param[i], grad[i], square_avg[i], momentum_buf ? momentum_buf[i] : unused, s);
   }
 }
 
-void adadelta_update(float* param, const float* grad, float* square_avg, float* acc_delta, index_t n, float lr,
-                     float rho, float eps, float weight_decay, const Exec&) {
-  const AdadeltaStep s{lr, rho, eps, weight_decay};
+void adadelta_update(float* param, const float* grad, float* square_avg, float* acc_delta, index_t n,
+                     const float* values, float rho, float eps, float weight_decay, const Exec&) {
+  const AdadeltaStep s{values[0], rho, eps, weight_decay};
   for (index_t i = 0; i < n; ++i) adadelta_element(param[i], grad[i], square_avg[i], acc_delta[i], s);
 }
 
-void adam_update(float* param, const float* grad, float* m, float* v, index_t n, float lr, float beta1,
-                 float beta2, float eps, float weight_decay, float bias_correction1, float bias_correction2,
-                 bool decoupled_weight_decay, const Exec&) {
-  const AdamStep s =
-      adam_step(lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, decoupled_weight_decay);
+void adam_update(float* param, const float* grad, float* m, float* v, index_t n, const float* values, float beta1,
+                 float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const Exec&) {
+  const AdamStep s{beta1, beta2, eps, weight_decay, values[0], values[1], values[2], decoupled_weight_decay};
   parallel_for(n, kGrain,
                [&](index_t i0, index_t i1) { adam_range(param + i0, grad + i0, m + i0, v + i0, i1 - i0, s); });
+}
+
+void write_values(float* dst, const ValueBlock& block, const Exec&) {
+  for (int i = 0; i < block.count; ++i) dst[i] = block.values[i];
 }
 
 void sum_squares(float* accumulator, const float* x, index_t n, const Exec&) {

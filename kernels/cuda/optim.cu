@@ -14,7 +14,11 @@ constexpr unsigned kMaxReduceBlocks = 1024;
 // ---------------------------------------------------------------------------------------------
 // kernels
 
-__global__ void sgd_kernel(float* param, const float* grad, float* momentum_buf, index_t n, SgdStep s) {
+// Each kernel reads the step's changing values (learning rate, Adam's folded bias corrections)
+// from `values` in device memory: one load per thread, from a line every thread shares.
+__global__ void sgd_kernel(float* param, const float* grad, float* momentum_buf, index_t n, SgdStep s,
+                           const float* values) {
+  s.lr = values[0];
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float p = param[i];
@@ -25,7 +29,9 @@ __global__ void sgd_kernel(float* param, const float* grad, float* momentum_buf,
   }
 }
 
-__global__ void adagrad_kernel(float* param, const float* grad, float* sum_sq, index_t n, AdagradStep s) {
+__global__ void adagrad_kernel(float* param, const float* grad, float* sum_sq, index_t n, AdagradStep s,
+                               const float* values) {
+  s.lr = values[0];
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float p = param[i], acc = sum_sq[i];
@@ -36,7 +42,8 @@ __global__ void adagrad_kernel(float* param, const float* grad, float* sum_sq, i
 }
 
 __global__ void rmsprop_kernel(float* param, const float* grad, float* square_avg, float* momentum_buf, index_t n,
-                               RmspropStep s) {
+                               RmspropStep s, const float* values) {
+  s.lr = values[0];
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float p = param[i], sq = square_avg[i];
@@ -49,7 +56,8 @@ __global__ void rmsprop_kernel(float* param, const float* grad, float* square_av
 }
 
 __global__ void adadelta_kernel(float* param, const float* grad, float* square_avg, float* acc_delta, index_t n,
-                                AdadeltaStep s) {
+                                AdadeltaStep s, const float* values) {
+  s.lr = values[0];
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float p = param[i], sq = square_avg[i], acc = acc_delta[i];
@@ -60,7 +68,11 @@ __global__ void adadelta_kernel(float* param, const float* grad, float* square_a
   }
 }
 
-__global__ void adam_kernel(float* param, const float* grad, float* m, float* v, index_t n, AdamStep s) {
+__global__ void adam_kernel(float* param, const float* grad, float* m, float* v, index_t n, AdamStep s,
+                            const float* values) {
+  s.step_size = values[0];
+  s.sqrt_bc2 = values[1];
+  s.decay = values[2];
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     float p = param[i], mi = m[i], vi = v[i];
@@ -69,6 +81,10 @@ __global__ void adam_kernel(float* param, const float* grad, float* m, float* v,
     m[i] = mi;
     v[i] = vi;
   }
+}
+
+__global__ void write_values_kernel(float* dst, ValueBlock block) {
+  if (static_cast<int>(threadIdx.x) < block.count) dst[threadIdx.x] = block.values[threadIdx.x];
 }
 
 // Each thread sums its grid-stride share, the block combines them through warp shuffles, and
@@ -107,47 +123,52 @@ __global__ void clip_kernel(float* x, index_t n, const float* total_sum_squares,
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void sgd_update(float* param, const float* grad, float* momentum_buf, index_t n, float lr, float momentum,
+void sgd_update(float* param, const float* grad, float* momentum_buf, index_t n, const float* values, float momentum,
                 float dampening, float weight_decay, bool nesterov, bool first_step, const Exec& exec) {
   if (n == 0) return;
-  const SgdStep s{lr, momentum, dampening, weight_decay, nesterov, first_step};
+  const SgdStep s{0.0f, momentum, dampening, weight_decay, nesterov, first_step};
   sgd_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      param, grad, momentum != 0.0f ? momentum_buf : nullptr, n, s);
+      param, grad, momentum != 0.0f ? momentum_buf : nullptr, n, s, values);
   GPUDL_CHECK_LAUNCH();
 }
 
-void adagrad_update(float* param, const float* grad, float* sum_sq, index_t n, float lr, float eps,
+void adagrad_update(float* param, const float* grad, float* sum_sq, index_t n, const float* values, float eps,
                     float weight_decay, const Exec& exec) {
   if (n == 0) return;
   adagrad_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      param, grad, sum_sq, n, AdagradStep{lr, eps, weight_decay});
+      param, grad, sum_sq, n, AdagradStep{0.0f, eps, weight_decay}, values);
   GPUDL_CHECK_LAUNCH();
 }
 
-void rmsprop_update(float* param, const float* grad, float* square_avg, float* momentum_buf, index_t n, float lr,
-                    float alpha, float eps, float weight_decay, float momentum, const Exec& exec) {
+void rmsprop_update(float* param, const float* grad, float* square_avg, float* momentum_buf, index_t n,
+                    const float* values, float alpha, float eps, float weight_decay, float momentum,
+                    const Exec& exec) {
   if (n == 0) return;
   rmsprop_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
       param, grad, square_avg, momentum > 0.0f ? momentum_buf : nullptr, n,
-      RmspropStep{lr, alpha, eps, weight_decay, momentum});
+      RmspropStep{0.0f, alpha, eps, weight_decay, momentum}, values);
   GPUDL_CHECK_LAUNCH();
 }
 
-void adadelta_update(float* param, const float* grad, float* square_avg, float* acc_delta, index_t n, float lr,
-                     float rho, float eps, float weight_decay, const Exec& exec) {
+void adadelta_update(float* param, const float* grad, float* square_avg, float* acc_delta, index_t n,
+                     const float* values, float rho, float eps, float weight_decay, const Exec& exec) {
   if (n == 0) return;
   adadelta_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(
-      param, grad, square_avg, acc_delta, n, AdadeltaStep{lr, rho, eps, weight_decay});
+      param, grad, square_avg, acc_delta, n, AdadeltaStep{0.0f, rho, eps, weight_decay}, values);
   GPUDL_CHECK_LAUNCH();
 }
 
-void adam_update(float* param, const float* grad, float* m, float* v, index_t n, float lr, float beta1,
-                 float beta2, float eps, float weight_decay, float bias_correction1, float bias_correction2,
-                 bool decoupled_weight_decay, const Exec& exec) {
+void adam_update(float* param, const float* grad, float* m, float* v, index_t n, const float* values, float beta1,
+                 float beta2, float eps, float weight_decay, bool decoupled_weight_decay, const Exec& exec) {
   if (n == 0) return;
-  const AdamStep s =
-      adam_step(lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, decoupled_weight_decay);
-  adam_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(param, grad, m, v, n, s);
+  const AdamStep s{beta1, beta2, eps, weight_decay, 0.0f, 1.0f, 1.0f, decoupled_weight_decay};
+  adam_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(param, grad, m, v, n, s, values);
+  GPUDL_CHECK_LAUNCH();
+}
+
+void write_values(float* dst, const ValueBlock& block, const Exec& exec) {
+  if (block.count <= 0) return;
+  write_values_kernel<<<1, kValueBlock, 0, detail::stream_of(exec)>>>(dst, block);
   GPUDL_CHECK_LAUNCH();
 }
 

@@ -37,6 +37,13 @@ Guarded random_guarded(std::int64_t n, Device d, std::uint64_t salt, float low =
 
 float* ptr(const Guarded& g) { return g.view.data<float>(); }
 
+// A step's values (kernels::*_update read them in the backend's memory), kept alive by `keep`.
+const float* values_on(Device d, std::vector<float> v, std::vector<Tensor>& keep) {
+  const auto n = static_cast<std::int64_t>(v.size());
+  keep.push_back(Tensor::from_vector(v, {n}).to(d));
+  return keep.back().data<float>();
+}
+
 // The gradient of step t (1-based), the same on both devices.
 Tensor grad_at(std::int64_t n, Device d, int t) { return input({n}, d, 100 + static_cast<std::uint64_t>(t)); }
 
@@ -48,26 +55,30 @@ std::vector<KernelCase> update_cases() {
       cases.push_back({std::string(nesterov ? "sgd_nesterov_" : "sgd_momentum_") + sz, kUpdateTolerance,
                        [n, nesterov](Device d) {
                          Guarded p = random_guarded(n, d, 1), buf = random_guarded(n, d, 2);
+                         std::vector<Tensor> keep;
                          for (int t = 1; t <= kSteps; ++t) {
                            GPUDL_OPTIM_KERNEL(d, sgd_update, ptr(p), grad_at(n, d, t).data<float>(), ptr(buf), n,
-                                              0.1f, 0.9f, nesterov ? 0.0f : 0.25f, 0.01f, nesterov, t == 1);
+                                              values_on(d, {0.1f / static_cast<float>(t)}, keep), 0.9f, nesterov ? 0.0f : 0.25f, 0.01f, nesterov, t == 1);
                          }
                          return Outputs{collect(p), collect(buf)};
                        }});
     }
     cases.push_back({"sgd_plain_" + sz, kUpdateTolerance, [n](Device d) {
                        Guarded p = random_guarded(n, d, 3);
+                       std::vector<Tensor> keep;
                        for (int t = 1; t <= kSteps; ++t) {
-                         GPUDL_OPTIM_KERNEL(d, sgd_update, ptr(p), grad_at(n, d, t).data<float>(), nullptr, n, 0.1f,
+                         GPUDL_OPTIM_KERNEL(d, sgd_update, ptr(p), grad_at(n, d, t).data<float>(), nullptr, n,
+                                            values_on(d, {0.1f}, keep),
                                             0.0f, 0.0f, 0.0f, false, t == 1);
                        }
                        return Outputs{collect(p)};
                      }});
     cases.push_back({"adagrad_" + sz, kUpdateTolerance, [n](Device d) {
                        Guarded p = random_guarded(n, d, 4), sum = random_guarded(n, d, 5, 0.0f, 1.0f);
+                       std::vector<Tensor> keep;
                        for (int t = 1; t <= kSteps; ++t) {
                          GPUDL_OPTIM_KERNEL(d, adagrad_update, ptr(p), grad_at(n, d, t).data<float>(), ptr(sum), n,
-                                            0.1f, 1e-10f, 0.01f);
+                                            values_on(d, {0.1f}, keep), 1e-10f, 0.01f);
                        }
                        return Outputs{collect(p), collect(sum)};
                      }});
@@ -76,9 +87,10 @@ std::vector<KernelCase> update_cases() {
                        [n, momentum](Device d) {
                          Guarded p = random_guarded(n, d, 6), sq = random_guarded(n, d, 7, 0.0f, 1.0f);
                          Guarded buf = random_guarded(n, d, 8);
+                         std::vector<Tensor> keep;
                          for (int t = 1; t <= kSteps; ++t) {
                            GPUDL_OPTIM_KERNEL(d, rmsprop_update, ptr(p), grad_at(n, d, t).data<float>(), ptr(sq),
-                                              momentum > 0.0f ? ptr(buf) : nullptr, n, 0.01f, 0.99f, 1e-8f, 0.01f,
+                                              momentum > 0.0f ? ptr(buf) : nullptr, n, values_on(d, {0.01f}, keep), 0.99f, 1e-8f, 0.01f,
                                               momentum);
                          }
                          // Without momentum the buffer must come back untouched.
@@ -88,9 +100,10 @@ std::vector<KernelCase> update_cases() {
     cases.push_back({"adadelta_" + sz, kUpdateTolerance, [n](Device d) {
                        Guarded p = random_guarded(n, d, 9), sq = random_guarded(n, d, 10, 0.0f, 1.0f);
                        Guarded acc = random_guarded(n, d, 11, 0.0f, 1.0f);
+                       std::vector<Tensor> keep;
                        for (int t = 1; t <= kSteps; ++t) {
                          GPUDL_OPTIM_KERNEL(d, adadelta_update, ptr(p), grad_at(n, d, t).data<float>(), ptr(sq),
-                                            ptr(acc), n, 1.0f, 0.9f, 1e-6f, 0.01f);
+                                            ptr(acc), n, values_on(d, {1.0f}, keep), 0.9f, 1e-6f, 0.01f);
                        }
                        return Outputs{collect(p), collect(sq), collect(acc)};
                      }});
@@ -98,15 +111,35 @@ std::vector<KernelCase> update_cases() {
       cases.push_back({std::string(decoupled ? "adamw_" : "adam_") + sz, kUpdateTolerance, [n, decoupled](Device d) {
                          Guarded p = random_guarded(n, d, 12), m = random_guarded(n, d, 13);
                          Guarded v = random_guarded(n, d, 14, 0.0f, 1.0f);
+                         std::vector<Tensor> keep;
                          for (int t = 1; t <= kSteps; ++t) {
                            const float bc1 = static_cast<float>(1.0 - std::pow(0.9, t));
                            const float bc2 = static_cast<float>(1.0 - std::pow(0.999, t));
+                           const kernels::AdamValues a = kernels::adam_values(0.01f, 0.05f, bc1, bc2);
                            GPUDL_OPTIM_KERNEL(d, adam_update, ptr(p), grad_at(n, d, t).data<float>(), ptr(m), ptr(v),
-                                              n, 0.01f, 0.9f, 0.999f, 1e-8f, 0.05f, bc1, bc2, decoupled);
+                                              n, values_on(d, {a.step_size, a.sqrt_bc2, a.decay}, keep), 0.9f, 0.999f,
+                                              1e-8f, 0.05f, decoupled);
                          }
                          return Outputs{collect(p), collect(m), collect(v)};
                        }});
     }
+  }
+  return cases;
+}
+
+// write_values: every count up to a block and one past it, bit for bit.
+std::vector<KernelCase> value_cases() {
+  std::vector<KernelCase> cases;
+  for (int count : {1, 3, kernels::kValueBlock}) {
+    cases.push_back({"write_values_" + std::to_string(count), kExact, [count](Device d) {
+                       Guarded out = guarded({kernels::kValueBlock + 1}, DType::kF32, d);
+                       ops::fill(out.view, -7.0);
+                       kernels::ValueBlock block{};
+                       block.count = count;
+                       for (int i = 0; i < count; ++i) block.values[i] = 0.5f * static_cast<float>(i) - 3.25f;
+                       GPUDL_OPTIM_KERNEL(d, write_values, ptr(out), block);
+                       return Outputs{collect(out)};
+                     }});
   }
   return cases;
 }
@@ -194,6 +227,7 @@ std::vector<KernelCase> facade_cases() {
 std::vector<KernelCase> optim_cases() {
   std::vector<KernelCase> all = update_cases();
   for (auto& c : clip_cases()) all.push_back(std::move(c));
+  for (auto& c : value_cases()) all.push_back(std::move(c));
   for (auto& c : facade_cases()) all.push_back(std::move(c));
   return all;
 }

@@ -124,6 +124,24 @@ TEST_F(GpuTraining, LowPrecisionTrainerRunsFollowTheCpu) {
   }
 }
 
+// n random 3x8x8 images with labels (i x mult) mod 10, for the captured-step tests.
+data::TensorDataset graph_data(std::int64_t n, std::int64_t mult, std::uint64_t salt) {
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = (i * mult) % 10;
+  return data::TensorDataset(
+      Tensor::from_vector(testing::random_vector(static_cast<std::size_t>(n * 3 * 8 * 8), salt), {n, 3, 8, 8}),
+      Tensor::from_vector(labels, {n}));
+}
+
+// A small CNN with a fused batch norm, initialised from `seed`, on `d`.
+Sequential graph_net(std::uint64_t seed, Device d) {
+  manual_seed(seed);
+  Sequential net{Conv2d(3, 8, 3, {.padding = 1, .bias = false}), BatchNorm2d(8, {.relu = true}), MaxPool2d(2),
+                 Flatten(), Linear(8 * 4 * 4, 10)};
+  net.to(d);
+  return net;
+}
+
 // A Trainer whose step is captured as a CUDA graph (after warm-up) against the same run
 // eager: the same kernels in the same order, so the same weights and losses up to cuDNN's
 // algorithm choice, which may differ between the two runs (deterministic mode pins it: bit
@@ -131,12 +149,8 @@ TEST_F(GpuTraining, LowPrecisionTrainerRunsFollowTheCpu) {
 TEST_F(GpuTraining, CapturedStepsEqualEagerSteps) {
   const Device d = Device::cuda(0);
   set_deterministic(true);
-  const std::int64_t n = 64 * 12 + 40;  // 12 full batches, then a short one run eagerly
-  std::vector<std::int64_t> labels(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = (i * 7) % 10;
-  const data::TensorDataset train(
-      Tensor::from_vector(testing::random_vector(static_cast<std::size_t>(n * 3 * 8 * 8), 95), {n, 3, 8, 8}),
-      Tensor::from_vector(labels, {n}));
+  // 12 full batches, then a short one run eagerly.
+  const data::TensorDataset train = graph_data(64 * 12 + 40, 7, 95);
   struct Run {
     std::vector<float> weights;
     std::vector<float> losses;
@@ -146,10 +160,7 @@ TEST_F(GpuTraining, CapturedStepsEqualEagerSteps) {
   MemoryPool& pool = Context::get(d).memory_pool();
   const auto fit = [&](TrainerOptions::GraphMode mode, int epochs) {
     Run r;
-    manual_seed(8);
-    Sequential net{Conv2d(3, 8, 3, {.padding = 1, .bias = false}), BatchNorm2d(8, {.relu = true}), MaxPool2d(2),
-                   Flatten(), Linear(8 * 4 * 4, 10)};
-    net.to(d);
+    Sequential net = graph_net(8, d);
     SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9, .nesterov = true});
     CrossEntropyLoss loss;
     TrainerOptions o;
@@ -183,6 +194,55 @@ TEST_F(GpuTraining, CapturedStepsEqualEagerSteps) {
   for (std::size_t e = 1; e < longer.upstream.size(); ++e) {
     EXPECT_EQ(longer.upstream[e], longer.upstream[1]) << "epoch " << e + 1;
   }
+  set_deterministic(false);
+}
+
+// The values a replay must not freeze: a cosine schedule's learning rate and Adam's bias
+// corrections at every step, and a parameter group's factor changed by a graph-safe hook after
+// step 7, which captures the step again. The captured run equals the eager one.
+TEST_F(GpuTraining, CapturedStepsFollowSchedulesAdamAndGroupFactors) {
+  const Device d = Device::cuda(0);
+  set_deterministic(true);
+  const data::TensorDataset train = graph_data(64 * 8, 3, 96);
+  struct Run {
+    std::vector<float> weights, losses;
+    bool replayed;
+    std::int64_t recaptures;
+  };
+  const auto fit = [&](TrainerOptions::GraphMode mode) {
+    Run r;
+    Sequential net = graph_net(9, d);
+    Adam opt(net.parameters(), {.lr = 3e-3, .weight_decay = 1e-4});
+    CrossEntropyLoss loss;
+    TrainerOptions o;
+    o.batch = 64;
+    o.epochs = 3;
+    o.progress = false;
+    o.record_step_losses = true;
+    o.cuda_graph = mode;
+    o.schedule = std::make_shared<CosineLR>(3e-3, 24);
+    Trainer* trainer_ptr = nullptr;
+    o.after_step = [&] {
+      if (trainer_ptr->global_step() + 1 == 7) opt.set_param_scale(1, 4.0, 0.25);  // the batch norm's scale
+    };
+    o.after_step_graph_safe = true;
+    Trainer trainer(net, opt, loss, o);
+    trainer_ptr = &trainer;
+    trainer.fit(train);
+    r.losses = trainer.step_losses();
+    r.replayed = trainer.graph_replaying();
+    r.recaptures = trainer.graph_recaptures();
+    for (Parameter* p : net.parameters()) {
+      for (float v : p->value.to_vector<float>()) r.weights.push_back(v);
+    }
+    return r;
+  };
+  const Run eager = fit(TrainerOptions::GraphMode::kOff);
+  const Run graphed = fit(TrainerOptions::GraphMode::kOn);
+  EXPECT_TRUE(graphed.replayed);
+  EXPECT_EQ(graphed.recaptures, 1);
+  EXPECT_EQ(graphed.losses, eager.losses);
+  EXPECT_EQ(graphed.weights, eager.weights);
   set_deterministic(false);
 }
 
