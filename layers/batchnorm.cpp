@@ -21,6 +21,7 @@ BatchNorm1d::BatchNorm1d(std::int64_t features, BatchNormOptions options) : feat
   beta_.value.fill_(0.0);
   running_mean_ = Tensor::zeros({features});
   running_var_ = Tensor::full({features}, 1.0);
+  num_batches_tracked_ = Tensor::zeros(Shape{}, DType::kI64);
   relu_ = options.relu;
 }
 
@@ -200,6 +201,7 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
       input_ = Tensor();
     }
   }
+  if (training_) ops::count_up(num_batches_tracked_);
   output_ = training_ && relu_ ? y : Tensor();
   return y;
 }

@@ -46,8 +46,12 @@ class BatchNorm1d : public Module {
   bool takes_residual() const { return takes_residual_; }
   void set_residual(Tensor shortcut) { residual_ = std::move(shortcut); }
   Tensor take_residual_grad() { return std::move(residual_grad_); }
+  // PyTorch's three: the running statistics and num_batches_tracked (i64, no axes: the train-mode
+  // forwards so far, counted on the device so that replayed steps count too). Files written
+  // before the count existed load without it (Module::load_state).
   std::vector<std::pair<std::string, Tensor*>> buffers() override {
-    return {{"running_mean", &running_mean_}, {"running_var", &running_var_}};
+    return {{"running_mean", &running_mean_}, {"running_var", &running_var_},
+            {"num_batches_tracked", &num_batches_tracked_}};
   }
 
  protected:
@@ -58,6 +62,7 @@ class BatchNorm1d : public Module {
   BatchNormOptions options_;
   Parameter gamma_, beta_;
   Tensor running_mean_, running_var_;
+  Tensor num_batches_tracked_;
   Tensor input_, save_mean_, save_invstd_;
   Tensor sync_count_;  // global values per channel of the last synchronised forward
   // The fused epilogue: ReLU (options_.relu or a Residual's), the shortcut to add.

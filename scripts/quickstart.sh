@@ -28,9 +28,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 # --- dependencies ----------------------------------------------------------------------------
-# Debian packages the build needs (OpenMPI for jobs of several processes); the CUDA toolkit,
-# cuDNN and NCCL are expected under /usr/local/cuda.
-packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev openmpi-bin libopenmpi-dev)
+# Debian packages the build needs (OpenMPI for jobs of several processes; PyTorch and venv for
+# the interop tests); the CUDA toolkit, cuDNN and NCCL are expected under /usr/local/cuda.
+packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev openmpi-bin libopenmpi-dev
+          python3-torch python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,5 +71,7 @@ if [[ "$mode" == train ]]; then
   if [[ -z "${GPUDL_DATA_DIR:-}" && -d ../shared/data ]]; then export GPUDL_DATA_DIR="$(cd ../shared/data && pwd)"; fi
   exec "$build/python_free_examples/cnn_cifar10" --device auto --metrics "$build/cnn_cifar10.jsonl" "$@"
 else
+  # The Python packages the interop tests need, in a virtual environment of the build's own.
+  bash scripts/pyenv.sh "$build"
   exec ctest --test-dir "$build" --output-on-failure -j "$(nproc)" "$@"
 fi

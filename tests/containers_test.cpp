@@ -169,11 +169,11 @@ TEST(Containers, ParametersKeepTheirOwnNamesAndContainersPrefixOnRequest) {
   std::vector<std::string> inner;
   for (auto& [name, t] : net[1].state()) inner.push_back(name);
   EXPECT_EQ(inner, (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
-                                             "1.running_var"}));
+                                             "1.running_var", "1.num_batches_tracked"}));
   std::vector<std::string> outer;
   for (auto& [name, t] : net.state()) outer.push_back(name);
   EXPECT_EQ(outer[2], "1.0.weight");
-  EXPECT_EQ(outer.back(), "1.1.running_var");
+  EXPECT_EQ(outer.back(), "1.1.num_batches_tracked");
   // A state saved from the whole model loads into a fresh one by the same names.
   Sequential copy{Linear(2, 3), Sequential{Linear(3, 3), BatchNorm1d(3)},
                   Residual(Sequential{Linear(3, 3)}, Linear(3, 3)), Concat(Linear(3, 1), Linear(3, 2))};

@@ -42,7 +42,9 @@ std::vector<std::vector<float>> run(Module& m, const Tensor& x, const Tensor& dy
   out.push_back(m.forward(x).to_vector<float>());
   out.push_back(m.backward(dy).to_vector<float>());
   for (Parameter* p : m.parameters()) out.push_back(p->grad.to_vector<float>());
-  for (auto& [name, t] : m.buffers()) out.push_back(t->to_vector<float>());
+  for (auto& [name, t] : m.buffers()) {
+    out.push_back(t->dtype() == DType::kF32 ? t->to_vector<float>() : t->as(DType::kF32).to_vector<float>());
+  }
   m.eval();
   out.push_back(m.forward(x).to_vector<float>());
   return out;

@@ -136,13 +136,23 @@ TEST(Layers, BatchNormUsesBatchStatisticsThenRunningAverages) {
   EXPECT_NEAR(y[2], 1.0f, 1e-4f);
   EXPECT_NEAR(y[1], -1.0f, 1e-4f);
   const auto state = bn.state();
-  ASSERT_EQ(state.size(), 4u);
+  ASSERT_EQ(state.size(), 5u);
   EXPECT_EQ(state[2].first, "running_mean");
   // running = 0.5 * init + 0.5 * batch (unbiased variance: 2 and 200).
   EXPECT_EQ(state[2].second.to_vector<float>(), (std::vector<float>{1.0f, 10.0f}));
   EXPECT_EQ(state[3].second.to_vector<float>(), (std::vector<float>{1.5f, 100.5f}));
+  // PyTorch's count of train-mode batches; eval mode leaves it alone.
+  EXPECT_EQ(state[4].first, "num_batches_tracked");
+  EXPECT_EQ(state[4].second.shape(), Shape{});
+  EXPECT_EQ(state[4].second.to_vector<std::int64_t>(), (std::vector<std::int64_t>{1}));
   bn.eval();
   const auto e = bn.forward(x).to_vector<float>();
+  EXPECT_EQ(bn.state()[4].second.to_vector<std::int64_t>(), (std::vector<std::int64_t>{1}));
+  // Files written before the count existed still load.
+  BatchNorm1d old(2);
+  std::vector<NamedTensor> without(state.begin(), state.begin() + 4);
+  EXPECT_NO_THROW(old.load_state(without));
+  EXPECT_EQ(old.state()[3].second.to_vector<float>(), (std::vector<float>{1.5f, 100.5f}));
   EXPECT_NEAR(e[0], 0.0f / std::sqrt(1.5f), 1e-4f);
   EXPECT_THROW(bn.backward(x), Error);  // eval mode keeps nothing for backward
   bn.train();

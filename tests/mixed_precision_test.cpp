@@ -414,15 +414,34 @@ TEST(MixedPrecision, ExportsInALowTypeAndLoadsByCasting) {
   }
   load_model(loaded, ckpt.string());
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(b[i]->value.to_vector<float>(), a[i]->value.to_vector<float>());
-  // Anything else is a one-line error naming the file.
-  save_safetensors(scratch("other.safetensors").string(), {{"x", Tensor::zeros({2})}});
+  // The checkpoint's model exported without building the model: the same masters.
+  const fs::path exported = scratch("model_from_ckpt.safetensors");
+  export_checkpoint_model(ckpt.string(), exported.string());
+  Sequential again = make_net(9, 0);
+  load_model(again, exported.string());
+  const std::vector<Parameter*> c = again.parameters();
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(c[i]->value.to_vector<float>(), a[i]->value.to_vector<float>());
+  EXPECT_THROW(export_checkpoint_model(f32.string(), scratch("x.safetensors").string()), IoError);
+  // Another kind of file is a one-line error naming it; a plain state_dict (no metadata) of
+  // another model names the first entry that does not fit, and changes nothing.
+  save_safetensors(scratch("other.safetensors").string(), {{"x", Tensor::zeros({2})}}, {{"format", "mine"}});
   try {
     load_model(loaded, scratch("other.safetensors").string());
     FAIL() << "expected IoError";
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("other.safetensors: not a model export or a checkpoint"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("other.safetensors: not a model export, a PyTorch state_dict or a checkpoint"),
+              std::string::npos)
         << e.what();
   }
+  save_safetensors(scratch("plain.safetensors").string(), {{"x", Tensor::zeros({2})}});
+  const std::vector<float> before = b[0]->value.to_vector<float>();
+  try {
+    load_model(loaded, scratch("plain.safetensors").string());
+    FAIL() << "expected ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("plain.safetensors: no tensor '0.weight'"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(b[0]->value.to_vector<float>(), before);
   EXPECT_THROW(export_model(net, scratch("bad.safetensors").string(), DType::kI32), ValueError);
 }
 

@@ -75,7 +75,11 @@ void Module::load_state(const std::vector<NamedTensor>& state) {
     dst.copy_from(src.dtype() == dst.dtype() ? src : src.cast(dst.dtype()));
   };
   for (auto& [name, p] : named_parameters()) restore(name, p->value);
-  for (auto& [name, t] : buffers()) restore(name, *t);
+  for (auto& [name, t] : buffers()) {
+    // Batch norm's count came later than the files some users keep: without it, it stays as is.
+    if (name.ends_with("num_batches_tracked") && by_name.find(name) == by_name.end()) continue;
+    restore(name, *t);
+  }
 }
 
 void Module::to(Device device) {

@@ -64,6 +64,16 @@ void fill(const Tensor& out, double value) {
   detail::twin<&kernels::cpu::fill, &kernels::cuda::fill>(out.device(), {}, out.raw(), out.dtype(), value, out.numel());
 }
 
+void count_up(const Tensor& counter, std::int64_t by) {
+  require_defined(counter, "count_up", "counter");
+  if (counter.dtype() != DType::kI64 || counter.numel() != 1) {
+    throw ValueError("count_up: expected one i64 value, got " + counter.shape().str() + " " +
+                     dtype_name(counter.dtype()));
+  }
+  detail::twin<&kernels::cpu::count_up, &kernels::cuda::count_up>(counter.device(), {}, counter.data<std::int64_t>(),
+                                                                    by);
+}
+
 void copy(const Tensor& out, const Tensor& in) {
   require_defined(out, "copy", "out");
   require_defined(in, "copy", "in");

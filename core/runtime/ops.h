@@ -14,6 +14,9 @@
 namespace gpudl::ops {
 
 void fill(const Tensor& out, double value);
+// counter (one i64 value) += by, enqueued on its device's compute stream. Throws ValueError for
+// another dtype or size.
+void count_up(const Tensor& counter, std::int64_t by = 1);
 // Same shape, dtype and device.
 void copy(const Tensor& out, const Tensor& in);
 // Same shape and device; converts between any two dtypes.

@@ -9,6 +9,8 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
+__global__ void count_up_kernel(std::int64_t* counter, std::int64_t by) { *counter += by; }
+
 template <class T>
 __global__ void fill_kernel(T* out, T value, index_t n) {
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
@@ -79,6 +81,11 @@ void fill(void* out, DType type, double value, index_t n, const Exec& exec) {
     fill_kernel<<<detail::grid_for(n), detail::kBlock, 0, detail::stream_of(exec)>>>(static_cast<T*>(out),
                                                                                        convert<T>(value), n);
   });
+  GPUDL_CHECK_LAUNCH();
+}
+
+void count_up(std::int64_t* counter, std::int64_t by, const Exec& exec) {
+  count_up_kernel<<<1, 1, 0, detail::stream_of(exec)>>>(counter, by);
   GPUDL_CHECK_LAUNCH();
 }
 

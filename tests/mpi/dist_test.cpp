@@ -91,7 +91,8 @@ double state_difference(Module& a, Module& b) {
   double diff = 0.0, scale = 0.0;
   for (std::size_t i = 0; i < sa.size() && i < sb.size(); ++i) {
     EXPECT_EQ(sa[i].first, sb[i].first);
-    const std::vector<float> x = sa[i].second.to_vector<float>(), y = sb[i].second.to_vector<float>();
+    const std::vector<float> x = sa[i].second.as(DType::kF32).to_vector<float>(),
+                             y = sb[i].second.as(DType::kF32).to_vector<float>();
     for (std::size_t k = 0; k < x.size(); ++k) {
       diff = std::max(diff, static_cast<double>(std::fabs(x[k] - y[k])));
       scale = std::max(scale, static_cast<double>(std::fabs(x[k])));
