@@ -118,6 +118,7 @@ int main(int argc, char** argv) try {
       .option("temperature", "0.8", "sampling temperature")
       .option("seed", "1", "seed for initialisation and sampling")
       .option("metrics", "", "JSON-lines metrics file")
+      .option("tensorboard", "", examples::kTensorBoardHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch and at a --minutes stop (atomically)")
       .option("resume", "", "checkpoint to continue from (its vocabulary must match the text)");
   args.parse(argc, argv);
@@ -141,9 +142,7 @@ int main(int argc, char** argv) try {
   const double minutes = args.number("minutes");
   args.require(minutes >= 0.0, "minutes", "a number >= 0 (0: no limit)");
   const std::int64_t sample_chars = args.integer("sample");
-  examples::check_writable(args, "metrics");
-  examples::check_writable(args, "checkpoint");
-  examples::check_readable(args, "resume");
+  examples::check_trainer_files(args);
   // Last: "auto" prints a note when there is no GPU, which should not come before a typo's error.
   const Device device = Device::parse(args.str("device"));
   const Precision precision = examples::precision(args, device);
@@ -183,6 +182,7 @@ int main(int argc, char** argv) try {
   o.epochs = epochs;
   o.log_every = 50;
   o.metrics = args.str("metrics");
+  o.tensorboard = args.str("tensorboard");
   o.checkpoint = args.str("checkpoint");
   o.schedule = std::make_shared<CosineLR>(lr, epochs * stream.chunks());
   o.clip_grad_norm = static_cast<float>(clip);

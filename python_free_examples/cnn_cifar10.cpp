@@ -218,6 +218,7 @@ int main(int argc, char** argv) try {
       .option("synthetic-size", "20000", "training images of the synthetic set (test: a fifth of it)")
       .option("limit", "0", "use only the first N training images (0: all)")
       .option("metrics", "", "JSON-lines metrics file")
+      .option("tensorboard", "", examples::kTensorBoardHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
       .option("export", "", examples::kExportHelp);
@@ -293,6 +294,7 @@ int main(int argc, char** argv) try {
   o.seed = seed;
   o.log_every = 50;
   o.metrics = args.str("metrics");
+  o.tensorboard = args.str("tensorboard");
   o.cuda_graph = graph == "on"    ? TrainerOptions::GraphMode::kOn
                  : graph == "off" ? TrainerOptions::GraphMode::kOff
                                   : TrainerOptions::GraphMode::kAuto;

@@ -214,6 +214,22 @@ inline void check_writable_path(const std::string& flag, const std::string& path
   if (std::filesystem::is_directory(p)) throw std::invalid_argument("--" + flag + ": '" + path + "' is a folder");
 }
 
+// --<flag> names a folder that exists, or can be made, and takes new files: checked by making
+// it and a probe file in it (removed again), before any data is read.
+inline void check_writable_folder(const std::string& flag, const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec || !std::filesystem::is_directory(path)) {
+    throw std::invalid_argument("--" + flag + ": cannot make the folder '" + path + "'" +
+                                (ec ? ": " + ec.message() : std::string()));
+  }
+  const std::filesystem::path probe = std::filesystem::path(path) / ".gpudl-probe";
+  std::ofstream out(probe);
+  if (!out) throw std::invalid_argument("--" + flag + ": folder '" + path + "' does not take new files");
+  out.close();
+  std::filesystem::remove(probe, ec);
+}
+
 // The same for the file named by --<name>, when it is given.
 inline void check_writable(const Args& args, const std::string& name) {
   if (!args.str(name).empty()) check_writable_path(name, args.str(name));

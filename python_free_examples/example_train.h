@@ -58,7 +58,13 @@ inline void check_trainer_files(const Args& args) {
   check_writable(args, "metrics");
   check_writable(args, "checkpoint");
   check_readable(args, "resume");
+  if (!args.str("tensorboard").empty()) check_writable_folder("tensorboard", args.str("tensorboard"));
 }
+
+// Help for the --tensorboard flag of the Trainer drivers.
+inline constexpr const char* kTensorBoardHelp =
+    "folder for TensorBoard event files (made if missing): loss, accuracy, learning rate, samples/s and test "
+    "metrics as they come, and the run's settings as text; view with `tensorboard --logdir FOLDER`";
 
 // Help for the --export flag of the drivers that have it.
 inline constexpr const char* kExportHelp =

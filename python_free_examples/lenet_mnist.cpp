@@ -17,6 +17,7 @@ int main(int argc, char** argv) try {
       .option("lr", "0.002", "Adam learning rate (cosine-annealed to 0 over the run)")
       .option("seed", "1", "seed for initialisation and data order")
       .option("metrics", "", "JSON-lines metrics file")
+      .option("tensorboard", "", examples::kTensorBoardHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
       .option("export", "", examples::kExportHelp)
@@ -59,6 +60,7 @@ int main(int argc, char** argv) try {
   o.seed = seed;
   o.log_every = 100;
   o.metrics = args.str("metrics");
+  o.tensorboard = args.str("tensorboard");
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
   const std::int64_t steps = o.epochs * examples::steps_per_epoch(train, o.batch);

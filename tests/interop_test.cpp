@@ -2,7 +2,6 @@
 // into PyTorch, with the same outputs both ways; bad state dicts are refused by name.
 #include <gtest/gtest.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cmath>
@@ -29,6 +28,7 @@
 #include "gpudl/layers/pool.h"
 #include "gpudl/layers/recurrent.h"
 #include "gpudl/layers/sequential.h"
+#include "python_util.h"
 #include "test_util.h"
 
 namespace gpudl {
@@ -176,26 +176,7 @@ Snapshot snapshot(Module& model) {
   return out;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// The Python with PyTorch and safetensors: $GPUDL_PYTHON, else the one the build set up.
-std::string python() {
-  if (const char* env = std::getenv("GPUDL_PYTHON"); env != nullptr && *env != '\0') return env;
-#ifdef GPUDL_PYTHON
-  return GPUDL_PYTHON;
-#else
-  return "";
-#endif
-}
+using testing::read_text;
 
 std::string script() {
 #ifdef GPUDL_INTEROP_SCRIPT
@@ -209,15 +190,8 @@ std::string script() {
 // a second.
 const std::string& torch_missing() {
   static const std::string why = []() -> std::string {
-    const std::string hint = "; run scripts/pyenv.sh BUILD_DIR (or set GPUDL_PYTHON) for the PyTorch interop tests";
-    const std::string py = python();
-    if (py.empty()) return "no Python with PyTorch configured" + hint;
-    if (py.find('/') != std::string::npos && !fs::exists(py)) return py + " does not exist" + hint;
     if (!fs::exists(script())) return script() + " does not exist";
-    if (std::system((quote(py) + " -c 'import torch, safetensors' >/dev/null 2>&1").c_str()) != 0) {
-      return py + " cannot import torch and safetensors" + hint;
-    }
-    return "";
+    return testing::python_missing("import torch, safetensors");
   }();
   return why;
 }
@@ -230,28 +204,15 @@ const std::string& torch_missing() {
 // Each test works in a fresh directory of its own, removed afterwards.
 class Interop : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "gpudl_interop_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
 
   // Runs `torch_models.py command DIR`: its exit status and everything it printed.
   std::pair<int, std::string> run_script(const std::string& command) const {
-    const std::string log = file(command + ".log");
-    const std::string line =
-        quote(python()) + " " + quote(script()) + " " + command + " " + quote(dir_) + " > " + quote(log) + " 2>&1";
-    const int status = std::system(line.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(log)};
+    return testing::run_python(script(), command + " " + testing::shell_quote(dir_), file(command + ".log"));
   }
 
-  std::string dir_;
+  testing::ScratchDir scratch_{"gpudl_interop"};
+  const std::string& dir_ = scratch_.path();
 };
 
 TEST_F(Interop, PyTorchWeightsLoadIntoLibgpudl) {

@@ -109,6 +109,20 @@ Trainer::~Trainer() {
 }
 
 void Trainer::write_metrics(const json::Value& record) {
+  if (tensorboard_ != nullptr && record.is_object()) {
+    // Every number of the record becomes a point of "<event>/<field>" at its step.
+    std::string event = "run";
+    std::int64_t step = step_;
+    for (const auto& [name, value] : record.as_object()) {
+      if (name == "event" && value.is_string()) event = value.as_string();
+      if (name == "step" && value.is_int()) step = value.as_int();
+    }
+    for (const auto& [name, value] : record.as_object()) {
+      if (value.is_number() && name != "step" && name != "epoch") {
+        tensorboard_->scalar(event + "/" + name, value.as_double(), step);
+      }
+    }
+  }
   if (metrics_ == nullptr) return;
   const std::string line = json::dump(record) + "\n";
   if (std::fputs(line.c_str(), metrics_) < 0 || std::fflush(metrics_) != 0) {
@@ -210,6 +224,10 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
     // starts it afresh rather than mixing two runs' lines.
     metrics_ = std::fopen(options_.metrics.c_str(), resumed_ ? "a" : "w");
     if (metrics_ == nullptr) throw IoError(options_.metrics + ": cannot open for writing: " + std::strerror(errno));
+  }
+  if (!options_.tensorboard.empty() && tensorboard_ == nullptr && rank_ == 0) {
+    tensorboard_ = std::make_unique<TensorBoardWriter>(options_.tensorboard);
+    describe_run_to_tensorboard();
   }
   // The batches are data, not something being optimised: the model skips its first layer's
   // input-gradient product while fitting, and gets its own setting back after.
@@ -579,14 +597,44 @@ void Trainer::check_recent_losses() {
   recent_count_ = 0;
 }
 
+void Trainer::describe_run_to_tensorboard() {
+  std::int64_t parameters = 0;
+  for (Parameter* p : model_.parameters()) parameters += p->value.numel();
+  std::string settings = "| setting | value |\n| --- | --- |\n";
+  const auto row = [&settings](const std::string& name, const std::string& value) {
+    settings += "| " + name + " | " + value + " |\n";
+  };
+  const Device device = model_.device();
+  row("device", device.is_cpu() ? std::string("cpu") : device.str() + " (" + device.name() + ")");
+  row("precision", precision_name(precision_));
+  row("ranks", std::to_string(world_));
+  for (const auto& [name, value] : order_) row(name, value);
+  row("epochs", std::to_string(options_.epochs));
+  row("optimizer", optimizer_.kind());
+  for (const auto& [name, value] : optimizer_.hyperparameters()) row("optimizer " + name, format_number(value));
+  row("schedule", options_.schedule ? options_.schedule->describe() : "none");
+  if (options_.clip_grad_norm > 0.0f) row("clip_grad_norm", format_number(options_.clip_grad_norm));
+  if (!options_.resume.empty()) row("resumed from", options_.resume + " at step " + std::to_string(step_));
+  tensorboard_->text("run/settings", settings, step_);
+  tensorboard_->text("run/model", "`" + model_.describe() + "`, " + std::to_string(parameters) + " parameters", step_);
+}
+
 void Trainer::report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch) {
   // Every rank takes part in the sums whatever its own progress setting (a job may turn
   // progress off on the ranks that do not print); rank 0 prints if its setting says so.
-  if (!options_.progress && !dp_) return;
+  if (!options_.progress && !dp_ && tensorboard_ == nullptr) return;
   const auto [loss_sum, correct_sum] = epoch_sums();
+  const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
+  if (tensorboard_ != nullptr && !end_of_epoch) {
+    // The epoch's running means so far, as the progress line shows them.
+    tensorboard_->scalar("train/loss", loss_sum / samples, step_);
+    if (loss_.correct().defined()) tensorboard_->scalar("train/accuracy", correct_sum / samples, step_);
+    tensorboard_->scalar("train/samples_per_second", samples_per_second, step_);
+    tensorboard_->scalar("train/lr", optimizer_.lr(), step_);
+    if (scaler_) tensorboard_->scalar("train/loss_scale", scaler_->scale(), step_);
+  }
   if (!options_.progress || rank_ != 0) return;
   const double done = static_cast<double>(position_) / static_cast<double>(std::max<std::int64_t>(batches, 1));
-  const double samples = static_cast<double>(std::max<std::int64_t>(acc_samples_, 1));
   const double elapsed = detail::seconds_now() - epoch_start_;
   const double eta = done > 0 && !end_of_epoch ? elapsed / done - elapsed : 0.0;
   const std::int64_t shown = end_of_epoch ? batches : position_;

@@ -15,6 +15,7 @@
 #include "gpudl/core/data/data.h"
 #include "gpudl/core/dist/data_parallel.h"
 #include "gpudl/core/io/json.h"
+#include "gpudl/core/io/tensorboard.h"
 #include "gpudl/core/training/loss.h"
 #include "gpudl/core/training/loss_scaler.h"
 #include "gpudl/core/runtime/cuda_graph.h"
@@ -62,6 +63,11 @@ struct TrainerOptions {
   bool drop_last = false;
   std::int64_t log_every = 50;     // the host reads loss and accuracy every N steps, no more often
   std::string metrics = "";             // JSON-lines file, "" for none; the last line has "event": "final"
+  // TensorBoard log folder, "" for none (rank 0 writes): every log_every steps the running
+  // train/loss, train/accuracy, train/samples_per_second, train/lr (and train/loss_scale under
+  // fp16); every metrics record's numbers as "<event>/<field>" (epoch/test_accuracy, ...); the
+  // model and the run's settings as text. fit() checks first that the folder takes files.
+  std::string tensorboard = "";
   std::string checkpoint = "";          // safetensors path written at each epoch end and at a stop
                                         // (max_seconds, stop_after_steps), "" for none; fit()
                                         // first checks its folder takes new files (IoError)
@@ -259,6 +265,9 @@ class Trainer {
   int total_epochs_ = 0;
   std::string last_checkpoint_;
   std::FILE* metrics_ = nullptr;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  // The run's settings and model as TensorBoard text, once per fit().
+  void describe_run_to_tensorboard();
   bool resumed_ = false;           // a checkpoint was loaded: the metrics file is appended to
   // The data order the loaded checkpoint was saved with, until fit() has compared it with its
   // source; `legacy`: a checkpoint from before "data_order", which recorded batch and shuffle.
