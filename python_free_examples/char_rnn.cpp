@@ -119,6 +119,7 @@ int main(int argc, char** argv) try {
       .option("seed", "1", "seed for initialisation and sampling")
       .option("metrics", "", "JSON-lines metrics file")
       .option("tensorboard", "", examples::kTensorBoardHelp)
+      .option("ema", "0", examples::kEmaHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch and at a --minutes stop (atomically)")
       .option("resume", "", "checkpoint to continue from (its vocabulary must match the text)");
   args.parse(argc, argv);
@@ -183,6 +184,7 @@ int main(int argc, char** argv) try {
   o.log_every = 50;
   o.metrics = args.str("metrics");
   o.tensorboard = args.str("tensorboard");
+  o.ema = examples::ema_decay(args);
   o.checkpoint = args.str("checkpoint");
   o.schedule = std::make_shared<CosineLR>(lr, epochs * stream.chunks());
   o.clip_grad_norm = static_cast<float>(clip);
@@ -222,6 +224,8 @@ int main(int argc, char** argv) try {
   }
   const std::int64_t first_step = trainer.global_step();
   const FitResult fit = trainer.fit(stream, &held_out);
+  // The averaged weights were evaluated: they sample the text.
+  if (WeightAverage* average = trainer.weight_average()) average->copy_to_model();
   if (fit.out_of_time) {
     std::printf("time limit of %.1f minutes reached in epoch %lld\n", o.max_seconds / 60.0,
                 static_cast<long long>((fit.steps - 1) / stream.chunks() + 1));

@@ -219,6 +219,7 @@ int main(int argc, char** argv) try {
       .option("limit", "0", "use only the first N training images (0: all)")
       .option("metrics", "", "JSON-lines metrics file")
       .option("tensorboard", "", examples::kTensorBoardHelp)
+      .option("ema", "0", examples::kEmaHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
       .option("export", "", examples::kExportHelp);
@@ -295,6 +296,7 @@ int main(int argc, char** argv) try {
   o.log_every = 50;
   o.metrics = args.str("metrics");
   o.tensorboard = args.str("tensorboard");
+  o.ema = examples::ema_decay(args);
   o.cuda_graph = graph == "on"    ? TrainerOptions::GraphMode::kOn
                  : graph == "off" ? TrainerOptions::GraphMode::kOff
                                   : TrainerOptions::GraphMode::kAuto;

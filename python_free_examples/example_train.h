@@ -59,7 +59,15 @@ inline void check_trainer_files(const Args& args) {
   check_writable(args, "checkpoint");
   check_readable(args, "resume");
   if (!args.str("tensorboard").empty()) check_writable_folder("tensorboard", args.str("tensorboard"));
+  const double ema = args.number("ema");
+  args.require(ema >= 0.0 && ema < 1.0, "ema", "a decay in [0, 1) (0: no average)");
 }
+
+// Help for the --ema flag of the Trainer drivers, and its value once checked.
+inline constexpr const char* kEmaHelp =
+    "decay of an exponential moving average of the weights (per step), which the test results, the final "
+    "model and --export use and checkpoints keep; 0: none (0.999 is common)";
+inline double ema_decay(const Args& args) { return args.number("ema"); }  // checked by check_trainer_files
 
 // Help for the --tensorboard flag of the Trainer drivers.
 inline constexpr const char* kTensorBoardHelp =
@@ -97,6 +105,8 @@ inline gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, const gpudl::dat
                                        gpudl::json::Object extra = {}) {
   const auto start = std::chrono::steady_clock::now();
   const gpudl::FitResult r = trainer.fit(train, &test);
+  // The averaged weights were tested: they are the model from here on (TTA, --export).
+  if (gpudl::WeightAverage* average = trainer.weight_average()) average->copy_to_model();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string where = trainer.world_size() > 1 ? " x " + std::to_string(trainer.world_size()) + " ranks" : "";
   std::printf("test accuracy %.2f%%, test loss %.4f, %lld steps in %.1f s on %s%s in %s\n",

@@ -18,6 +18,7 @@ int main(int argc, char** argv) try {
       .option("seed", "1", "seed for initialisation and data order")
       .option("metrics", "", "JSON-lines metrics file")
       .option("tensorboard", "", examples::kTensorBoardHelp)
+      .option("ema", "0", examples::kEmaHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
       .option("export", "", examples::kExportHelp)
@@ -61,6 +62,7 @@ int main(int argc, char** argv) try {
   o.log_every = 100;
   o.metrics = args.str("metrics");
   o.tensorboard = args.str("tensorboard");
+  o.ema = examples::ema_decay(args);
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
   const std::int64_t steps = o.epochs * examples::steps_per_epoch(train, o.batch);

@@ -53,6 +53,15 @@ void WeightAverage::copy_to_model() {
   for (std::size_t i = 0; i < now.size(); ++i) ops::copy(now[i], average_[i].to(now[i].device()));
 }
 
+void WeightAverage::swap_with_model() {
+  const std::vector<Tensor> now = live();
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    Tensor model_values = now[i].clone();
+    ops::copy(now[i], average_[i].to(now[i].device()));
+    average_[i] = std::move(model_values);
+  }
+}
+
 std::vector<NamedTensor> WeightAverage::state(const std::string& prefix) const {
   std::vector<NamedTensor> out;
   for (std::size_t i = 0; i < names_.size(); ++i) out.emplace_back(prefix + names_[i], average_[i]);

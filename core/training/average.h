@@ -26,6 +26,9 @@ class WeightAverage {
   // model <- average: lookahead's step back to the slow weights, or putting the averaged
   // weights in for evaluation.
   void copy_to_model();
+  // Exchanges the model's values and the average's: done twice, both are back. Evaluating the
+  // averaged weights between the two leaves training undisturbed.
+  void swap_with_model();
   // update(decay) then copy_to_model(): one lookahead step.
   void lookahead(double decay) {
     update(decay);

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -47,6 +48,10 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions
     throw ValueError("Trainer: batch, log_every and eval_batch must be >= 1; epochs, checkpoint_every, "
                      "stop_after_steps, clip_grad_norm and max_seconds must be >= 0");
   }
+  if (!(options_.ema >= 0.0 && options_.ema < 1.0)) {
+    throw ValueError("Trainer: ema must be in [0, 1) (0: no moving average), got " + format_number(options_.ema));
+  }
+  if (options_.ema > 0.0) ema_ = std::make_unique<WeightAverage>(model_);
   precision_ = options_.precision.value_or(default_precision(model_.device()));
   model_.set_precision(precision_);  // throws DeviceError where the device cannot run it
   if (precision_ == Precision::kF16) scaler_ = std::make_unique<LossScaler>(options_.loss_scaling);
@@ -291,7 +296,7 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
       partial = true;
       break;
     }
-    if (test) epoch.test = test();
+    if (test) epoch.test = with_average(test);
     ++epoch_;
     position_ = 0;
     report_progress(train.batches_per_epoch(), epoch.samples_per_second, true);
@@ -332,8 +337,18 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
   result.steps = step_;
   result.seconds = detail::seconds_now() - fit_start_;
   result.out_of_time = out_of_time_;
-  if (test) result.final_test = partial || result.epochs.empty() ? test() : result.epochs.back().test;
+  if (test) result.final_test = partial || result.epochs.empty() ? with_average(test) : result.epochs.back().test;
   return result;
+}
+
+EvalResult Trainer::with_average(const std::function<EvalResult()>& evaluate) {
+  if (!ema_) return evaluate();
+  ema_->swap_with_model();
+  struct SwapBack {
+    WeightAverage& average;
+    ~SwapBack() { average.swap_with_model(); }
+  } back{*ema_};
+  return evaluate();
 }
 
 bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
@@ -415,6 +430,8 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
       loss = compute_step(x, y, n, n_global, params);
       correct = loss_.correct();
     }
+    // Outside any captured graph: the average's update is device work on weights that stay put.
+    if (ema_) ema_->update(options_.ema);
     if (options_.after_step) options_.after_step();
 
     // Accumulate on the device; the host looks only every log_every steps.
@@ -817,6 +834,9 @@ void Trainer::save_checkpoint(const std::string& path) {
   for (auto& [name, t] : extra) tensors.emplace_back(name, t);
   for (auto& [name, t] : other_ranks) tensors.emplace_back(name, t);
   if (scaler_) tensors.emplace_back("trainer.loss_scaler", scaler_->state());
+  if (ema_) {
+    for (auto& [name, t] : ema_->state("trainer.ema.")) tensors.emplace_back(name, t);
+  }
   if (loss_acc_.defined()) {
     tensors.emplace_back("trainer.loss_sum", Tensor::full({1}, loss_sum, DType::kF32, Device::cpu()));
     tensors.emplace_back("trainer.correct_sum", Tensor::full({1}, correct_sum, DType::kF32, Device::cpu()));
@@ -917,6 +937,13 @@ void Trainer::load_checkpoint(const std::string& path, const data::BatchSource* 
   try {
     model_.load_state(model_state);
     optimizer_.load_state(optimizer_state);
+    if (ema_) {
+      // A checkpoint of a run without the average starts it at the weights it holds.
+      ema_ = std::make_unique<WeightAverage>(model_);
+      const bool saved = std::any_of(file.tensors.begin(), file.tensors.end(),
+                                     [](const NamedTensor& e) { return e.first.starts_with("trainer.ema."); });
+      if (saved) ema_->load_state(file.tensors, "trainer.ema.");
+    }
   } catch (const Error& e) {
     throw ValueError(path + ": not a checkpoint of this model: " + e.what());
   }

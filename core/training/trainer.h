@@ -16,6 +16,7 @@
 #include "gpudl/core/dist/data_parallel.h"
 #include "gpudl/core/io/json.h"
 #include "gpudl/core/io/tensorboard.h"
+#include "gpudl/core/training/average.h"
 #include "gpudl/core/training/loss.h"
 #include "gpudl/core/training/loss_scaler.h"
 #include "gpudl/core/runtime/cuda_graph.h"
@@ -63,6 +64,12 @@ struct TrainerOptions {
   bool drop_last = false;
   std::int64_t log_every = 50;     // the host reads loss and accuracy every N steps, no more often
   std::string metrics = "";             // JSON-lines file, "" for none; the last line has "event": "final"
+  // > 0: an exponential moving average of the weights (and batch-norm statistics), average <-
+  // ema x average + (1 - ema) x weights after every optimizer step, which evaluation uses (the
+  // epochs' test results and final_test) and checkpoints keep ("trainer.ema.<name>"), so a
+  // resumed run continues it exactly. The model itself keeps training's weights; put the
+  // average in with weight_average()->copy_to_model() (before an export, say). In [0, 1).
+  double ema = 0.0;
   // TensorBoard log folder, "" for none (rank 0 writes): every log_every steps the running
   // train/loss, train/accuracy, train/samples_per_second, train/lr (and train/loss_scale under
   // fp16); every metrics record's numbers as "<event>/<field>" (epoch/test_accuracy, ...); the
@@ -209,6 +216,8 @@ class Trainer {
   std::string graph_blocker() const;
   // Whether steps are being replayed from a captured graph (after warm-up, with kOn).
   bool graph_replaying() const { return graph_ != nullptr; }
+  // The moving average of options.ema (nullptr without one).
+  WeightAverage* weight_average() const { return ema_.get(); }
   // Captures after the first, made because the optimizer's launch_version() changed.
   std::int64_t graph_recaptures() const { return graph_recaptures_; }
   static constexpr std::int64_t kGraphWarmupSteps = 3;
@@ -266,6 +275,9 @@ class Trainer {
   std::string last_checkpoint_;
   std::FILE* metrics_ = nullptr;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
+  std::unique_ptr<WeightAverage> ema_;
+  // `evaluate` run with the averaged weights in the model when there is an average.
+  EvalResult with_average(const std::function<EvalResult()>& evaluate);
   // The run's settings and model as TensorBoard text, once per fit().
   void describe_run_to_tensorboard();
   bool resumed_ = false;           // a checkpoint was loaded: the metrics file is appended to
