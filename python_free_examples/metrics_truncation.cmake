@@ -5,16 +5,7 @@
 # as the first (an appending driver would double them).
 cmake_minimum_required(VERSION 3.25)
 
-set(command "")
-set(seen_separator FALSE)
-math(EXPR last "${CMAKE_ARGC} - 1")
-foreach(i RANGE 1 ${last})
-  if(seen_separator)
-    list(APPEND command "${CMAKE_ARGV${i}}")
-  elseif(CMAKE_ARGV${i} STREQUAL "--")
-    set(seen_separator TRUE)
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/command_after_separator.cmake)
 if(NOT command OR NOT METRICS)
   message(FATAL_ERROR "metrics_truncation: usage: cmake -DMETRICS=<file> -P metrics_truncation.cmake -- <program> ...")
 endif()

@@ -2,6 +2,7 @@
 // per iteration to CSV, iterations to a target J), the same with badly scaled inputs, and the
 // escape from the saddle of f = x² − y² + y⁴/4.
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -53,7 +54,11 @@ void write_csv(const std::string& path, const std::vector<Method>& ms, const std
   out << "iteration";
   for (const auto& m : ms) out << "," << m.name;
   out << "\n";
-  for (std::size_t i = 0; i < curves[0].values.size(); ++i) {
+  // As many rows as the longest curve: one that diverged early stops, the others go on (NaN
+  // where a curve has ended).
+  std::size_t rows = 0;
+  for (const auto& c : curves) rows = std::max(rows, c.values.size());
+  for (std::size_t i = 0; i < rows; ++i) {
     out << i;
     for (const auto& c : curves) out << "," << (i < c.values.size() ? c.values[i] : NAN);
     out << "\n";

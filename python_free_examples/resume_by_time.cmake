@@ -6,16 +6,7 @@
 # byte for byte the uninterrupted one (weights, optimizer state, carried state, progress).
 cmake_minimum_required(VERSION 3.25)
 
-set(command "")
-set(seen_separator FALSE)
-math(EXPR last "${CMAKE_ARGC} - 1")
-foreach(i RANGE 1 ${last})
-  if(seen_separator)
-    list(APPEND command "${CMAKE_ARGV${i}}")
-  elseif(CMAKE_ARGV${i} STREQUAL "--")
-    set(seen_separator TRUE)
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/command_after_separator.cmake)
 if(NOT command OR NOT DIR)
   message(FATAL_ERROR "resume_by_time: usage: cmake -DDIR=<folder> -P resume_by_time.cmake -- <program> ...")
 endif()
