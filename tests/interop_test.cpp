@@ -178,13 +178,7 @@ Snapshot snapshot(Module& model) {
 
 using testing::read_text;
 
-std::string script() {
-#ifdef GPUDL_INTEROP_SCRIPT
-  return GPUDL_INTEROP_SCRIPT;
-#else
-  return (fs::path(__FILE__).parent_path() / "interop" / "torch_models.py").string();
-#endif
-}
+std::string script() { return std::string(GPUDL_INTEROP_DIR) + "/torch_models.py"; }
 
 // Why the PyTorch side cannot run here, or "" when it can. Asked once: importing torch takes
 // a second.

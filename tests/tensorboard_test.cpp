@@ -123,7 +123,7 @@ TEST_F(TensorBoard, ItsOwnReaderReadsEveryScalarOfARun) {
   Trainer trainer(net, opt, loss, o);
   trainer.fit(train, &test);
 
-  const std::string script = (fs::path(__FILE__).parent_path() / "interop" / "read_tensorboard.py").string();
+  const std::string script = std::string(GPUDL_INTEROP_DIR) + "/read_tensorboard.py";
   const auto [status, out] = testing::run_python(script, testing::shell_quote(dir_ + "/tb"), dir_ + "/read.log");
   ASSERT_EQ(status, 0) << out;
   const json::Value read = json::parse(out);
