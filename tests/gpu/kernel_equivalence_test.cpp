@@ -38,6 +38,16 @@ std::vector<KernelCase> elementwise_cases() {
                        ops::axpy(y.view, 0.3f, input({n}, d, 5));
                        return Outputs{collect(y)};
                      }});
+    if (n == 1) {
+      // Batch norm's num_batches_tracked: one i64 counted up on the device, the guard untouched.
+      cases.push_back({"count_up_i64", kExact, [](Device d) {
+                         Guarded counter = guarded({1}, DType::kI64, d);
+                         ops::fill(counter.view, 40.0);
+                         ops::count_up(counter.view);
+                         ops::count_up(counter.view, 2);
+                         return Outputs{collect(counter)};
+                       }});
+    }
     cases.push_back({"copy_" + sz, kExact, [n](Device d) {
                        Guarded out = guarded({n}, DType::kF32, d);
                        ops::copy(out.view, input({n}, d, 6));
