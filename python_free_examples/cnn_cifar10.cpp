@@ -15,6 +15,7 @@
 #include "example_train.h"
 #include "gpudl/core/data/cifar.h"
 #include "gpudl/gpudl.h"
+#include "gpudl/kernels/augment.h"
 
 namespace {
 
@@ -119,20 +120,20 @@ class AirbenchSteps {
   std::unique_ptr<gpudl::WeightAverage> average_;
 };
 
-// The images (N, C, H, W) moved by (dy, dx) pixels, the uncovered border mirrored about the edge
-// pixels (PyTorch's 'reflect' padding), then mirrored left to right when `flip`.
+// The images (N, C, H, W) moved by (dy, dx) pixels (each -1, 0 or 1), the uncovered border
+// mirrored about the edge pixels (PyTorch's 'reflect'), then mirrored left to right when `flip`:
+// the training augmentation's own per-pixel rule with a chosen, not drawn, crop.
 std::vector<float> shifted_view(const std::vector<float>& images, const gpudl::Shape& shape, int dy, int dx,
                                 bool flip) {
   const std::int64_t h = shape[2], w = shape[3];
+  const gpudl::kernels::AugmentChoice choice{1 - dy, 1 - dx, flip};  // a crop of the image padded by 1
   std::vector<float> out(images.size());
-  auto reflect = [](std::int64_t i, std::int64_t n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); };
   for (std::int64_t plane = 0; plane < shape[0] * shape[1]; ++plane) {
     const float* src = images.data() + plane * h * w;
     float* dst = out.data() + plane * h * w;
     for (std::int64_t y = 0; y < h; ++y) {
       for (std::int64_t x = 0; x < w; ++x) {
-        const std::int64_t col = flip ? w - 1 - x : x;
-        dst[y * w + x] = src[reflect(y - dy, h) * w + reflect(col - dx, w)];
+        dst[y * w + x] = gpudl::kernels::augment_pixel(src, h, w, y, x, 1, true, choice, nullptr, nullptr, 0);
       }
     }
   }
