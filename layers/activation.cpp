@@ -74,4 +74,41 @@ Tensor Scale::backward(const Tensor& grad_output) {
   return scaled(grad_output, factor_, dtype_);
 }
 
+// GELU and SiLU are written from ONNX's primitives, which every opset from 17 has.
+OnnxValue ActivationLayer::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  const std::string& in = x.name;
+  auto half_x_times = [&](const std::string& s) {
+    return graph.op("Mul", {graph.op("Mul", {in, graph.scalar("half", 0.5f)}),
+                            graph.op("Add", {graph.scalar("one", 1.0f), s})});
+  };
+  std::string y;
+  switch (kind_) {
+    case nn::Activation::kSigmoid: y = graph.op("Sigmoid", {in}); break;
+    case nn::Activation::kTanh: y = graph.op("Tanh", {in}); break;
+    case nn::Activation::kRelu: y = graph.op("Relu", {in}); break;
+    case nn::Activation::kLeakyRelu: y = graph.op("LeakyRelu", {in}, {{"alpha", alpha_}}); break;
+    case nn::Activation::kElu: y = graph.op("Elu", {in}, {{"alpha", alpha_}}); break;
+    case nn::Activation::kGelu:  // x/2 (1 + erf(x / sqrt 2))
+      y = half_x_times(graph.op("Erf", {graph.op("Mul", {in, graph.scalar("inv_sqrt2", 0.70710678118654752f)})}));
+      break;
+    case nn::Activation::kGeluTanh: {  // x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+      const std::string cube = graph.op("Mul", {graph.op("Mul", {in, in}), in});
+      const std::string inner = graph.op("Add", {in, graph.op("Mul", {cube, graph.scalar("gelu_cubic", 0.044715f)})});
+      y = half_x_times(graph.op("Tanh", {graph.op("Mul", {inner, graph.scalar("gelu_scale", 0.79788456080286536f)})}));
+      break;
+    }
+    case nn::Activation::kSilu: y = graph.op("Mul", {in, graph.op("Sigmoid", {in})}); break;
+    case nn::Activation::kCount: return Module::to_onnx(graph, x);
+  }
+  return {y, x.rank};
+}
+
+OnnxValue Softmax::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  return {graph.op(log_ ? "LogSoftmax" : "Softmax", {x.name}, {{"axis", std::int64_t{-1}}}), x.rank};
+}
+
+OnnxValue Scale::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  return {graph.op("Mul", {x.name, graph.scalar("scale", factor_)}), x.rank};
+}
+
 }  // namespace gpudl

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "gpudl/core/runtime/format.h"
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 #include "gpudl/core/nn/activation.h"
 
@@ -14,6 +15,7 @@ class ActivationLayer : public Module {
   ActivationLayer(nn::Activation kind, float alpha, std::string name);
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override { return name_; }
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
 
@@ -68,6 +70,7 @@ class Softmax : public Module {
   explicit Softmax(bool log = false) : log_(log) {}
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override { return log_ ? "LogSoftmax" : "Softmax"; }
   std::int64_t flops(const Shape& input) const override { return 3 * input.numel(); }
 
@@ -89,6 +92,7 @@ class Scale : public Module {
   explicit Scale(float factor);
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override { return "Scale(" + format_number(factor_) + ")"; }
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
 

@@ -230,4 +230,17 @@ Tensor BatchNorm1d::backward(const Tensor& grad_output) {
   return dx;
 }
 
+// Inference on the running statistics; the fused shortcut and ReLU follow as their own nodes.
+OnnxValue BatchNorm1d::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  const std::string prefix = onnx_name_prefix(gamma_);
+  std::string y = graph.op("BatchNormalization",
+                           {x.name, graph.weight(gamma_), graph.weight(beta_),
+                            graph.weight(prefix + "running_mean", running_mean_),
+                            graph.weight(prefix + "running_var", running_var_)},
+                           {{"epsilon", options_.eps}});
+  if (takes_residual_) y = graph.op("Add", {y, graph.pop_shortcut(describe())});
+  if (relu_) y = graph.op("Relu", {y});
+  return {y, x.rank};
+}
+
 }  // namespace gpudl

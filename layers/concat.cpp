@@ -176,4 +176,15 @@ void Concat::set_precision(Precision p) {
   for (auto& b : branches_) b->set_precision(p);
 }
 
+OnnxValue Concat::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  std::vector<std::string> outputs;
+  std::size_t rank = x.rank;
+  for (auto& branch : branches_) {
+    const OnnxValue y = branch->to_onnx(graph, x);
+    outputs.push_back(y.name);
+    rank = y.rank;
+  }
+  return {graph.op("Concat", outputs, {{"axis", std::int64_t{1}}}), rank};
+}
+
 }  // namespace gpudl

@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -22,6 +23,7 @@ class Concat : public Module {
   // ShapeError naming the branch and both shapes otherwise.
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;

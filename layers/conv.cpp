@@ -137,4 +137,17 @@ Tensor Conv2d::backward(const Tensor& grad_output) {
   return dx.defined() ? dx.as(input_dtype_) : dx;
 }
 
+OnnxValue Conv2d::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  using Ints = std::vector<std::int64_t>;
+  std::vector<std::string> inputs{x.name, graph.weight(weight_)};
+  if (has_bias_) inputs.push_back(graph.weight(bias_));
+  return {graph.op("Conv", inputs,
+                   {{"kernel_shape", Ints{kernel_, kernel_}},
+                    {"strides", Ints{stride_, stride_}},
+                    {"pads", Ints{padding_, padding_, padding_, padding_}},
+                    {"dilations", Ints{dilation_, dilation_}},
+                    {"group", groups_}}),
+          x.rank};
+}
+
 }  // namespace gpudl

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "gpudl/core/runtime/init.h"
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -42,6 +43,7 @@ class Conv2d : public Module {
   // Throws Error without a preceding forward in train mode, ShapeError for a gradient whose
   // shape differs from the output's.
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   // "Conv2d(3, 64, 3, stride=1, padding=1)", with ", dilation=2", ", groups=4", ", bias=false"
   // where they differ from the defaults.
   std::string describe() const override;

@@ -1,6 +1,7 @@
 // Dropout: zeroes each element with probability p in train mode (inverted scaling), identity in eval.
 #pragma once
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -13,6 +14,7 @@ class Dropout : public Module {
 
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
   std::vector<Generator*> generators() override { return {&generator_}; }

@@ -19,4 +19,8 @@ Tensor Flatten::backward(const Tensor& grad_output) {
   return grad_output.reshape(input_shape_.dims());
 }
 
+OnnxValue Flatten::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  return {graph.op("Flatten", {x.name}, {{"axis", std::int64_t{1}}}), 2};
+}
+
 }  // namespace gpudl

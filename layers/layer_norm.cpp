@@ -67,4 +67,15 @@ Tensor LayerNorm::backward(const Tensor& grad_output) {
   return dx;
 }
 
+OnnxValue LayerNorm::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  std::vector<std::string> inputs{x.name};
+  if (options_.elementwise_affine) {
+    inputs.push_back(graph.weight(weight_));
+    inputs.push_back(graph.weight(bias_));
+  } else {  // ONNX requires a scale
+    inputs.push_back(graph.weight("layer_norm_ones", {features_}, std::vector<float>(static_cast<std::size_t>(features_), 1.0f)));
+  }
+  return {graph.op("LayerNormalization", inputs, {{"axis", std::int64_t{-1}}, {"epsilon", options_.eps}}), x.rank};
+}
+
 }  // namespace gpudl

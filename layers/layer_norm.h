@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -26,6 +27,7 @@ class LayerNorm : public Module {
   // DeviceError when it is not on the layer's device.
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override { return 8 * input.numel(); }

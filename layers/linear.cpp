@@ -93,4 +93,18 @@ Tensor Linear::backward(const Tensor& grad_output) {
   return dx.reshape(input_shape_.dims()).as(input_dtype_);
 }
 
+// A matrix input is one Gemm; more axes (a recurrent layer's (T, B, features)) a MatMul against
+// the transposed weight and an Add.
+OnnxValue Linear::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  const std::string w = graph.weight(weight_);
+  if (x.rank == 2) {
+    std::vector<std::string> inputs{x.name, w};
+    if (has_bias_) inputs.push_back(graph.weight(bias_));
+    return {graph.op("Gemm", inputs, {{"transB", std::int64_t{1}}}), 2};
+  }
+  std::string y = graph.op("MatMul", {x.name, graph.op("Transpose", {w}, {{"perm", std::vector<std::int64_t>{1, 0}}})});
+  if (has_bias_) y = graph.op("Add", {y, graph.weight(bias_)});
+  return {y, x.rank};
+}
+
 }  // namespace gpudl

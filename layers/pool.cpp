@@ -162,4 +162,31 @@ Tensor GlobalAvgPool::backward(const Tensor& grad_output) {
   return dx;
 }
 
+namespace {
+
+std::vector<OnnxAttribute> pool_attributes(std::int64_t kernel, std::int64_t stride, std::int64_t padding) {
+  using Ints = std::vector<std::int64_t>;
+  return {{"kernel_shape", Ints{kernel, kernel}},
+          {"strides", Ints{stride, stride}},
+          {"pads", Ints{padding, padding, padding, padding}}};
+}
+
+}  // namespace
+
+OnnxValue MaxPool2d::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  return {graph.op("MaxPool", {x.name}, pool_attributes(kernel_, stride_, padding_)), x.rank};
+}
+
+// Padding counts as zeros in the mean, as avg_pool_window divides by the whole window.
+OnnxValue AvgPool2d::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  std::vector<OnnxAttribute> attributes = pool_attributes(kernel_, stride_, padding_);
+  attributes.push_back({"count_include_pad", std::int64_t{1}});
+  return {graph.op("AveragePool", {x.name}, attributes), x.rank};
+}
+
+// ONNX keeps the 1 x 1 plane; this layer's output is (N, C).
+OnnxValue GlobalAvgPool::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  return {graph.op("Flatten", {graph.op("GlobalAveragePool", {x.name})}, {{"axis", std::int64_t{1}}}), 2};
+}
+
 }  // namespace gpudl

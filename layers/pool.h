@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 #include "gpudl/core/nn/pool.h"
 
@@ -66,6 +67,7 @@ class MaxPool2d : public Pool2d {
   // Throws Error without a preceding forward, ShapeError when grad_output does not match the
   // output's shape, ValueError when it is not f32.
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
 
  private:
   Tensor argmax_;  // (N, C, out_h, out_w) i32: each window's winner within its plane
@@ -85,6 +87,7 @@ class AvgPool2d : public Pool2d {
   // Throws Error without a preceding forward, ShapeError when grad_output does not match the
   // output's shape, ValueError when it is not f32.
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
 };
 
 // Mean over each channel's whole plane: (N, C, H, W) -> (N, C), as before a ResNet's classifier.
@@ -96,6 +99,7 @@ class GlobalAvgPool : public Module {
   // Throws Error without a preceding forward, ShapeError when grad_output is not (N, C),
   // ValueError when it is not f32.
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override { return "GlobalAvgPool"; }
   // (C, H, W) -> (C). Throws ShapeError when the input is not (C, H, W) with H * W >= 1.
   Shape output_shape(const Shape& input) const override;

@@ -420,6 +420,80 @@ Tensor Embedding::backward(const Tensor& grad_output) {
 // ---------------------------------------------------------------------------------------------
 // Truncated BPTT through the Trainer
 
+namespace {
+
+// Rows of `w` (gates · hidden, cols) reordered from PyTorch's gate blocks to ONNX's: LSTM
+// [i, f, g, o] -> [i, o, f, c], GRU [r, z, n] -> [z, r, h]; a plain RNN has one block.
+std::vector<float> onnx_gate_order(const std::vector<float>& w, RecurrentMode mode, std::int64_t hidden,
+                                   std::int64_t cols) {
+  std::vector<std::int64_t> order{0};
+  if (mode == RecurrentMode::kLstm) order = {0, 3, 1, 2};
+  if (mode == RecurrentMode::kGru) order = {1, 0, 2};
+  std::vector<float> out;
+  out.reserve(w.size());
+  const std::size_t block = static_cast<std::size_t>(hidden * cols);
+  for (std::int64_t b : order) {
+    const auto first = w.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(b) * block);
+    out.insert(out.end(), first, first + static_cast<std::ptrdiff_t>(block));
+  }
+  return out;
+}
+
+}  // namespace
+
+// One ONNX LSTM/GRU/RNN node per layer, both directions in it, from zero initial states. ONNX's
+// output (T, directions, B, hidden) becomes this layer's (T, B, directions · hidden).
+OnnxValue Recurrent::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  if (x.rank != 3) {
+    throw ShapeError("export_onnx: " + describe() + " takes (T, B, features), got an input of " +
+                     std::to_string(x.rank) + " axes");
+  }
+  const char* op = mode_ == RecurrentMode::kLstm ? "LSTM" : mode_ == RecurrentMode::kGru ? "GRU" : "RNN";
+  const std::int64_t g = gate_count() * hidden_;
+  const std::string prefix = onnx_name_prefix(params_.front());
+  std::string y = x.name;
+  for (std::int64_t l = 0; l < layers_; ++l) {
+    const std::int64_t in = l == 0 ? input_ : hidden_ * directions_;
+    std::vector<float> w, r, b;
+    for (std::int64_t d = 0; d < directions_; ++d) {
+      auto host = [&](int which) { return param(l, d, which)->value.to(Device::cpu()).to_vector<float>(); };
+      const std::vector<float> wd = onnx_gate_order(host(0), mode_, hidden_, in);
+      const std::vector<float> rd = onnx_gate_order(host(1), mode_, hidden_, hidden_);
+      const std::vector<float> wb = onnx_gate_order(host(2), mode_, hidden_, 1);
+      const std::vector<float> rb = onnx_gate_order(host(3), mode_, hidden_, 1);
+      w.insert(w.end(), wd.begin(), wd.end());
+      r.insert(r.end(), rd.begin(), rd.end());
+      b.insert(b.end(), wb.begin(), wb.end());
+      b.insert(b.end(), rb.begin(), rb.end());
+    }
+    const std::string layer = prefix + "l" + std::to_string(l) + "_";
+    std::vector<OnnxAttribute> attributes{{"hidden_size", hidden_},
+                                          {"direction", std::string(directions_ == 2 ? "bidirectional" : "forward")}};
+    if (mode_ == RecurrentMode::kGru) attributes.push_back({"linear_before_reset", std::int64_t{1}});  // PyTorch's GRU
+    if (mode_ == RecurrentMode::kRnnRelu) {
+      attributes.push_back({"activations", std::vector<std::string>(static_cast<std::size_t>(directions_), "Relu")});
+    }
+    const std::string seq = graph.add(op,
+                                      {y, graph.weight(layer + "W", {directions_, g, in}, std::move(w)),
+                                       graph.weight(layer + "R", {directions_, g, hidden_}, std::move(r)),
+                                       graph.weight(layer + "B", {directions_, 2 * g}, std::move(b))},
+                                      std::move(attributes), 1)
+                                .front();
+    if (directions_ == 1) {
+      y = graph.op("Squeeze", {seq, graph.ints("axes", {1})});
+    } else {
+      const std::string t = graph.op("Transpose", {seq}, {{"perm", std::vector<std::int64_t>{0, 2, 1, 3}}});
+      y = graph.op("Reshape", {t, graph.ints("shape", {0, 0, -1})});
+    }
+  }
+  return {y, 3};
+}
+
+// A Gather of the table's rows; ids of any integer type ONNX's Gather takes.
+OnnxValue Embedding::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  return {graph.op("Gather", {graph.weight(weight_), x.name}, {{"axis", std::int64_t{0}}}), x.rank + 1};
+}
+
 void use_truncated_bptt(TrainerOptions& options, Recurrent& layer) {
   Recurrent* r = &layer;
   auto chain = [](std::function<void()> first, std::function<void()> then) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 #include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/dropout.h"
@@ -39,6 +40,7 @@ class Recurrent : public Module {
 
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;
@@ -129,6 +131,7 @@ class Embedding : public Module {
   // Throws ValueError naming the first id outside [0, vocab) when the ids are on the CPU.
   Tensor forward(const Tensor& ids) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<Parameter*> parameters() override { return {&weight_}; }

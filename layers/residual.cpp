@@ -161,4 +161,16 @@ void Residual::set_precision(Precision p) {
   if (shortcut_) shortcut_->set_precision(p);
 }
 
+OnnxValue Residual::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  const std::string shortcut = shortcut_ ? shortcut_->to_onnx(graph, x).name : x.name;
+  if (fused_ != nullptr) {
+    // The main branch's last batch norm adds the shortcut (and applies the ReLU), as in forward.
+    graph.push_shortcut(shortcut);
+    return main_->to_onnx(graph, x);
+  }
+  std::string y = graph.op("Add", {main_->to_onnx(graph, x).name, shortcut});
+  if (options_.relu) y = graph.op("Relu", {y});
+  return {y, x.rank};
+}
+
 }  // namespace gpudl

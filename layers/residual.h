@@ -5,6 +5,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -38,6 +39,7 @@ class Residual : public Module {
   // Throws ShapeError naming both shapes when the branches disagree.
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;

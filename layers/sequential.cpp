@@ -191,4 +191,10 @@ std::string Sequential::summary(const Shape& input) {
   return out + line;
 }
 
+OnnxValue Sequential::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
+  OnnxValue y = x;
+  for (auto& child : children_) y = child->to_onnx(graph, y);
+  return y;
+}
+
 }  // namespace gpudl

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -34,6 +35,7 @@ class Sequential : public Module {
 
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
+  OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;

@@ -121,7 +121,8 @@ int main(int argc, char** argv) try {
       .option("tensorboard", "", examples::kTensorBoardHelp)
       .option("ema", "0", examples::kEmaHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch and at a --minutes stop (atomically)")
-      .option("resume", "", "checkpoint to continue from (its vocabulary must match the text)");
+      .option("resume", "", "checkpoint to continue from (its vocabulary must match the text)")
+      .option("export-onnx", "", examples::kExportOnnxHelp);
   args.parse(argc, argv);
 
   // Every flag is read and checked here, before the corpus is read or a model built.
@@ -244,6 +245,8 @@ int main(int argc, char** argv) try {
                                      {"characters", tokens},
                                      {"device", device.str()},
                                      {"precision", precision_name(precision)}});
+  // Ids (steps, streams), time-major as the LSTM takes them; zero initial states.
+  examples::export_onnx_if_asked(args, m.net, {-1, -1}, DType::kI64);
   if (sample_chars > 0) {
     std::printf("--- sample (temperature %.2f) ---\n%s\n", temperature,
                 sample(m, corpus, corpus.decode({corpus.ids()[0]}), sample_chars, temperature, seed)

@@ -223,7 +223,8 @@ int main(int argc, char** argv) try {
       .option("ema", "0", examples::kEmaHelp)
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
-      .option("export", "", examples::kExportHelp);
+      .option("export", "", examples::kExportHelp)
+      .option("export-onnx", "", examples::kExportOnnxHelp);
   args.parse(argc, argv);
 
   // Every flag is read and checked here, before the data are loaded or generated.
@@ -369,6 +370,7 @@ int main(int argc, char** argv) try {
     }
   }
   examples::export_if_asked(args, net, precision);
+  examples::export_onnx_if_asked(args, net, {-1, 3, 32, 32});
   std::printf("data: %s\n", data_name.c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <utility>
+#include <vector>
 
 #include "example_args.h"
 #include "gpudl/gpudl.h"
@@ -59,6 +60,12 @@ inline void check_trainer_files(const Args& args) {
   check_writable(args, "checkpoint");
   check_readable(args, "resume");
   if (!args.str("tensorboard").empty()) check_writable_folder("tensorboard", args.str("tensorboard"));
+  check_writable(args, "export-onnx");
+  if (!args.str("export-onnx").empty() && !gpudl::onnx_available()) {
+    throw std::invalid_argument(
+        "--export-onnx: this libgpudl was built without ONNX (apt-get install libonnx-dev libprotobuf-dev, then "
+        "configure again)");
+  }
   const double ema = args.number("ema");
   args.require(ema >= 0.0 && ema < 1.0, "ema", "a decay in [0, 1) (0: no average)");
 }
@@ -87,6 +94,22 @@ inline void export_if_asked(const Args& args, gpudl::Module& model, gpudl::Preci
   const gpudl::DType dtype = gpudl::activation_dtype(precision);
   gpudl::export_model(model, path, dtype);
   std::printf("exported the model (%s) to %s\n", gpudl::dtype_name(dtype), path.c_str());
+}
+
+// Help for the --export-onnx flag of the Trainer drivers.
+inline constexpr const char* kExportOnnxHelp =
+    "after training, write the model's inference graph to this ONNX file (opset 17, f32 weights, any batch size; "
+    "it takes inputs prepared as in training, normalised alike)";
+
+// --export-onnx: writes `model`'s inference graph for inputs of `input_shape` (-1: any size) of
+// `input_dtype` (see gpudl::export_onnx) and says where; under mpirun rank 0 alone writes. A
+// no-op when the flag is empty. Throws IoError naming the file.
+inline void export_onnx_if_asked(const Args& args, gpudl::Module& model, std::vector<std::int64_t> input_shape,
+                                 gpudl::DType input_dtype = gpudl::DType::kF32) {
+  const std::string& path = args.str("export-onnx");
+  if (path.empty() || gpudl::dist::rank() != 0) return;
+  gpudl::export_onnx(model, path, {.input_shape = std::move(input_shape), .input_dtype = input_dtype});
+  std::printf("exported the model's inference graph (ONNX opset 17) to %s\n", path.c_str());
 }
 
 // The processes training together: the job's under mpirun (the Trainer's data parallelism is

@@ -32,6 +32,7 @@ int main(int argc, char** argv) try {
       .option("checkpoint", "", "safetensors checkpoint written after each epoch")
       .option("resume", "", "checkpoint to continue from")
       .option("export", "", examples::kExportHelp)
+      .option("export-onnx", "", examples::kExportOnnxHelp)
       .option("limit", "0", "use only the first N training samples (0: all)");
   args.parse(argc, argv);
 
@@ -81,6 +82,7 @@ int main(int argc, char** argv) try {
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);
   examples::export_if_asked(args, net, precision);
+  examples::export_onnx_if_asked(args, net, {-1, 1, 28, 28});
   return 0;
 } catch (const std::exception& e) {
   return examples::fail("mlp_mnist", e);

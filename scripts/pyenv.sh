@@ -19,6 +19,6 @@ if ! "$env/bin/python3" -m pip install --quiet --disable-pip-version-check -r "$
   echo "pyenv: pip could not install $requirements into $env (is PyPI reachable?)" >&2
   exit 1
 fi
-"$env/bin/python3" -c 'import torch, numpy, safetensors.torch, tensorboard, matplotlib; torch.from_numpy(numpy.zeros(1))'
+"$env/bin/python3" -c 'import torch, numpy, safetensors.torch, tensorboard, matplotlib, onnx, onnxruntime; torch.from_numpy(numpy.zeros(1))'
 cp "$requirements" "$stamp"
 echo "pyenv: $env ready"

@@ -29,9 +29,10 @@ cd "$root"
 
 # --- dependencies ----------------------------------------------------------------------------
 # Debian packages the build needs (OpenMPI for jobs of several processes; PyTorch and venv for
-# the interop tests); the CUDA toolkit, cuDNN and NCCL are expected under /usr/local/cuda.
+# the interop tests; ONNX and protobuf for ONNX export); the CUDA toolkit, cuDNN and NCCL are
+# expected under /usr/local/cuda.
 packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev openmpi-bin libopenmpi-dev
-          python3-torch python3-venv)
+          python3-torch python3-venv libonnx-dev libprotobuf-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

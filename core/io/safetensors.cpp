@@ -1,10 +1,8 @@
-// Safetensors checkpoints: the header built and checked with gpudl::json, atomic writes via a
-// fsynced temporary file and rename.
+// Safetensors checkpoints: the header built and checked with gpudl::json, written atomically
+// through detail::AtomicFile.
 #include "gpudl/core/io/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -16,6 +14,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "gpudl/core/detail/atomic_file.h"
 #include "gpudl/core/io/json.h"
 
 namespace gpudl {
@@ -62,74 +61,6 @@ using UniqueFile = std::unique_ptr<std::FILE, FileCloser>;
 
 // ---------------------------------------------------------------------------------------------
 // Saving
-
-// The temporary file of one save: removed on destruction unless it was renamed into place.
-class TempFile {
- public:
-  TempFile(std::string target, std::string path) : target_(std::move(target)), path_(std::move(path)) {}
-  ~TempFile() {
-    if (file_ != nullptr) std::fclose(file_);
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  [[noreturn]] void fail(const std::string& step, int err) const {
-    throw IoError("save_safetensors: " + target_ + ": " + step + ": " + error_text(err));
-  }
-
-  void create() {
-    file_ = std::fopen(path_.c_str(), "wb");
-    if (file_ == nullptr) fail("creating temporary file " + path_, errno);
-  }
-
-  void write(const void* data, std::size_t bytes) {
-    if (bytes == 0) return;
-    errno = 0;
-    if (std::fwrite(data, 1, bytes, file_) != bytes) fail("writing " + path_, errno != 0 ? errno : EIO);
-  }
-
-  // Flushes, fsyncs and closes, so that after the rename the data is on disk.
-  void finish() {
-    if (std::fflush(file_) != 0) fail("flushing " + path_, errno);
-    if (::fsync(::fileno(file_)) != 0) fail("fsync of " + path_, errno);
-    std::FILE* f = file_;
-    file_ = nullptr;
-    if (std::fclose(f) != 0) fail("closing " + path_, errno);
-  }
-
-  void rename_into_place() {
-    if (std::rename(path_.c_str(), target_.c_str()) != 0) fail("renaming " + path_ + " over it", errno);
-    path_.clear();  // nothing left to remove
-  }
-
- private:
-  std::string target_;
-  std::string path_;
-  std::FILE* file_ = nullptr;
-};
-
-std::string parent_directory(const std::string& path) {
-  const std::size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Makes the rename itself durable. Filesystems that cannot fsync a directory say EINVAL (or
-// ENOTSUP); there is nothing more to do on those.
-void sync_directory(const std::string& target, const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    throw IoError("save_safetensors: " + target + ": opening directory " + dir + " to fsync it: " + error_text(errno));
-  }
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL && err != ENOTSUP) {
-    throw IoError("save_safetensors: " + target + ": fsync of directory " + dir + ": " + error_text(err));
-  }
-}
 
 json::Value make_header(const std::vector<Tensor>& host, const std::vector<NamedTensor>& tensors,
                         const std::vector<std::pair<std::string, std::string>>& metadata) {
@@ -320,14 +251,11 @@ void save_safetensors(const std::string& path, const std::vector<NamedTensor>& t
   unsigned char length[kLengthBytes];
   for (std::size_t i = 0; i < kLengthBytes; ++i) length[i] = static_cast<unsigned char>(header.size() >> (8 * i));
 
-  TempFile tmp(path, path + ".tmp-" + std::to_string(::getpid()));
-  tmp.create();
-  tmp.write(length, sizeof length);
-  tmp.write(header.data(), header.size());
-  for (const Tensor& t : host) tmp.write(t.raw(), t.nbytes());
-  tmp.finish();
-  tmp.rename_into_place();
-  sync_directory(path, parent_directory(path));
+  detail::AtomicFile file("save_safetensors", path);
+  file.write(length, sizeof length);
+  file.write(header.data(), header.size());
+  for (const Tensor& t : host) file.write(t.raw(), t.nbytes());
+  file.commit();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@
 
 namespace gpudl {
 
+class OnnxGraph;
+struct OnnxValue;
+
 // A trainable tensor and the gradient that backward accumulates into it.
 struct Parameter {
   // Its name in the outermost container that holds it ("1.weight_hh_l0"; "weight_hh_l0" for
@@ -102,6 +105,10 @@ class Module {
   // it would): what the Trainer names when it runs eagerly instead. Modules that draw random
   // numbers are caught by generators() already; containers report their children's first.
   virtual std::string capture_blocker() const { return ""; }
+  // Writes this module's eval-mode computation on `x` into `graph` (core/io/onnx.h) and returns
+  // its output, for export_onnx. The default throws ValueError naming the module: a module has
+  // an ONNX form only where it says so.
+  virtual OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x);
 
   // Parameters (by named_parameters()) and buffers by name, for checkpoints. Throws ValueError
   // naming a name that repeats (a container that does not override named_parameters()).
