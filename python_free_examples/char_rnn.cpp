@@ -106,6 +106,7 @@ int main(int argc, char** argv) try {
       .option("epochs", "10", "passes over the training text (--minutes may stop it sooner)")
       .option("minutes", "0", "stop training after this many minutes (0: no limit); --resume continues from the stop's checkpoint")
       .option("batch", "32", "parallel streams per step on each rank (mpirun: x ranks in all)")
+      .option("accumulate", "1", std::string(examples::kAccumulateHelp) + "; only 1 under truncated BPTT")
       .option("steps", "128", "characters per truncated-BPTT chunk")
       .option("embed", "64", "embedding width")
       .option("hidden", "256", "LSTM units per layer")
@@ -132,6 +133,10 @@ int main(int argc, char** argv) try {
   const double temperature = args.number("temperature");
   args.require(temperature > 0.0, "temperature", "a number > 0");  // not found out only after training
   const std::int64_t batch = args.integer("batch", 1), steps = args.integer("steps", 1);
+  // A stream's chunks follow one another, each starting from the state the previous one left:
+  // they are no independent samples whose gradients could be summed as one batch.
+  args.require(examples::accumulate(args) == 1, "accumulate",
+               "1 (truncated BPTT carries each stream's state from chunk to chunk; raise --batch instead)");
   const std::int64_t embed = args.integer("embed", 1), hidden = args.integer("hidden", 1);
   const std::int64_t layers = args.integer("layers", 1);
   const int epochs = static_cast<int>(args.integer("epochs", 1, std::numeric_limits<int>::max()));

@@ -210,6 +210,7 @@ int main(int argc, char** argv) try {
       .option("epochs", "0", "passes over the training set (0: 15 for quick, 30 for resnet, 12 for airbench)")
       .option("batch", "0",
               "samples per step on each rank, x ranks under mpirun (0: 128 for quick, 512 for resnet, 1024 for airbench)")
+      .option("accumulate", "1", examples::kAccumulateHelp)
       .option("lr", "0", "peak learning rate of the schedule (0: 0.1 for quick, 0.4 for resnet, 1.5 for airbench)")
       .option("seed", "1", "seed for initialisation, data order and augmentation")
       .option("augment", "1", "random crops and flips (1) or none (0)")
@@ -232,6 +233,7 @@ int main(int argc, char** argv) try {
   const std::uint64_t seed = args.unsigned_integer("seed");
   const int epochs_flag = static_cast<int>(args.integer("epochs", 0, std::numeric_limits<int>::max()));
   const std::int64_t batch_flag = args.integer("batch");
+  const std::int64_t accumulate = examples::accumulate(args);
   const double lr_flag = args.number("lr");
   args.require(lr_flag >= 0, "lr", "a learning rate > 0, or 0 for the model's default");
   const bool augment_flag = args.boolean("augment");
@@ -286,13 +288,16 @@ int main(int argc, char** argv) try {
     data::augment(normalised, sample, data::cifar10_normalization(), 0, 0, Context::get(Device::cpu()).exec());
     models::init_patch_whitening(net[0], normalised);
   }
-  std::printf("cnn_cifar10 --model %s on %s (%s)\ndata: %s, %lld train / %lld test images\n%s", model_name.c_str(),
-              device.str().c_str(), device.name().c_str(), data_name.c_str(), static_cast<long long>(train.size()),
-              static_cast<long long>(test.size()), net.summary({3, 32, 32}).c_str());
+  const std::int64_t batch = batch_flag > 0 ? batch_flag : recipe.batch;
+  std::printf("cnn_cifar10 --model %s on %s (%s)%s\ndata: %s, %lld train / %lld test images\n%s", model_name.c_str(),
+              device.str().c_str(), device.name().c_str(), examples::effective_batch(batch, accumulate).c_str(),
+              data_name.c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+              net.summary({3, 32, 32}).c_str());
 
   TrainerOptions o;
   o.precision = precision;
-  o.batch = batch_flag > 0 ? batch_flag : recipe.batch;
+  o.batch = batch;
+  o.accumulate = accumulate;
   o.epochs = epochs_flag > 0 ? epochs_flag : recipe.epochs;
   o.seed = seed;
   o.log_every = 50;
@@ -315,11 +320,7 @@ int main(int argc, char** argv) try {
   const double lr = lr_flag > 0 ? lr_flag : recipe.lr;
   // airbench drops each epoch's last partial batch, as the published recipe does.
   o.drop_last = airbench;
-  const std::int64_t per_epoch =
-      airbench ? data::DataLoader(train, {.batch = o.batch, .shuffle = false, .drop_last = true,
-                                          .world = examples::ranks()})
-                     .batches_per_epoch()
-               : examples::steps_per_epoch(train, o.batch);
+  const std::int64_t per_epoch = examples::steps_per_epoch(train, o.batch, o.accumulate, o.drop_last);
   const std::int64_t steps = std::max<std::int64_t>(o.epochs * per_epoch, 1);
   if (airbench) {
     o.augment->reflect_padding = true;

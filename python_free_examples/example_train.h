@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -76,6 +77,21 @@ inline constexpr const char* kEmaHelp =
     "model and --export use and checkpoints keep; 0: none (0.999 is common)";
 inline double ema_decay(const Args& args) { return args.number("ema"); }  // checked by check_trainer_files
 
+// Help for the --accumulate flag of the Trainer drivers, and its value once checked: a whole
+// number >= 1, else std::invalid_argument naming the flag.
+inline constexpr const char* kAccumulateHelp =
+    "micro-batches of --batch summed per optimizer step (effective batch K x batch)";
+inline std::int64_t accumulate(const Args& args) { return args.integer("accumulate", 1); }
+
+// For a driver's run line: ", effective batch 128 per step (4 x 32)" with accumulation (per
+// rank under mpirun), "" without.
+inline std::string effective_batch(std::int64_t batch, std::int64_t accumulate) {
+  if (accumulate <= 1) return "";
+  return ", effective batch " + std::to_string(batch * accumulate) + " per step" +
+         (gpudl::dist::world_size() > 1 ? " on each rank" : "") + " (" + std::to_string(accumulate) + " x " +
+         std::to_string(batch) + ")";
+}
+
 // Help for the --tensorboard flag of the Trainer drivers.
 inline constexpr const char* kTensorBoardHelp =
     "folder for TensorBoard event files (made if missing): loss, accuracy, learning rate, samples/s and test "
@@ -116,9 +132,14 @@ inline void export_onnx_if_asked(const Args& args, gpudl::Module& model, std::ve
 // on then, each taking `batch` samples of every step), else 1.
 inline int ranks() { return gpudl::dist::world_size(); }
 
-// Optimizer steps in one epoch of `train` at `batch` samples per rank, for the schedules.
-inline std::int64_t steps_per_epoch(const gpudl::data::TensorDataset& train, std::int64_t batch) {
-  return gpudl::data::DataLoader(train, {.batch = batch, .shuffle = false, .world = ranks()}).batches_per_epoch();
+// Optimizer steps in one epoch of `train` at `batch` samples per rank, `accumulate` batches a
+// step (the epoch's last step may have fewer), for the schedules.
+inline std::int64_t steps_per_epoch(const gpudl::data::TensorDataset& train, std::int64_t batch,
+                                    std::int64_t accumulate = 1, bool drop_last = false) {
+  const std::int64_t batches =
+      gpudl::data::DataLoader(train, {.batch = batch, .shuffle = false, .drop_last = drop_last, .world = ranks()})
+          .batches_per_epoch();
+  return (batches + accumulate - 1) / accumulate;
 }
 
 // Fits, prints the test result, and writes the final metrics record (test accuracy and loss,

@@ -14,6 +14,7 @@ int main(int argc, char** argv) try {
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "6", "passes over the training set")
       .option("batch", "128", "samples per step on each rank (mpirun: x ranks in all)")
+      .option("accumulate", "1", examples::kAccumulateHelp)
       .option("lr", "0.002", "Adam learning rate (cosine-annealed to 0 over the run)")
       .option("seed", "1", "seed for initialisation and data order")
       .option("metrics", "", "JSON-lines metrics file")
@@ -31,6 +32,7 @@ int main(int argc, char** argv) try {
   const std::uint64_t seed = args.unsigned_integer("seed");
   const int epochs = static_cast<int>(args.integer("epochs", 0, std::numeric_limits<int>::max()));
   const std::int64_t batch = args.integer("batch", 1);
+  const std::int64_t accumulate = examples::accumulate(args);
   const double lr = args.number("lr");
   args.require(lr > 0, "lr", "a learning rate > 0");
   args.integer("limit");  // read again by load_mnist
@@ -49,15 +51,16 @@ int main(int argc, char** argv) try {
                  Conv2d(6, 16, 5), ReLU(), MaxPool2d(2),
                  Flatten(), Linear(400, 120), ReLU(), Linear(120, 84), ReLU(), Linear(84, 10)};
   net.to(device);
-  std::printf("lenet_mnist on %s (%s): %lld train / %lld test samples\n%s", device.str().c_str(),
+  std::printf("lenet_mnist on %s (%s): %lld train / %lld test samples%s\n%s", device.str().c_str(),
               device.name().c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
-              net.summary({1, 28, 28}).c_str());
+              examples::effective_batch(batch, accumulate).c_str(), net.summary({1, 28, 28}).c_str());
 
   Adam opt(net.parameters(), {.lr = lr});
   CrossEntropyLoss loss;
   TrainerOptions o;
   o.precision = precision;
   o.batch = batch;
+  o.accumulate = accumulate;
   o.epochs = epochs;
   o.seed = seed;
   o.log_every = 100;
@@ -66,7 +69,7 @@ int main(int argc, char** argv) try {
   o.ema = examples::ema_decay(args);
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
-  const std::int64_t steps = o.epochs * examples::steps_per_epoch(train, o.batch);
+  const std::int64_t steps = o.epochs * examples::steps_per_epoch(train, o.batch, o.accumulate);
   o.schedule = std::make_shared<CosineLR>(lr, std::max<std::int64_t>(steps, 1));
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);

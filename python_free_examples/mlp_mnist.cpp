@@ -22,6 +22,7 @@ int main(int argc, char** argv) try {
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("epochs", "8", "passes over the training set")
       .option("batch", "128", "samples per step on each rank (mpirun: x ranks in all)")
+      .option("accumulate", "1", examples::kAccumulateHelp)
       .option("lr", "0.001", "Adam learning rate (cosine-annealed to 0 over the run)")
       .option("dropout", "0.2", "dropout probability after each hidden layer")
       .option("hidden", "512", "units in each hidden layer")
@@ -40,6 +41,7 @@ int main(int argc, char** argv) try {
   const std::uint64_t seed = args.unsigned_integer("seed");
   const int epochs = static_cast<int>(args.integer("epochs", 0, std::numeric_limits<int>::max()));
   const std::int64_t batch = args.integer("batch", 1);
+  const std::int64_t accumulate = examples::accumulate(args);
   const std::int64_t hidden = args.integer("hidden", 1);
   const double lr = args.number("lr");
   args.require(lr > 0, "lr", "a learning rate > 0");
@@ -59,17 +61,18 @@ int main(int argc, char** argv) try {
   Sequential net{Flatten(),     Linear(784, hidden), ReLU(), Dropout(p), Linear(hidden, hidden),
                  ReLU(),        Dropout(p),          Linear(hidden, 10)};
   net.to(device);
-  std::printf("mlp_mnist on %s (%s): %lld train / %lld test samples\n%s", device.str().c_str(), device.name().c_str(),
-              static_cast<long long>(train.size()), static_cast<long long>(test.size()),
-              net.summary({1, 28, 28}).c_str());
+  std::printf("mlp_mnist on %s (%s): %lld train / %lld test samples%s\n%s", device.str().c_str(),
+              device.name().c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+              examples::effective_batch(batch, accumulate).c_str(), net.summary({1, 28, 28}).c_str());
 
   Adam opt(net.parameters(), {.lr = lr});
   CrossEntropyLoss loss;
-  const std::int64_t steps = epochs * examples::steps_per_epoch(train, batch);
+  const std::int64_t steps = epochs * examples::steps_per_epoch(train, batch, accumulate);
   // Field by field rather than designated initialisers, which would have to name every hook.
   TrainerOptions o;
   o.precision = precision;
   o.batch = batch;
+  o.accumulate = accumulate;
   o.epochs = epochs;
   o.seed = seed;
   o.log_every = 100;

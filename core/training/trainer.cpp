@@ -51,6 +51,10 @@ Trainer::Trainer(Module& model, Optimizer& optimizer, Loss& loss, TrainerOptions
   if (!(options_.ema >= 0.0 && options_.ema < 1.0)) {
     throw ValueError("Trainer: ema must be in [0, 1) (0: no moving average), got " + format_number(options_.ema));
   }
+  if (options_.accumulate < 1) {
+    throw ValueError("Trainer: accumulate (micro-batches per optimizer step) must be >= 1, got " +
+                     std::to_string(options_.accumulate));
+  }
   if (options_.ema > 0.0) ema_ = std::make_unique<WeightAverage>(model_);
   precision_ = options_.precision.value_or(default_precision(model_.device()));
   model_.set_precision(precision_);  // throws DeviceError where the device cannot run it
@@ -188,10 +192,17 @@ void Trainer::resume_from(const std::string& path) {
   }
 }
 
+data::OrderSettings Trainer::order_settings_of(const data::BatchSource& source) const {
+  data::OrderSettings order = source.order_settings();
+  // Left out at 1, so that the checkpoints of runs without accumulation stay as they were.
+  if (options_.accumulate > 1) order.emplace_back("accumulate", std::to_string(options_.accumulate));
+  return order;
+}
+
 void Trainer::check_resumed_order(const data::BatchSource& source) {
   if (!resumed_order_) return;
   const data::OrderSettings saved = *resumed_order_;
-  const data::OrderSettings now = source.order_settings();
+  const data::OrderSettings now = order_settings_of(source);
   auto find = [](const data::OrderSettings& settings, const std::string& key) -> const std::string* {
     for (const auto& [k, v] : settings) {
       if (k == key) return &v;
@@ -223,7 +234,7 @@ bool Trainer::time_is_up() const {
 
 FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult()>& test) {
   check_resumed_order(train);
-  order_ = train.order_settings();
+  order_ = order_settings_of(train);
   if (!options_.metrics.empty() && metrics_ == nullptr && rank_ == 0) {
     // A resumed run appends, so the file tells the whole story of the model; a fresh one
     // starts it afresh rather than mixing two runs' lines.
@@ -264,6 +275,9 @@ FitResult Trainer::run(data::BatchSource& train, const std::function<EvalResult(
         const long long b = std::stoll(order_[0].second);
         line += ", batch " + std::to_string(b) + " per rank, " + std::to_string(b * world_) + " in all";
       }
+    }
+    if (options_.accumulate > 1) {
+      line += ", " + std::to_string(options_.accumulate) + " micro-batches summed per optimizer step";
     }
     if (rank_ == 0) std::fprintf(stderr, "%s\n", line.c_str());
   }
@@ -366,14 +380,21 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     correct_acc_ = Tensor::zeros({1}, DType::kF32, device);
     acc_samples_ = 0;
   }
-  recent_losses_ = Tensor::zeros({options_.log_every}, DType::kF32, device);
-  recent_count_ = log_samples_ = 0;
+  const std::int64_t accumulate = options_.accumulate;
+  recent_losses_ = Tensor::zeros({options_.log_every * accumulate}, DType::kF32, device);
+  recent_count_ = recent_steps_ = log_samples_ = 0;
   bool counts_correct = false;
   epoch_start_ = log_time_ = detail::seconds_now();
   const std::int64_t batches = source.batches_per_epoch();
   if (position_ > batches) {
     throw ValueError("Trainer: resuming at batch " + std::to_string(position_) + " of an epoch of " +
                      std::to_string(batches));
+  }
+  // A checkpoint falls between optimizer steps; one saved inside a step (only a checkpoint
+  // from before "data_order" could say another accumulate) cannot continue it.
+  if (position_ % accumulate != 0 && position_ != batches) {
+    throw ValueError("Trainer: resuming at batch " + std::to_string(position_) + ", inside an optimizer step of " +
+                     std::to_string(accumulate) + " accumulated micro-batches");
   }
   if (position_ == 0 && options_.on_epoch_start) options_.on_epoch_start();
 
@@ -398,6 +419,13 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     // Every label is a prediction counted in the loss: a sample, or a token of a text stream.
     const std::int64_t n = y.numel();
     const std::int64_t n_global = host[b].global_size > 0 ? host[b].global_size : n * world_;
+    // This micro-batch's place in its group (a whole step without accumulation).
+    const std::int64_t micro = position_ % accumulate;
+    if (micro == 0) {
+      group_ = Group{.size = std::min(accumulate, batches - position_),
+                     .first_global = std::max<std::int64_t>(n_global, 1)};
+    }
+    const bool last = micro == group_.size - 1;
     if (cuda) {
       if (!dev_inputs[b].defined() || dev_inputs[b].shape() != x.shape()) {
         dev_inputs[b] = Tensor::empty(x.shape(), x.dtype(), device);
@@ -416,8 +444,9 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
       if (!augmented[b].defined() || augmented[b].shape() != x.shape()) {
         augmented[b] = Tensor::empty(x.shape(), DType::kF32, device);
       }
-      data::augment(augmented[b], x, *options_.augment, augment_seed, static_cast<std::uint64_t>(step_),
-                    cuda ? ctx.copy_exec() : ctx.exec());
+      // A draw offset of its own for each micro-batch (the step's without accumulation).
+      data::augment(augmented[b], x, *options_.augment, augment_seed,
+                    static_cast<std::uint64_t>(step_ * accumulate + micro), cuda ? ctx.copy_exec() : ctx.exec());
       x = augmented[b];
     }
     if (cuda) {
@@ -426,13 +455,31 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     }
     if (options_.schedule) optimizer_.set_lr(options_.schedule->lr_at(step_));
     Tensor loss, correct;
-    if (!graph_on_ || !graph_step(x, y, n, n_global, params, loss, correct)) {
-      loss = compute_step(x, y, n, n_global, params);
+    if (accumulate == 1) {
+      if (!graph_on_ || !graph_step(x, y, n, n_global, params, loss, correct)) {
+        loss = compute_step(x, y, n, n_global, params);
+        correct = loss_.correct();
+      }
+    } else {
+      // Weighted by n / (n_0 x K') now and rescaled by n_0 x K' / N at the end, the sum is the
+      // gradient of the mean loss over the step's N samples: the sizes to come are unknown,
+      // but every micro-batch before an epoch's last has the first's.
+      group_.global += n_global;
+      group_.local += n;
+      const double planned = static_cast<double>(group_.first_global * group_.size);
+      const double rescale = last ? planned / static_cast<double>(group_.global) : 1.0;
+      // Distributed, the rescale rides on the one all-reduce, started by the last backward.
+      std::optional<double> share;
+      if (last && dp_) share = rescale;
+      loss = backward_pass(x, y, micro == 0, static_cast<double>(n) / planned, share);
       correct = loss_.correct();
+      if (last) apply_step(params, dp_ ? 1.0 : rescale);
     }
-    // Outside any captured graph: the average's update is device work on weights that stay put.
-    if (ema_) ema_->update(options_.ema);
-    if (options_.after_step) options_.after_step();
+    if (last) {
+      // Outside any captured graph: the average's update is device work on weights that stay put.
+      if (ema_) ema_->update(options_.ema);
+      if (options_.after_step) options_.after_step();
+    }
 
     // Accumulate on the device; the host looks only every log_every steps.
     ops::axpy(loss_acc_, static_cast<float>(n), loss);
@@ -443,18 +490,29 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
     ops::copy(recent_losses_.slice(recent_count_, recent_count_ + 1), loss);
     ++recent_count_;
     if (cuda) consumed[b].record(ctx.compute_stream());
-    ++step_;
     ++position_;
     acc_samples_ += n_global;
     log_samples_ += n_global;
-    if (options_.record_step_losses) step_losses_.push_back(loss.to_vector<float>()[0]);
+    if (options_.record_step_losses) {
+      const float value = loss.to_vector<float>()[0];
+      if (accumulate == 1) {
+        step_losses_.push_back(value);
+      } else {
+        group_.loss_sum += static_cast<double>(n) * value;
+        if (last) step_losses_.push_back(static_cast<float>(group_.loss_sum / static_cast<double>(group_.local)));
+      }
+    }
+    // Counting, logging, stopping and checkpoints happen between optimizer steps only.
+    if (!last) continue;
+    ++step_;
+    ++recent_steps_;
 
     // The clock differs between ranks, so under data parallelism they agree on it at the
     // logging points only (a collective each): a stop by time may come log_every steps late.
     if (!dp_ && time_is_up()) out_of_time_ = true;
-    if (dp_ && options_.max_seconds > 0.0 && recent_count_ == options_.log_every) out_of_time_ = any_rank(time_is_up());
+    if (dp_ && options_.max_seconds > 0.0 && recent_steps_ == options_.log_every) out_of_time_ = any_rank(time_is_up());
     const bool stop = (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps) || out_of_time_;
-    if (recent_count_ == options_.log_every || stop) {
+    if (recent_steps_ == options_.log_every || stop) {
       check_recent_losses();
       const double t = detail::seconds_now();
       report_progress(batches, static_cast<double>(log_samples_) / (t - log_time_), false);
@@ -483,7 +541,18 @@ bool Trainer::run_epoch(data::BatchSource& source, EpochResult& result) {
 
 Tensor Trainer::compute_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
                              const std::vector<Parameter*>& params) {
-  optimizer_.zero_grad();
+  // This rank's gradient is of its own samples' mean loss; weighted by its share of the
+  // global batch, the sum over ranks is the gradient of the global batch's mean loss.
+  std::optional<double> share;
+  if (dp_) share = static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(n_global, 1));
+  const Tensor loss = backward_pass(x, y, true, 1.0, share);
+  apply_step(params, 1.0);
+  return loss;
+}
+
+Tensor Trainer::backward_pass(const Tensor& x, const Tensor& y, bool zero, double grad_weight,
+                              std::optional<double> dp_share) {
+  if (zero) optimizer_.zero_grad();
   Tensor out;
   try {
     out = model_.forward(x);
@@ -494,19 +563,28 @@ Tensor Trainer::compute_step(const Tensor& x, const Tensor& y, std::int64_t n, s
   }
   const Tensor loss = loss_.forward(out, y);
   Tensor grad = loss_.backward();
-  if (scaler_) {
-    // fp16: the scale lifts small gradients above fp16's underflow on their way back; a step
-    // whose gradients overflowed is skipped (one read back per step, the flag) and the scale
-    // backs off, as the loss-scaling recipe has it.
+  // fp16: the scale lifts small gradients above fp16's underflow on their way back; a step
+  // whose gradients overflowed is skipped (one read back per step, the flag) and the scale
+  // backs off, as the loss-scaling recipe has it. One multiplication carries it and the
+  // micro-batch's weight.
+  const double factor = grad_weight * (scaler_ ? static_cast<double>(scaler_->scale()) : 1.0);
+  if (factor != 1.0) {
     Tensor scaled = Tensor::empty(grad.shape(), grad.dtype(), grad.device());
-    ops::scale(scaled, grad, scaler_->scale());
+    ops::scale(scaled, grad, static_cast<float>(factor));
     grad = scaled;
   }
-  // This rank's gradient is of its own samples' mean loss; weighted by its share of the
-  // global batch, the sum over ranks is the gradient of the global batch's mean loss.
-  if (dp_) dp_->prepare(static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(n_global, 1)));
+  // Without dp_share, DataParallel's backward hook stays idle: the gradients are all-reduced
+  // once per step, by the backward of its last micro-batch.
+  if (dp_share) dp_->prepare(*dp_share);
   model_.backward(grad);
-  if (dp_) dp_->synchronize();
+  if (dp_share) dp_->synchronize();
+  return loss;
+}
+
+void Trainer::apply_step(const std::vector<Parameter*>& params, double rescale) {
+  if (rescale != 1.0) {
+    for (Parameter* p : params) ops::scale(p->grad, p->grad, static_cast<float>(rescale));
+  }
   // Under ZeRO-1 a rank holds the summed gradients of its own share only: it checks and
   // clips those, and the ranks agree on the finite flag and the norm by collectives.
   const bool sharded = dp_ && options_.data_parallel.zero1;
@@ -523,7 +601,6 @@ Tensor Trainer::compute_step(const Tensor& x, const Tensor& y, std::int64_t n, s
     optimizer_.step();
     if (dp_) dp_->after_step();
   }
-  return loss;
 }
 
 bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
@@ -578,6 +655,10 @@ bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::
 }
 
 std::string Trainer::graph_blocker() const {
+  if (options_.accumulate > 1) {
+    return "gradient accumulation (accumulate " + std::to_string(options_.accumulate) +
+           ") runs several backward passes per optimizer step";
+  }
   if (dp_) return "data parallelism's all-reduces are not captured";
   if (scaler_) return "fp16's loss scaling reads the finite flag back at every step";
   if (options_.after_step && !options_.after_step_graph_safe) {
@@ -598,20 +679,26 @@ void Trainer::check_recent_losses() {
   // Summed over the ranks, a non-finite loss on any of them stops them all at once.
   if (dp_) dp_->group().all_reduce(recent_losses_.slice(0, recent_count_));
   const auto losses = recent_losses_.slice(0, recent_count_).to_vector<float>();
+  // The losses are the micro-batches' of whole steps of this epoch: micro-batch q (from 0) is
+  // in step q / accumulate of the epoch, whose steps done so far are position_ / accumulate
+  // rounded up.
+  const std::int64_t k = options_.accumulate;
+  const std::int64_t epoch_first_step = step_ - (position_ + k - 1) / k;
   for (std::size_t i = 0; i < losses.size(); ++i) {
     if (!std::isfinite(losses[i])) {
-      const std::int64_t bad_step = step_ - recent_count_ + static_cast<std::int64_t>(i) + 1;
-      const std::int64_t batch = position_ - recent_count_ + static_cast<std::int64_t>(i) + 1;
+      const std::int64_t q = position_ - recent_count_ + static_cast<std::int64_t>(i);
+      const std::int64_t bad_step = epoch_first_step + q / k + 1;
+      const std::int64_t batch = q + 1;
       std::string msg = "loss is " + std::string(std::isnan(losses[i]) ? "NaN" : "infinite") + " at step " +
                         std::to_string(bad_step) + " (epoch " + std::to_string(epoch_ + 1) + ", batch " +
                         std::to_string(batch) + "); training stopped";
       msg += last_checkpoint_.empty() ? ", no checkpoint written"
                                       : "; " + last_checkpoint_ + " keeps the last good state";
-      recent_count_ = 0;
+      recent_count_ = recent_steps_ = 0;
       throw DivergenceError(msg);
     }
   }
-  recent_count_ = 0;
+  recent_count_ = recent_steps_ = 0;
 }
 
 void Trainer::describe_run_to_tensorboard() {
@@ -654,7 +741,10 @@ void Trainer::report_progress(std::int64_t batches, double samples_per_second, b
   const double done = static_cast<double>(position_) / static_cast<double>(std::max<std::int64_t>(batches, 1));
   const double elapsed = detail::seconds_now() - epoch_start_;
   const double eta = done > 0 && !end_of_epoch ? elapsed / done - elapsed : 0.0;
-  const std::int64_t shown = end_of_epoch ? batches : position_;
+  // Shown in optimizer steps: with accumulation, K micro-batches (the epoch's last maybe fewer) each.
+  const std::int64_t k = options_.accumulate;
+  const std::int64_t steps = (batches + k - 1) / k;
+  const std::int64_t shown = end_of_epoch ? steps : (position_ + k - 1) / k;
   char acc[32] = "";
   if (loss_.correct().defined()) std::snprintf(acc, sizeof acc, " acc %.2f%%", 100.0 * correct_sum / samples);
   const bool tty = isatty(fileno(stderr)) != 0;
@@ -665,13 +755,13 @@ void Trainer::report_progress(std::int64_t batches, double samples_per_second, b
     bar.resize(kWidth, ' ');
     std::fprintf(stderr, "\repoch %lld/%d [%s] %lld/%lld loss %.4f%s %.0f samples/s %s %s%s",
                  static_cast<long long>(end_of_epoch ? epoch_ : epoch_ + 1), total_epochs_, bar.c_str(),
-                 static_cast<long long>(shown), static_cast<long long>(batches), loss_sum / samples, acc,
+                 static_cast<long long>(shown), static_cast<long long>(steps), loss_sum / samples, acc,
                  samples_per_second, end_of_epoch ? "took" : "ETA", format_duration(end_of_epoch ? elapsed : eta).c_str(),
                  end_of_epoch ? "\n" : "");
   } else {
     std::fprintf(stderr, "epoch %lld/%d step %lld/%lld loss %.4f%s %.0f samples/s %s %s\n",
                  static_cast<long long>(end_of_epoch ? epoch_ : epoch_ + 1), total_epochs_,
-                 static_cast<long long>(shown), static_cast<long long>(batches), loss_sum / samples, acc,
+                 static_cast<long long>(shown), static_cast<long long>(steps), loss_sum / samples, acc,
                  samples_per_second, end_of_epoch ? "took" : "ETA",
                  format_duration(end_of_epoch ? elapsed : eta).c_str());
   }

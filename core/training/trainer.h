@@ -58,6 +58,22 @@ struct FitResult {
 struct TrainerOptions {
   // How fit(TensorDataset) batches its data (a BatchSource brings its own order).
   std::int64_t batch = 128;
+  // Gradient accumulation: each optimizer step sums the gradients of this many consecutive
+  // micro-batches of the source (of `batch` samples each), so the effective batch is
+  // accumulate x batch per rank, then unscales (fp16), clips and steps once. The gradient is
+  // that of the mean loss over every sample of the step: micro-batch i's loss gradient is
+  // weighted by n_i / (n_0 x K') as it comes (K' the micro-batches of this group, n_0 the
+  // first's size, both known when the group starts), and the sum is rescaled by
+  // n_0 x K' / (n_0 + ... + n_{K'-1}) once its sizes are all known, which is exactly 1 unless
+  // the sizes differ (a short last batch). Groups are cut within an epoch: the epoch's last
+  // may hold fewer micro-batches (drop_last drops a short micro-batch, not a short group).
+  // global_step, schedules, log_every, checkpoint_every, stop_after_steps, ema, after_step and
+  // fp16's scale updates count optimizer steps; checkpoints and stops (max_seconds included,
+  // so it may stop up to accumulate - 1 micro-batches late) fall between steps only, and a
+  // checkpoint records the setting: a resume with another value is refused by name. Data
+  // parallelism all-reduces once per step, while the last micro-batch's backward runs.
+  // accumulate > 1 blocks CUDA graphs (graph_blocker). Must be >= 1.
+  std::int64_t accumulate = 1;
   int epochs = 1;
   std::uint64_t seed = 0;          // data order (shuffle of epoch e is a function of seed and e)
   bool shuffle = true;
@@ -85,7 +101,8 @@ struct TrainerOptions {
   bool progress = true;            // progress bar on a terminal, plain lines otherwise
   std::int64_t eval_batch = 1000;
   // Training batches are augmented on the device (on the copy stream, with the prefetch);
-  // the draws of step t come from Philox offset t, so a resumed run sees the same crops.
+  // the draws of step t come from Philox offset t (of its micro-batch m, t x accumulate + m), so
+  // a resumed run sees the same crops.
   std::optional<data::AugmentOptions> augment = std::nullopt;
   // What the model computes in (core/runtime/precision.h); unset means default_precision() of
   // the model's device (bf16 on a GPU of compute capability 8.0 or newer, fp32 elsewhere). The
@@ -106,7 +123,9 @@ struct TrainerOptions {
   // Applied to evaluation batches (typically normalisation only).
   std::optional<data::AugmentOptions> eval_augment = std::nullopt;
   // For tests and tools: stop after this many steps in total (0: run all epochs), and read
-  // every step's loss back (a host sync per step) into step_losses().
+  // every step's loss back (a host sync per micro-batch) into step_losses(): one value per
+  // optimizer step, the mean loss over its samples on this rank (with accumulation, the mean
+  // of its micro-batches' losses weighted by their sizes).
   std::int64_t stop_after_steps = 0;
   bool record_step_losses = false;
   // Stop once fit() has run this many seconds (checked after every step; 0: no limit). A stop
@@ -132,7 +151,9 @@ struct TrainerOptions {
   // StreamBatches by truncated BPTT: reset its state, carry it). on_epoch_start runs before
   // the first batch of an epoch begun from its start (an epoch resumed in the middle gets the
   // state from the checkpoint, through restore_extra) and before evaluate() over a
-  // BatchSource; after_step after every training step and every such evaluation batch.
+  // BatchSource; after_step after every optimizer step (with accumulation: after its last
+  // micro-batch, so a hook carrying state from batch to batch does not fit accumulate > 1) and
+  // every such evaluation batch.
   std::function<void()> on_epoch_start;
   std::function<void()> after_step;
   // Set when after_step only keeps host-side count or enqueues device work on memory that stays
@@ -209,10 +230,11 @@ class Trainer {
   std::int64_t epoch() const { return epoch_; }
   const std::vector<float>& step_losses() const { return step_losses_; }
   // Why the training step cannot be captured as a CUDA graph, in a few words naming the
-  // setting or module at fault ("" when it can): data parallelism, fp16's loss scaling, an
-  // after_step hook not marked after_step_graph_safe, random numbers drawn in the model, a
-  // module's own Module::capture_blocker(), and last a device that is not CUDA. (Schedules and
-  // every optimizer can be replayed: their per-step values live on the device.)
+  // setting or module at fault ("" when it can): gradient accumulation, data parallelism,
+  // fp16's loss scaling, an after_step hook not marked after_step_graph_safe, random numbers
+  // drawn in the model, a module's own Module::capture_blocker(), and last a device that is not
+  // CUDA. (Schedules and every optimizer can be replayed: their per-step values live on the
+  // device.)
   std::string graph_blocker() const;
   // Whether steps are being replayed from a captured graph (after warm-up, with kOn).
   bool graph_replaying() const { return graph_ != nullptr; }
@@ -249,6 +271,29 @@ class Trainer {
   // of n samples out of n_global over the ranks; returns the batch's mean loss.
   Tensor compute_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
                       const std::vector<Parameter*>& params);
+  // Forward, loss and backward of one (micro-)batch, its loss gradient multiplied by
+  // grad_weight, the gradients zeroed first when `zero`; with dp_share, data parallelism's
+  // all-reduce runs with that weight (DataParallel::prepare) while backward does. Returns the
+  // batch's mean loss.
+  Tensor backward_pass(const Tensor& x, const Tensor& y, bool zero, double grad_weight,
+                       std::optional<double> dp_share);
+  // The optimizer step on the gradients backward_pass left: multiplied by `rescale` (not
+  // distributed; distributed runs pass theirs to dp_share), checked and unscaled under fp16
+  // (an overflow skips the step), clipped, applied.
+  void apply_step(const std::vector<Parameter*>& params, double rescale);
+  // The optimizer step in progress, a group of micro-batches: in an epoch of B batches the
+  // steps end after batches K, 2K, ... and B (K = accumulate).
+  struct Group {
+    std::int64_t size = 1;          // micro-batches in this group
+    std::int64_t first_global = 0;  // samples of its first micro-batch over all ranks
+    std::int64_t global = 0;        // samples so far over all ranks
+    std::int64_t local = 0;         // samples so far on this rank
+    double loss_sum = 0.0;          // their losses times their sizes (record_step_losses)
+  };
+  Group group_;
+  // The source's order settings and, with accumulation, the accumulate setting, which
+  // checkpoints record and a resume must match.
+  data::OrderSettings order_settings_of(const data::BatchSource& source) const;
   // The same step through the captured graph, capturing it first once warm-up is done: false
   // when this batch must run eagerly (warm-up, another shape, a failed capture).
   bool graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::int64_t n_global,
@@ -262,10 +307,11 @@ class Trainer {
   std::unique_ptr<LossScaler> scaler_;
   std::int64_t step_ = 0;     // completed steps
   std::int64_t epoch_ = 0;    // current epoch
-  std::int64_t position_ = 0; // batches done in the current epoch
+  std::int64_t position_ = 0; // batches (micro-batches) done in the current epoch
   std::vector<float> step_losses_;
   Tensor loss_acc_, correct_acc_, recent_losses_;
-  std::int64_t acc_samples_ = 0, recent_count_ = 0;
+  // recent_losses_ holds the losses of recent_count_ micro-batches, of recent_steps_ steps.
+  std::int64_t acc_samples_ = 0, recent_count_ = 0, recent_steps_ = 0;
   // The epoch's accumulators as a checkpoint saved them, for a run resumed mid-epoch.
   Tensor resumed_loss_, resumed_correct_;
   std::int64_t resumed_samples_ = 0;
