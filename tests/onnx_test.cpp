@@ -17,6 +17,7 @@
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/concat.h"
 #include "gpudl/layers/conv.h"
+#include "gpudl/layers/conv_transpose.h"
 #include "gpudl/layers/dropout.h"
 #include "gpudl/layers/flatten.h"
 #include "gpudl/layers/layer_norm.h"
@@ -27,6 +28,7 @@
 #include "gpudl/layers/residual.h"
 #include "gpudl/layers/sequential.h"
 #include "gpudl/layers/time_delay.h"
+#include "gpudl/layers/upsample.h"
 #include "python_util.h"
 #include "test_util.h"
 
@@ -105,6 +107,21 @@ const std::vector<Case>& cases() {
       {"time_delay", [] { return Sequential{TimeDelay(4, 6, 3, 2), ReLU(), Flatten(), Linear(36, 5), Softmax()}; },
        {-1, 4, 10}, {3, 4, 10}},
       {"layer_zoo", layer_zoo, {-1, 3, 20, 20}, {3, 3, 20, 20}},
+      // A small decoder: a grouped transposed convolution with output_padding, one with
+      // output_padding past its stride (below its dilation), both upsampling modes.
+      {"decoder",
+       [] {
+         return Sequential{Conv2d(3, 4, 3, {.padding = 1}),
+                           ConvTranspose2d(4, 6, 3, {.stride = 2, .padding = 1, .output_padding = 1, .groups = 2}),
+                           ReLU(),
+                           Upsample(2),
+                           Upsample(2, UpsampleMode::kBilinear),
+                           ConvTranspose2d(6, 4, 3, {.padding = 1, .output_padding = 2, .dilation = 3}),
+                           ConvTranspose2d(4, 4, 2, {.padding = 1, .output_padding = 1, .dilation = 2, .bias = false}),
+                           Upsample(3, UpsampleMode::kBilinear),
+                           Conv2d(4, 2, 3)};
+       },
+       {-1, 3, 5, 6}, {2, 3, 5, 6}},
   };
   return all;
 }

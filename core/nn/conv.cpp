@@ -90,4 +90,60 @@ void conv2d_backward(const std::string& who, const Tensor& dx, const Tensor& wei
   });
 }
 
+// The convolution's own checks with the roles swapped: the transposed input is shaped as the
+// convolution's output, the transposed output as its input.
+void conv_transpose2d_forward(const std::string& who, const Tensor& y, const Tensor& x, const Tensor& weight,
+                              const Tensor& bias, const ConvGeometry& g, const ConvOptions& o) {
+  named(who, [&] {
+    const Device d = check_float("conv_transpose2d_forward", {&y, &x, &weight});
+    check_conv("conv_transpose2d_forward", y, weight, x, g);
+    if (bias.defined()) {
+      check_f32("conv_transpose2d_forward", {&bias});
+      same_device("conv_transpose2d_forward", x, bias);
+      numel_is("conv_transpose2d_forward", bias, g.c, "the bias");
+    }
+    const ConvOptions typed = with_dtype(o, x.dtype());
+    const ConvWorkspace ws = conv_workspace(d, g, typed);
+    twin<&cpu::conv_transpose2d_forward, &cuda::conv_transpose2d_forward>(
+        d, {.blas = true, .dnn = true}, y.raw(), x.raw(), weight.raw(), data_or_null(bias), g, typed, ws.data,
+        ws.bytes);
+  });
+}
+
+void conv_transpose2d_backward(const std::string& who, const Tensor& dx, const Tensor& weight_grad,
+                               const Tensor& bias_grad, const Tensor& dy, const Tensor& x, const Tensor& weight,
+                               const ConvGeometry& g, const ConvOptions& o) {
+  named(who, [&] {
+    const Device d = check_float("conv_transpose2d_backward", {&dy, &x, &weight});
+    check_f32("conv_transpose2d_backward", {&weight_grad});
+    same_device("conv_transpose2d_backward", x, weight_grad);
+    check_conv("conv_transpose2d_backward", dy, weight, x, g);
+    same_shape("conv_transpose2d_backward", weight_grad, weight);
+    if (dx.defined()) {
+      check("conv_transpose2d_backward", x.dtype(), {&x, &dx});
+      same_shape("conv_transpose2d_backward", dx, x);
+    }
+    if (bias_grad.defined()) {
+      check_f32("conv_transpose2d_backward", {&bias_grad});
+      same_device("conv_transpose2d_backward", x, bias_grad);
+      numel_is("conv_transpose2d_backward", bias_grad, g.c, "the bias gradient");
+    }
+    const ConvOptions typed = with_dtype(o, x.dtype());
+    const ConvWorkspace ws = conv_workspace(d, g, typed);
+    const detail::Handles handles{.blas = true, .dnn = true};
+    if (dx.defined()) {
+      twin<&cpu::conv2d_forward, &cuda::conv2d_forward>(d, handles, dx.raw(), dy.raw(), weight.raw(),
+                                                         static_cast<const float*>(nullptr), g, typed, ws.data,
+                                                         ws.bytes);
+    }
+    twin<&cpu::conv2d_backward_filter, &cuda::conv2d_backward_filter>(
+        d, handles, weight_grad.data<float>(), static_cast<float*>(nullptr), x.raw(), dy.raw(), g, typed, ws.data,
+        ws.bytes);
+    if (bias_grad.defined()) {
+      twin<&cpu::conv_transpose2d_backward_bias, &cuda::conv_transpose2d_backward_bias>(
+          d, {}, bias_grad.data<float>(), dy.raw(), g, typed);
+    }
+  });
+}
+
 }  // namespace gpudl::nn

@@ -25,4 +25,14 @@ void conv2d_backward(const std::string& who, const Tensor& dx, const Tensor& wei
                      const Tensor& dy, const Tensor& x, const Tensor& weight, const ConvGeometry& g,
                      const ConvOptions& o);
 
+// Transposed convolution (PyTorch's ConvTranspose2d), the adjoint of g's convolution: x (n, k, out_h, out_w)
+// to y (n, c, h, w), weight (k, c / groups, r, s), bias (c) (may be undefined).
+void conv_transpose2d_forward(const std::string& who, const Tensor& y, const Tensor& x, const Tensor& weight,
+                              const Tensor& bias, const ConvGeometry& g, const ConvOptions& o);
+// Its backward: dx = g's convolution of dy (undefined: not computed); weight_grad accumulates g's
+// filter gradient with the roles of x and dy swapped, bias_grad (may be undefined) the channel sums of dy.
+void conv_transpose2d_backward(const std::string& who, const Tensor& dx, const Tensor& weight_grad,
+                               const Tensor& bias_grad, const Tensor& dy, const Tensor& x, const Tensor& weight,
+                               const ConvGeometry& g, const ConvOptions& o);
+
 }  // namespace gpudl::nn

@@ -122,10 +122,10 @@ class Module {
   Device device() const { return device_; }
 
   // Whether backward must return dL/dx; on by default. A training loop whose input is data,
-  // not something being optimised, turns it off on its model (the Trainer does): Linear and
-  // Conv2d then skip their input-gradient product and return an undefined tensor, and a
-  // Sequential passes the flag to its leading modules up to the first one with parameters
-  // (Flatten, Linear in an MLP), so the first layer's dX - a fifth of an MLP step's
+  // not something being optimised, turns it off on its model (the Trainer does): Linear,
+  // Conv2d and ConvTranspose2d then skip their input-gradient product and return an undefined
+  // tensor, and a Sequential passes the flag to its leading modules up to the first one with
+  // parameters (Flatten, Linear in an MLP), so the first layer's dX - a fifth of an MLP step's
   // arithmetic - is never computed. Other layers ignore the flag and still return dL/dx.
   virtual void set_input_grad(bool on) { input_grad_ = on; }
   bool input_grad() const { return input_grad_; }
@@ -139,11 +139,11 @@ class Module {
   void zero_grad();
 
   // What forward and backward compute in (fp32 by default). Containers pass it to their
-  // children. Linear and Conv2d act on it: under bf16/fp16 they cast their input and an FP32
-  // master weight to that type and return their output in it; the layers between them keep
-  // the type they are given (computing in FP32 inside), losses and recurrent layers compute in
-  // FP32, and every backward returns its gradient in its input's type. Parameters and their
-  // gradients stay FP32 throughout. Throws DeviceError where the module's device cannot run it.
+  // children. Linear, Conv2d and ConvTranspose2d act on it: under bf16/fp16 they cast their
+  // input and an FP32 master weight to that type and return their output in it; the layers
+  // between them keep the type they are given (computing in FP32 inside), losses and recurrent
+  // layers compute in FP32, and every backward returns its gradient in its input's type.
+  // Parameters and their gradients stay FP32 throughout. Throws DeviceError where the module's device cannot run it.
   virtual void set_precision(Precision p);
   Precision precision() const { return precision_; }
 

@@ -303,6 +303,17 @@ void round_to(float* v, index_t n, DType t, const Exec& exec) {
   cast(v, DType::kF32, low.data(), t, n, exec);
 }
 
+// y (n, channels, inner) += bias[channel], plane by plane.
+void add_plane_bias(float* y, const float* bias, index_t n, index_t channels, index_t inner) {
+  parallel_for(n * channels, 1, [&](index_t p0, index_t p1) {
+    for (index_t p = p0; p < p1; ++p) {
+      float* plane = y + p * inner;
+      const float b = bias[p % channels];
+      for (index_t i = 0; i < inner; ++i) plane[i] += b;
+    }
+  });
+}
+
 index_t x_elements(const ConvGeometry& g) { return g.n * g.c * g.h * g.w; }
 index_t w_elements(const ConvGeometry& g) { return g.k * (g.c / g.groups) * g.r * g.s; }
 index_t y_elements(const ConvGeometry& g) { return g.n * g.k * g.out_h() * g.out_w(); }
@@ -323,14 +334,7 @@ void conv2d_forward(void* y, const void* x, const void* weight, const float* bia
   forward_f32(yf.data(), xf.data(), wf.data(), nullptr, g, workspace, workspace_bytes, exec);
   if (bias != nullptr) {
     round_to(yf.data(), y_elements(g), o.dtype, exec);  // the convolution as stored, then the bias added to it
-    const index_t ohw = g.out_h() * g.out_w();
-    parallel_for(g.n * g.k, 1, [&](index_t p0, index_t p1) {
-      for (index_t p = p0; p < p1; ++p) {
-        float* plane = yf.data() + p * ohw;
-        const float b = bias[p % g.k];
-        for (index_t i = 0; i < ohw; ++i) plane[i] += b;
-      }
-    });
+    add_plane_bias(yf.data(), bias, g.n, g.k, g.out_h() * g.out_w());
   }
   cast(y, o.dtype, yf.data(), DType::kF32, y_elements(g), exec);
 }
@@ -369,6 +373,50 @@ void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const 
   backward_filter_f32(dwf.data(), dbias, dyf.data(), xf.data(), g, workspace, workspace_bytes, exec);
   round_to(dwf.data(), nw, o.dtype, exec);
   for (index_t i = 0; i < nw; ++i) dweight[i] += dwf.data()[i];
+}
+
+// The data gradient's FP32 kernel on the transposed convolution's input, then the bias as
+// conv2d_forward adds it: onto the rounded sum for bf16/f16.
+void conv_transpose2d_forward(void* y, const void* x, const void* weight, const float* bias, const ConvGeometry& g,
+                              const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  detail::require_floating(o.dtype, "conv_transpose2d_forward");
+  check_workspace(g, workspace, workspace_bytes, "conv_transpose2d_forward");
+  const index_t hw = g.h * g.w;
+  if (o.dtype == DType::kF32) {
+    auto* yf = static_cast<float*>(y);
+    backward_data_f32(yf, static_cast<const float*>(x), static_cast<const float*>(weight), g, workspace,
+                      workspace_bytes, exec);
+    if (bias != nullptr) add_plane_bias(yf, bias, g.n, g.c, hw);
+    return;
+  }
+  const FloatScratch xf = widened(x, o.dtype, y_elements(g), exec), wf = widened(weight, o.dtype, w_elements(g), exec);
+  const FloatScratch yf(exec, x_elements(g));
+  backward_data_f32(yf.data(), xf.data(), wf.data(), g, workspace, workspace_bytes, exec);
+  if (bias != nullptr) {
+    round_to(yf.data(), x_elements(g), o.dtype, exec);
+    add_plane_bias(yf.data(), bias, g.n, g.c, hw);
+  }
+  cast(y, o.dtype, yf.data(), DType::kF32, x_elements(g), exec);
+}
+
+// Summed per plane in double, as conv2d_backward_filter sums its bias gradient.
+void conv_transpose2d_backward_bias(float* dbias, const void* dy, const ConvGeometry& g, const ConvOptions& o,
+                                    const Exec& exec) {
+  detail::require_floating(o.dtype, "conv_transpose2d_backward_bias");
+  validate(g);
+  const index_t hw = g.h * g.w;
+  const auto sum_into = [&](const float* v) {
+    std::vector<double> sums(static_cast<std::size_t>(g.c), 0.0);
+    for (index_t b = 0; b < g.n; ++b) {
+      for (index_t ch = 0; ch < g.c; ++ch) sums[static_cast<std::size_t>(ch)] += plane_sum(v + (b * g.c + ch) * hw, hw);
+    }
+    for (index_t ch = 0; ch < g.c; ++ch) dbias[ch] += static_cast<float>(sums[static_cast<std::size_t>(ch)]);
+  };
+  if (o.dtype == DType::kF32) {
+    sum_into(static_cast<const float*>(dy));
+  } else {
+    sum_into(widened(dy, o.dtype, x_elements(g), exec).data());
+  }
 }
 
 }  // namespace gpudl::kernels::cpu

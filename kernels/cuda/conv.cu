@@ -679,12 +679,25 @@ PlanPtr plan_for(cudnnHandle_t handle, const ConvGeometry& g, const ConvOptions&
   return cache.plans.emplace(key, plan).first->second;
 }
 
-void add_bias(void* y, const float* bias, const ConvGeometry& g, DType t, const Exec& exec) {
-  const index_t inner = g.out_h() * g.out_w(), total = g.n * g.k * inner;
+// y (n, channels, inner) += bias per channel; g names the convolution in messages.
+void add_bias(void* y, const float* bias, index_t channels, index_t inner, const ConvGeometry& g, DType t,
+              const Exec& exec) {
+  const index_t total = g.n * channels * inner;
   kernels::detail::with_float_type(t, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     add_channel_bias_kernel<T><<<detail::grid_for(total), detail::kBlock, 0, detail::stream_of(exec)>>>(
-        static_cast<T*>(y), bias, total, g.k, inner);
+        static_cast<T*>(y), bias, total, channels, inner);
+  });
+  GPUDL_CHECK_CONV(cudaGetLastError(), g);
+}
+
+// dbias (channels) += the sums per channel of dy (n, channels, inner).
+void channel_sums(float* dbias, const void* dy, index_t channels, index_t inner, const ConvGeometry& g, DType t,
+                  const Exec& exec) {
+  kernels::detail::with_float_type(t, "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    channel_sum_add_kernel<T><<<static_cast<unsigned>(channels), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        dbias, static_cast<const T*>(dy), g.n, channels, inner);
   });
   GPUDL_CHECK_CONV(cudaGetLastError(), g);
 }
@@ -733,7 +746,7 @@ void conv2d_forward(void* y, const void* x, const void* weight, const float* bia
                                              workspace, workspace_bytes, &zero, plan.y, y),
                      g);
   }
-  if (bias != nullptr) add_bias(y, bias, g, o.dtype, exec);
+  if (bias != nullptr) add_bias(y, bias, g.k, g.out_h() * g.out_w(), g, o.dtype, exec);
 }
 
 void conv2d_backward_data(void* dx, const void* dy, const void* weight, const ConvGeometry& g, const ConvOptions& o,
@@ -797,13 +810,23 @@ void conv2d_backward_filter(float* dweight, float* dbias, const void* dy, const 
       GPUDL_CHECK_CONV(cudaGetLastError(), g);
     }
   }
-  if (dbias == nullptr) return;
-  kernels::detail::with_float_type(o.dtype, "conv2d", [&](auto tag) {
-    using T = decltype(tag);
-    channel_sum_add_kernel<T><<<static_cast<unsigned>(g.k), detail::kBlock, 0, detail::stream_of(exec)>>>(
-        dbias, static_cast<const T*>(dy), g.n, g.k, g.out_h() * g.out_w());
-  });
-  GPUDL_CHECK_CONV(cudaGetLastError(), g);
+  if (dbias != nullptr) channel_sums(dbias, dy, g.k, g.out_h() * g.out_w(), g, o.dtype, exec);
+}
+
+// cuDNN's backward-data pass is the transposed convolution itself, with the plan of g.
+void conv_transpose2d_forward(void* y, const void* x, const void* weight, const float* bias, const ConvGeometry& g,
+                              const ConvOptions& o, void* workspace, std::size_t workspace_bytes, const Exec& exec) {
+  conv2d_backward_data(y, x, weight, g, o, workspace, workspace_bytes, exec);
+  if (bias != nullptr && g.n > 0) add_bias(y, bias, g.c, g.h * g.w, g, o.dtype, exec);
+}
+
+void conv_transpose2d_backward_bias(float* dbias, const void* dy, const ConvGeometry& g, const ConvOptions& o,
+                                    const Exec& exec) {
+  validate(g);
+  kernels::detail::require_floating(o.dtype, "conv_transpose2d_backward_bias");
+  if (g.n == 0) return;
+  check_int_range(g, "conv_transpose2d_backward_bias");
+  channel_sums(dbias, dy, g.c, g.h * g.w, g, o.dtype, exec);
 }
 
 ConvPlanStats conv_plan_stats() {

@@ -16,6 +16,7 @@
 #include "gpudl/layers/batchnorm.h"
 #include "gpudl/layers/concat.h"
 #include "gpudl/layers/conv.h"
+#include "gpudl/layers/conv_transpose.h"
 #include "gpudl/layers/dropout.h"
 #include "gpudl/layers/layer_norm.h"
 #include "gpudl/layers/linear.h"
@@ -24,6 +25,7 @@
 #include "gpudl/layers/residual.h"
 #include "gpudl/layers/sequential.h"
 #include "gpudl/layers/time_delay.h"
+#include "gpudl/layers/upsample.h"
 
 namespace gpudl::cases {
 namespace {
@@ -148,6 +150,38 @@ std::vector<OpCase> build() {
   cases.push_back({.name = "Conv2d_pointwise", .make = maker<Conv2d>(3, 2, 1), .input = {2, 3, 3, 4},
                    .bench_make = maker<Conv2d>(256, 256, 1), .bench_input = {32, 256, 16, 16},
                    .gpu_tolerance = kReductionTolerance});
+  // Transposed convolutions: stride with output_padding, groups, dilation without bias, an
+  // output_padding past the stride (below the dilation: the input is zero-padded), 1x1.
+  using CT = ConvTranspose2dOptions;
+  cases.push_back({.name = "ConvTranspose2d_strided_output_padding",
+                   .make = maker<ConvTranspose2d>(2, 3, 3, CT{.stride = 2, .padding = 1, .output_padding = 1}),
+                   .input = {2, 2, 3, 4},
+                   .bench_make = maker<ConvTranspose2d>(64, 32, 4, CT{.stride = 2, .padding = 1}),
+                   .bench_input = {32, 64, 16, 16}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "ConvTranspose2d_grouped",
+                   .make = maker<ConvTranspose2d>(4, 6, 3, CT{.stride = 2, .groups = 2}), .input = {2, 4, 3, 3},
+                   .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "ConvTranspose2d_dilated_no_bias",
+                   .make = maker<ConvTranspose2d>(3, 2, 2, CT{.padding = 1, .dilation = 2, .bias = false}),
+                   .input = {1, 3, 4, 5}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "ConvTranspose2d_output_padding_past_stride",
+                   .make = maker<ConvTranspose2d>(2, 2, 3,
+                                                  CT{.stride = 2, .padding = 1, .output_padding = 2, .dilation = 3}),
+                   .input = {1, 2, 3, 3}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "ConvTranspose2d_pointwise", .make = maker<ConvTranspose2d>(3, 2, 1),
+                   .input = {2, 3, 3, 4}, .gpu_tolerance = kReductionTolerance});
+  // Upsampling: nearest and bilinear, scale 2 and 3; a single row, where bilinear's two taps
+  // along the height are one input.
+  cases.push_back({.name = "Upsample_nearest_2", .make = maker<Upsample>(2, UpsampleMode::kNearest),
+                   .input = {2, 3, 3, 4}, .bench_input = {32, 64, 32, 32}});
+  cases.push_back({.name = "Upsample_nearest_3", .make = maker<Upsample>(3, UpsampleMode::kNearest),
+                   .input = {1, 2, 2, 3}});
+  cases.push_back({.name = "Upsample_bilinear_2", .make = maker<Upsample>(2, UpsampleMode::kBilinear),
+                   .input = {2, 3, 3, 4}, .bench_input = {32, 64, 32, 32}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Upsample_bilinear_3", .make = maker<Upsample>(3, UpsampleMode::kBilinear),
+                   .input = {1, 2, 3, 2}, .gpu_tolerance = kReductionTolerance});
+  cases.push_back({.name = "Upsample_bilinear_single_row", .make = maker<Upsample>(2, UpsampleMode::kBilinear),
+                   .input = {1, 1, 1, 3}, .gpu_tolerance = kReductionTolerance});
   // Max pooling on distinct values: no window ties, and no difference step crosses a kink.
   using Stride = std::optional<std::int64_t>;
   cases.push_back({.name = "MaxPool2d_2", .make = maker<MaxPool2d>(2, Stride{}, std::int64_t{0}),
