@@ -73,7 +73,8 @@ OnnxValue LayerNorm::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
     inputs.push_back(graph.weight(weight_));
     inputs.push_back(graph.weight(bias_));
   } else {  // ONNX requires a scale
-    inputs.push_back(graph.weight("layer_norm_ones", {features_}, std::vector<float>(static_cast<std::size_t>(features_), 1.0f)));
+    const std::vector<float> ones(static_cast<std::size_t>(features_), 1.0f);
+    inputs.push_back(graph.weight("layer_norm_ones", {features_}, ones));
   }
   return {graph.op("LayerNormalization", inputs, {{"axis", std::int64_t{-1}}, {"epsilon", options_.eps}}), x.rank};
 }

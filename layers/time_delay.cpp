@@ -82,7 +82,10 @@ Tensor TimeDelay::backward(const Tensor& grad_output) {
 OnnxValue TimeDelay::to_onnx(OnnxGraph& graph, const OnnxValue& x) {
   using Ints = std::vector<std::int64_t>;
   return {graph.op("Conv", {x.name, graph.weight(weight_), graph.weight(bias_)},
-                   {{"kernel_shape", Ints{taps_}}, {"dilations", Ints{dilation_}}, {"strides", Ints{1}}, {"pads", Ints{0, 0}}}),
+                   {{"kernel_shape", Ints{taps_}},
+                    {"dilations", Ints{dilation_}},
+                    {"strides", Ints{1}},
+                    {"pads", Ints{0, 0}}}),
           x.rank};
 }
 

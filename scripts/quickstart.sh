@@ -28,11 +28,12 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 # --- dependencies ----------------------------------------------------------------------------
-# Debian packages the build needs (OpenMPI for jobs of several processes; PyTorch and venv for
-# the interop tests; ONNX and protobuf for ONNX export); the CUDA toolkit, cuDNN and NCCL are
-# expected under /usr/local/cuda.
-packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev openmpi-bin libopenmpi-dev
-          python3-torch python3-venv libonnx-dev libprotobuf-dev)
+# Debian packages the build needs (libpng and libjpeg-turbo for image folders; OpenMPI for jobs
+# of several processes; PyTorch and venv for the interop tests; ONNX and protobuf for ONNX
+# export); the CUDA toolkit, cuDNN and NCCL are expected under /usr/local/cuda.
+packages=(cmake ninja-build g++ libopenblas-dev libgtest-dev libbenchmark-dev libcli11-dev zlib1g-dev
+          libpng-dev libjpeg62-turbo-dev openmpi-bin libopenmpi-dev python3-torch python3-venv libonnx-dev
+          libprotobuf-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

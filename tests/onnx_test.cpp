@@ -1,6 +1,8 @@
 // ONNX export: the example models and every exportable layer, written by export_onnx, pass
 // onnx.checker and give libgpudl's outputs in onnxruntime (tests/interop/check_onnx.py); bad
 // exports are refused in one line with nothing left behind.
+#include "gpudl/core/io/onnx.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -11,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "gpudl/core/io/onnx.h"
 #include "gpudl/core/io/safetensors.h"
 #include "gpudl/layers/activation.h"
 #include "gpudl/layers/batchnorm.h"
@@ -77,35 +78,60 @@ const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       {"mlp",
        [] {
-         return Sequential{Flatten(), Linear(784, 32), ReLU(), Dropout(0.1f), Linear(32, 32), ReLU(), Dropout(0.1f),
-                           Linear(32, 10)};
+         return Sequential{Flatten(),      Linear(784, 32), ReLU(),        Dropout(0.1f),
+                           Linear(32, 32), ReLU(),          Dropout(0.1f), Linear(32, 10)};
        },
-       {-1, 1, 28, 28}, {3, 1, 28, 28}},
+       {-1, 1, 28, 28},
+       {3, 1, 28, 28}},
       {"lenet",
        [] {
-         return Sequential{Conv2d(1, 6, 5, {.padding = 2}), ReLU(), MaxPool2d(2), Conv2d(6, 16, 5), ReLU(), MaxPool2d(2),
-                           Flatten(), Linear(400, 120), ReLU(), Linear(120, 84), ReLU(), Linear(84, 10)};
+         return Sequential{Conv2d(1, 6, 5, {.padding = 2}),
+                           ReLU(),
+                           MaxPool2d(2),
+                           Conv2d(6, 16, 5),
+                           ReLU(),
+                           MaxPool2d(2),
+                           Flatten(),
+                           Linear(400, 120),
+                           ReLU(),
+                           Linear(120, 84),
+                           ReLU(),
+                           Linear(84, 10)};
        },
-       {-1, 1, 28, 28}, {3, 1, 28, 28}},
+       {-1, 1, 28, 28},
+       {3, 1, 28, 28}},
       {"quick", [] { return models::quick_cnn(); }, {-1, 3, 32, 32}, {3, 3, 32, 32}},
       {"resnet", [] { return models::resnet(); }, {-1, 3, 32, 32}, {2, 3, 32, 32}},
       {"airbench", [] { return models::airbench(); }, {-1, 3, 32, 32}, {2, 3, 32, 32}},
-      {"char_lstm", [] { return Sequential{Embedding(kVocab, 8), LSTM(8, 16), Linear(16, kVocab)}; }, {-1, -1},
-       {5, 3}, true},
+      {"char_lstm",
+       [] {
+         return Sequential{Embedding(kVocab, 8), LSTM(8, 16), Linear(16, kVocab)};
+       },
+       {-1, -1},
+       {5, 3},
+       true},
       {"gru_bidirectional",
        [] {
          return Sequential{Embedding(kVocab, 8), GRU(8, 12, {.num_layers = 2, .bidirectional = true, .dropout = 0.2f}),
                            LayerNorm(24), Linear(24, 10), Softmax()};
        },
-       {-1, -1}, {6, 2}, true},
+       {-1, -1},
+       {6, 2},
+       true},
       {"rnn_relu",
        [] {
          return Sequential{Embedding(kVocab, 8), RNN(8, 12, {}, /*relu=*/true), LSTM(12, 6, {.bidirectional = true}),
                            LayerNorm(12, {.elementwise_affine = false}), Linear(12, 5)};
        },
-       {-1, -1}, {4, 3}, true},
-      {"time_delay", [] { return Sequential{TimeDelay(4, 6, 3, 2), ReLU(), Flatten(), Linear(36, 5), Softmax()}; },
-       {-1, 4, 10}, {3, 4, 10}},
+       {-1, -1},
+       {4, 3},
+       true},
+      {"time_delay",
+       [] {
+         return Sequential{TimeDelay(4, 6, 3, 2), ReLU(), Flatten(), Linear(36, 5), Softmax()};
+       },
+       {-1, 4, 10},
+       {3, 4, 10}},
       {"layer_zoo", layer_zoo, {-1, 3, 20, 20}, {3, 3, 20, 20}},
       // A small decoder: a grouped transposed convolution with output_padding, one with
       // output_padding past its stride (below its dilation), both upsampling modes.
@@ -121,7 +147,8 @@ const std::vector<Case>& cases() {
                            Upsample(3, UpsampleMode::kBilinear),
                            Conv2d(4, 2, 3)};
        },
-       {-1, 3, 5, 6}, {2, 3, 5, 6}},
+       {-1, 3, 5, 6},
+       {2, 3, 5, 6}},
   };
   return all;
 }
@@ -215,8 +242,9 @@ TEST_F(Onnx, UnsupportedModuleIsNamed) {
   Sequential model;
   model.add(Linear(4, 4));
   model.add(std::make_unique<Custom>());
-  const std::string error =
-      testing::error_of<ValueError>([&] { export_onnx(model, file("m.onnx"), {.input_shape = {-1, 4}}); });
+  const std::string error = testing::error_of<ValueError>([&] {
+    export_onnx(model, file("m.onnx"), {.input_shape = {-1, 4}});
+  });
   EXPECT_NE(error.find("MyCustomLayer(7) has no ONNX form"), std::string::npos) << error;
   EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   EXPECT_TRUE(entries().empty());
@@ -225,8 +253,9 @@ TEST_F(Onnx, UnsupportedModuleIsNamed) {
 TEST_F(Onnx, BadTargetsAndOptionsAreOneLineErrorsLeavingNothing) {
   Sequential model{Flatten(), Linear(12, 3)};
   // A folder that does not exist, and a target that is a folder.
-  std::string error = testing::error_of<IoError>(
-      [&] { export_onnx(model, file("missing/m.onnx"), {.input_shape = {-1, 3, 2, 2}}); });
+  std::string error = testing::error_of<IoError>([&] {
+    export_onnx(model, file("missing/m.onnx"), {.input_shape = {-1, 3, 2, 2}});
+  });
   EXPECT_NE(error.find(file("missing/m.onnx")), std::string::npos) << error;
   fs::create_directory(file("folder.onnx"));
   error = testing::error_of<IoError>([&] { export_onnx(model, file("folder.onnx"), {.input_shape = {-1, 3, 2, 2}}); });
@@ -258,8 +287,9 @@ TEST_F(Onnx, BadTargetsAndOptionsAreOneLineErrorsLeavingNothing) {
 // Recurrent layers take (T, B, features): anything else is said before ONNX sees it.
 TEST_F(Onnx, RecurrentInputRankIsChecked) {
   Sequential model{LSTM(4, 3)};
-  const std::string error =
-      testing::error_of<ShapeError>([&] { export_onnx(model, file("m.onnx"), {.input_shape = {-1, 4}}); });
+  const std::string error = testing::error_of<ShapeError>([&] {
+    export_onnx(model, file("m.onnx"), {.input_shape = {-1, 4}});
+  });
   EXPECT_NE(error.find("LSTM(4, 3)"), std::string::npos) << error;
 }
 

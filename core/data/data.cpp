@@ -104,6 +104,41 @@ std::vector<std::int64_t> shuffled_order(std::int64_t n, std::uint64_t seed, std
   return order;
 }
 
+std::int64_t batches_per_epoch(std::int64_t samples, const LoaderOptions& options) {
+  const std::int64_t g = options.batch * options.world;
+  // A trailing batch too small to give every rank a sample is left out, as drop_last would.
+  const bool trailing = samples % g != 0 && !options.drop_last && samples % g >= options.world;
+  return samples / g + (trailing ? 1 : 0);
+}
+
+BatchSlice batch_slice(std::int64_t samples, std::int64_t index, const LoaderOptions& options) {
+  const std::int64_t g = options.batch * options.world;
+  const std::int64_t global_first = index * g;
+  const std::int64_t global_count = std::min(g, samples - global_first);
+  const std::int64_t first = global_first + global_count * options.rank / options.world;
+  const std::int64_t count = global_first + global_count * (options.rank + 1) / options.world - first;
+  return {first, count, global_count};
+}
+
+OrderSettings loader_order_settings(std::int64_t samples, const LoaderOptions& options) {
+  OrderSettings s = {{"batch", std::to_string(options.batch)},
+                     {"shuffle", options.shuffle ? "1" : "0"},
+                     {"drop_last", options.drop_last ? "1" : "0"},
+                     {"samples", std::to_string(samples)}};
+  // Without a shuffle the seed orders nothing, and a change of it is harmless.
+  if (options.shuffle) s.emplace_back("seed", std::to_string(options.seed));
+  // A one-process run says nothing of ranks, as before data parallelism existed.
+  if (options.world > 1) s.emplace_back("ranks", std::to_string(options.world));
+  return s;
+}
+
+std::vector<std::int64_t> epoch_order(std::int64_t samples, const LoaderOptions& options, std::int64_t epoch) {
+  if (options.shuffle) return shuffled_order(samples, options.seed, static_cast<std::uint64_t>(epoch));
+  std::vector<std::int64_t> order(static_cast<std::size_t>(samples));
+  std::iota(order.begin(), order.end(), std::int64_t{0});
+  return order;
+}
+
 DataLoader::DataLoader(const TensorDataset& dataset, LoaderOptions options)
     : dataset_(dataset), options_(options) {
   if (options_.batch < 1) {
@@ -115,13 +150,7 @@ DataLoader::DataLoader(const TensorDataset& dataset, LoaderOptions options)
 
 std::int64_t DataLoader::global_batch() const { return options_.batch * options_.world; }
 
-std::int64_t DataLoader::batches_per_epoch() const {
-  const std::int64_t n = dataset_.size();
-  const std::int64_t g = global_batch();
-  // A trailing batch too small to give every rank a sample is left out, as drop_last would.
-  const bool trailing = n % g != 0 && !options_.drop_last && n % g >= options_.world;
-  return n / g + (trailing ? 1 : 0);
-}
+std::int64_t DataLoader::batches_per_epoch() const { return data::batches_per_epoch(dataset_.size(), options_); }
 
 bool DataLoader::set_shard(int rank, int world) {
   check_shard("DataLoader::set_shard", rank, world);
@@ -133,26 +162,14 @@ bool DataLoader::set_shard(int rank, int world) {
 
 void DataLoader::start_epoch(std::int64_t epoch) {
   if (epoch < 0) throw ValueError("DataLoader::start_epoch: negative epoch " + std::to_string(epoch));
-  const std::int64_t n = dataset_.size();
-  if (options_.shuffle) {
-    order_ = shuffled_order(n, options_.seed, static_cast<std::uint64_t>(epoch));
-  } else {
-    order_.resize(static_cast<std::size_t>(n));
-    std::iota(order_.begin(), order_.end(), std::int64_t{0});
-  }
+  order_ = epoch_order(dataset_.size(), options_, epoch);
   epoch_ = epoch;
   position_ = 0;
 }
 
 bool DataLoader::next(Batch& out) {
   if (position_ >= batches_per_epoch()) return false;
-  const std::int64_t n = dataset_.size();
-  // This rank's part of the global batch: rows [r R / W, (r + 1) R / W) of its R samples, so
-  // equal shares of a full batch, and parts differing by one sample at most of a short one.
-  const std::int64_t global_first = position_ * global_batch();
-  const std::int64_t global_count = std::min(global_batch(), n - global_first);
-  const std::int64_t first = global_first + global_count * options_.rank / options_.world;
-  const std::int64_t count = global_first + global_count * (options_.rank + 1) / options_.world - first;
+  const auto [first, count, global_count] = batch_slice(dataset_.size(), position_, options_);
   out.global_size = global_count;
 
   std::vector<std::int64_t> input_dims = dataset_.sample_shape().dims();
@@ -184,17 +201,7 @@ void DataLoader::fill(std::int64_t epoch, std::int64_t index, Batch& out) {
   next(out);
 }
 
-OrderSettings DataLoader::order_settings() const {
-  OrderSettings s = {{"batch", std::to_string(options_.batch)},
-                     {"shuffle", options_.shuffle ? "1" : "0"},
-                     {"drop_last", options_.drop_last ? "1" : "0"},
-                     {"samples", std::to_string(dataset_.size())}};
-  // Without a shuffle the seed orders nothing, and a change of it is harmless.
-  if (options_.shuffle) s.emplace_back("seed", std::to_string(options_.seed));
-  // A one-process run says nothing of ranks, as before data parallelism existed.
-  if (options_.world > 1) s.emplace_back("ranks", std::to_string(options_.world));
-  return s;
-}
+OrderSettings DataLoader::order_settings() const { return loader_order_settings(dataset_.size(), options_); }
 
 void DataLoader::seek(std::int64_t epoch, std::int64_t position) {
   if (epoch < 0) throw ValueError("DataLoader::seek: negative epoch " + std::to_string(epoch));

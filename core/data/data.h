@@ -104,6 +104,23 @@ struct LoaderOptions {
   int world = 1;
 };
 
+// The batch arithmetic every loader shares, for `samples` samples under `options`: full
+// global batches plus, unless drop_last, one smaller trailing batch (when it has a sample for
+// every rank).
+std::int64_t batches_per_epoch(std::int64_t samples, const LoaderOptions& options);
+// Which positions of an epoch's order batch `index` gives this rank: [first, first + count),
+// rows [r R / W, (r + 1) R / W) of the global batch's R samples (equal shares of a full batch,
+// parts differing by one sample at most of a short one); global_count is R.
+struct BatchSlice {
+  std::int64_t first = 0, count = 0, global_count = 0;
+};
+BatchSlice batch_slice(std::int64_t samples, std::int64_t index, const LoaderOptions& options);
+// batch, shuffle, drop_last, the sample count, (when shuffling) the seed and (with several)
+// the ranks.
+OrderSettings loader_order_settings(std::int64_t samples, const LoaderOptions& options);
+// The order of `epoch` under `options`: shuffled_order when shuffling, else 0, 1, ...
+std::vector<std::int64_t> epoch_order(std::int64_t samples, const LoaderOptions& options, std::int64_t epoch);
+
 // Batches over a TensorDataset. The order of epoch e is a pure function of (seed, e): a
 // Fisher-Yates shuffle driven by kernels::philox_block(seed, /*offset=*/e, block) words (the
 // swap partner of i, for i from n-1 down to 1, is (uint64_t(word) * (i + 1)) >> 32, word k of

@@ -109,7 +109,8 @@ namespace {
 // What a model's input must be before any module sees it.
 void check_options(const std::string& path, const OnnxExportOptions& options) {
   const std::string where = "export_onnx: " + path + ": ";
-  if (options.input_shape.empty()) throw ValueError(where + "input_shape is required (the input's axes, batch included)");
+  if (options.input_shape.empty())
+    throw ValueError(where + "input_shape is required (the input's axes, batch included)");
   for (std::int64_t d : options.input_shape) {
     if (d == 0 || d < -1) {
       throw ValueError(where + "input_shape axes must be positive or -1 (any size), got " + std::to_string(d));
@@ -137,9 +138,12 @@ void check_shapes(Module& model, const std::vector<std::int64_t>& input_shape) {
 
 int onnx_type(DType t) {
   switch (t) {
-    case DType::kI64: return onnx::TensorProto_DataType_INT64;
-    case DType::kI32: return onnx::TensorProto_DataType_INT32;
-    default: return onnx::TensorProto_DataType_FLOAT;
+    case DType::kI64:
+      return onnx::TensorProto_DataType_INT64;
+    case DType::kI32:
+      return onnx::TensorProto_DataType_INT32;
+    default:
+      return onnx::TensorProto_DataType_FLOAT;
   }
 }
 
@@ -173,7 +177,8 @@ void set_initializer(onnx::TensorProto* t, const OnnxInitializer& init) {
   // raw_data is little-endian, as this host is (safetensors.cpp asserts it).
   if (init.is_int) {
     t->set_data_type(onnx::TensorProto_DataType_INT64);
-    t->set_raw_data(std::string(reinterpret_cast<const char*>(init.ints.data()), init.ints.size() * sizeof(std::int64_t)));
+    t->set_raw_data(
+        std::string(reinterpret_cast<const char*>(init.ints.data()), init.ints.size() * sizeof(std::int64_t)));
   } else {
     t->set_data_type(onnx::TensorProto_DataType_FLOAT);
     t->set_raw_data(std::string(reinterpret_cast<const char*>(init.floats.data()), init.floats.size() * sizeof(float)));
