@@ -1,6 +1,6 @@
 // cnn_cifar10: the main job — a CNN (quick for CPUs, resnet for GPUs, airbench for the speed-run
-// recipe) trained on CIFAR-10 with SGD + Nesterov momentum, one-cycle learning rate, weight
-// decay and augmentation.
+// recipe) trained on CIFAR-10, or on folders of one's own images, with SGD + Nesterov momentum,
+// one-cycle learning rate, weight decay and augmentation.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "gpudl/layers/models/cifar.h"
 #include "example_train.h"
 #include "gpudl/core/data/cifar.h"
+#include "gpudl/core/data/image_folder.h"
 #include "gpudl/gpudl.h"
 #include "gpudl/kernels/augment.h"
 
@@ -193,6 +195,48 @@ double tta_accuracy(gpudl::Module& net, const gpudl::data::TensorDataset& test, 
   return static_cast<double>(correct) / total;
 }
 
+// Up to `count` training images spread evenly over the folder (which is sorted by class, so its
+// first images would all be of one class), decoded as training will see them: the sample the
+// normalisation statistics and airbench's whitening come from.
+gpudl::Tensor folder_sample(const gpudl::data::ImageFolder& folder, const gpudl::data::ImageOptions& options,
+                            std::int64_t count) {
+  using namespace gpudl;
+  const std::int64_t n = std::min(count, folder.size());
+  const std::int64_t side = options.image_size;
+  std::vector<float> pixels;
+  std::vector<float> one;
+  std::int64_t kept = 0;
+  for (std::int64_t k = 0; k < n; ++k) {
+    if (data::load_image_sample(folder, k * folder.size() / n, options, 0, 0, side, side, one)) {
+      pixels.insert(pixels.end(), one.begin(), one.end());
+      ++kept;
+    }
+  }
+  return Tensor::from_vector(pixels, Shape{kept, 3, side, side});
+}
+
+// Per-channel mean and standard deviation of `images` (N, 3, H, W): the folder's normalisation.
+gpudl::data::AugmentOptions normalization_of(const gpudl::Tensor& images) {
+  const std::vector<float> x = images.to_vector<float>();
+  const std::int64_t n = images.dim(0), plane = images.dim(2) * images.dim(3);
+  gpudl::data::AugmentOptions o;
+  for (std::int64_t c = 0; c < 3; ++c) {
+    double sum = 0.0, squares = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* p = x.data() + (i * 3 + c) * plane;
+      for (std::int64_t j = 0; j < plane; ++j) {
+        sum += p[j];
+        squares += static_cast<double>(p[j]) * p[j];
+      }
+    }
+    const double count = static_cast<double>(n * plane);
+    const double mean = sum / count;
+    o.mean.push_back(static_cast<float>(mean));
+    o.stddev.push_back(static_cast<float>(std::sqrt(std::max(squares / count - mean * mean, 1e-12))));
+  }
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -200,8 +244,14 @@ int main(int argc, char** argv) try {
   examples::Args args("cnn_cifar10",
                       "Trains a CNN on CIFAR-10 (or, without the files, on a built-in synthetic CIFAR-style set).");
   args.option("data", "",
-              "CIFAR-10 binary folder (data_batch_1.bin ... test_batch.bin), or 'synthetic'; default: "
-              "$GPUDL_DATA_DIR/cifar-10-batches-bin, else ../shared/data/cifar-10-batches-bin, else synthetic")
+              "CIFAR-10 binary folder (data_batch_1.bin ... test_batch.bin), an image-folder root (train/<class>/*.png|jpg "
+              "and test/<class>/...), or 'synthetic'; default: $GPUDL_DATA_DIR/cifar-10-batches-bin, else "
+              "../shared/data/cifar-10-batches-bin, else synthetic")
+      .option("image-size", "0",
+              "image folders: each image's shorter side resized to N and the central N x N kept (0: 32; the binary and "
+              "synthetic sets are 32 x 32)")
+      .option("workers", "0", "image folders: decoding threads (0: one per core, at most 8)")
+      .option("skip-bad", "0", "image folders: leave out, and count, files that do not decode (1) or stop naming the first (0)")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
       .option("precision", "auto", examples::kPrecisionHelp)
       .option("model", "auto",
@@ -240,6 +290,16 @@ int main(int argc, char** argv) try {
   const std::string graph = args.choice("graph", {"auto", "on", "off"});
   const std::int64_t synthetic_size = args.integer("synthetic-size", 10);
   const std::int64_t limit = args.integer("limit");
+  const std::int64_t image_size_flag = args.integer("image-size");
+  const std::int64_t workers = args.integer("workers");
+  args.require(workers <= 64, "workers", "a thread count from 0 (automatic) to 64");
+  const bool skip_bad = args.boolean("skip-bad");
+  // Only image folders are resized (the default data are never folders).
+  if (image_size_flag != 0 && image_size_flag != 32 &&
+      (args.str("data").empty() || args.str("data") == "synthetic" || !data::is_image_folder_root(args.str("data")))) {
+    throw std::invalid_argument("--image-size: the binary CIFAR-10 and synthetic sets are 32 x 32; resizing is for "
+                                "image folders (--data ROOT with train/ and test/)");
+  }
   examples::check_trainer_files(args);
   examples::check_writable(args, "export");
   // Last, since "auto" may print a note about the GPU it looked for.
@@ -263,7 +323,38 @@ int main(int argc, char** argv) try {
   }
   data::TensorDataset train, test;
   std::string data_name;
-  if (dir == "synthetic") {
+  const bool folder = dir != "synthetic" && data::is_image_folder_root(dir);
+  const std::int64_t image_size = image_size_flag > 0 ? image_size_flag : 32;
+  if (folder && limit > 0) throw std::invalid_argument("--limit: applies to the binary and synthetic sets only");
+  // Image folders: training batches decoded ahead by worker threads; the test split in memory.
+  std::unique_ptr<data::ImageFolderLoader> folder_train;
+  std::vector<std::string> class_names = data::cifar10_class_names();
+  data::AugmentOptions normalization = data::cifar10_normalization();
+  Tensor whitening_sample;
+  if (folder) {
+    const data::ImageOptions image{.image_size = image_size, .skip_bad = skip_bad};
+    data::ImageFolder train_folder(dir + "/train");
+    data::ImageFolder test_folder(dir + "/test");
+    if (train_folder.classes() != test_folder.classes()) {
+      throw IoError(dir + ": train/ has " + std::to_string(train_folder.classes().size()) + " classes and test/ " +
+                    std::to_string(test_folder.classes().size()) + "; both need the same class folders");
+    }
+    class_names = train_folder.classes();
+    test = data::load_image_folder(test_folder, image, static_cast<int>(workers));
+    whitening_sample = folder_sample(train_folder, image, 5000);
+    normalization = normalization_of(whitening_sample);
+    const std::int64_t batch = batch_flag > 0 ? batch_flag : recipe.batch;
+    folder_train = std::make_unique<data::ImageFolderLoader>(
+        train_folder,
+        data::ImageLoaderOptions{.loader = {.batch = batch, .shuffle = true, .drop_last = airbench, .seed = seed,
+                                            .rank = dist::rank(), .world = examples::ranks()},
+                                 .image = image,
+                                 .workers = static_cast<int>(workers)});
+    data_name = "image folders in " + dir + " (" + std::to_string(class_names.size()) + " classes, " +
+                std::to_string(image_size) + " x " + std::to_string(image_size) + ", decoded by " +
+                std::to_string(workers > 0 ? workers : std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 8)) +
+                " threads)";
+  } else if (dir == "synthetic") {
     const std::int64_t n = synthetic_size;
     train = data::synthetic_cifar(n, seed);
     test = data::synthetic_cifar(std::max<std::int64_t>(n / 5, 10), seed + 1000003);
@@ -276,23 +367,25 @@ int main(int argc, char** argv) try {
     data_name = "CIFAR-10 from " + dir;
   }
   if (limit > 0) train = train.take(std::min(limit, train.size()));
+  const std::int64_t train_size = folder ? folder_train->folder().size() : train.size();
 
   manual_seed(seed);
-  Sequential net = models::cifar_model(model_name);
+  Sequential net = models::cifar_model(model_name, static_cast<std::int64_t>(class_names.size()), image_size);
   net.to(device);
   if (airbench) {
     // The whitening filters from the patches of (up to) 5,000 training images, normalised as
     // training will see them.
-    const Tensor sample = train.inputs().slice(0, std::min<std::int64_t>(train.size(), 5000));
+    const Tensor sample =
+        folder ? whitening_sample : train.inputs().slice(0, std::min<std::int64_t>(train.size(), 5000));
     Tensor normalised = Tensor::empty(sample.shape());
-    data::augment(normalised, sample, data::cifar10_normalization(), 0, 0, Context::get(Device::cpu()).exec());
+    data::augment(normalised, sample, normalization, 0, 0, Context::get(Device::cpu()).exec());
     models::init_patch_whitening(net[0], normalised);
   }
   const std::int64_t batch = batch_flag > 0 ? batch_flag : recipe.batch;
   std::printf("cnn_cifar10 --model %s on %s (%s)%s\ndata: %s, %lld train / %lld test images\n%s", model_name.c_str(),
               device.str().c_str(), device.name().c_str(), examples::effective_batch(batch, accumulate).c_str(),
-              data_name.c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
-              net.summary({3, 32, 32}).c_str());
+              data_name.c_str(), static_cast<long long>(train_size), static_cast<long long>(test.size()),
+              net.summary({3, image_size, image_size}).c_str());
 
   TrainerOptions o;
   o.precision = precision;
@@ -309,18 +402,21 @@ int main(int argc, char** argv) try {
                                   : TrainerOptions::GraphMode::kAuto;
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
-  data::AugmentOptions augment = data::cifar10_augmentation();
+  data::AugmentOptions augment = normalization;
+  augment.horizontal_flip = true;
   augment.crop_padding = recipe.crop_padding;
   if (!augment_flag) {
     augment.crop_padding = 0;
     augment.horizontal_flip = false;
   }
   o.augment = augment;
-  o.eval_augment = data::cifar10_normalization();
+  o.eval_augment = normalization;
   const double lr = lr_flag > 0 ? lr_flag : recipe.lr;
   // airbench drops each epoch's last partial batch, as the published recipe does.
   o.drop_last = airbench;
-  const std::int64_t per_epoch = examples::steps_per_epoch(train, o.batch, o.accumulate, o.drop_last);
+  const std::int64_t per_epoch =
+      folder ? (folder_train->batches_per_epoch() + o.accumulate - 1) / o.accumulate
+             : examples::steps_per_epoch(train, o.batch, o.accumulate, o.drop_last);
   const std::int64_t steps = std::max<std::int64_t>(o.epochs * per_epoch, 1);
   if (airbench) {
     o.augment->reflect_padding = true;
@@ -356,12 +452,22 @@ int main(int argc, char** argv) try {
   }
   Trainer trainer(net, opt, loss, o);
   trainer_ptr = &trainer;
-  examples::fit_and_report(trainer, train, test, device,
-                           {{"model", model_name}, {"data", dir == "synthetic" ? "synthetic" : "cifar10"}});
+  const json::Object extra{{"model", model_name},
+                           {"data", folder ? "folder" : dir == "synthetic" ? "synthetic" : "cifar10"}};
+  if (folder) {
+    data::DataLoader test_loader(test, {.batch = o.eval_batch, .shuffle = false});
+    examples::fit_and_report(trainer, *folder_train, test_loader, device, extra);
+    if (folder_train->skipped() > 0) {
+      std::printf("skipped %lld files of %s/train that do not decode as images\n",
+                  static_cast<long long>(folder_train->skipped()), dir.c_str());
+    }
+  } else {
+    examples::fit_and_report(trainer, train, test, device, extra);
+  }
   if (airbench) {
     // Rank 0 alone: the others' models are the same replica.
     double flip = 0.0;
-    const double tta = tta_accuracy(net, test, device, data::cifar10_normalization(), flip);
+    const double tta = tta_accuracy(net, test, device, normalization, flip);
     if (dist::rank() == 0) {
       std::printf("test accuracy with test-time augmentation %.2f%% (6 views: mirrored, moved a pixel), %.2f%% "
                   "(2 views: mirrored)\n",
@@ -371,7 +477,7 @@ int main(int argc, char** argv) try {
     }
   }
   examples::export_if_asked(args, net, precision);
-  examples::export_onnx_if_asked(args, net, {-1, 3, 32, 32});
+  examples::export_onnx_if_asked(args, net, {-1, 3, image_size, image_size});
   std::printf("data: %s\n", data_name.c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -144,9 +144,10 @@ inline std::int64_t steps_per_epoch(const gpudl::data::TensorDataset& train, std
 
 // Fits, prints the test result, and writes the final metrics record (test accuracy and loss,
 // seconds, steps, device, plus `extra`).
-inline gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, const gpudl::data::TensorDataset& train,
-                                       const gpudl::data::TensorDataset& test, gpudl::Device device,
-                                       gpudl::json::Object extra = {}) {
+// Train and Test: TensorDatasets (fit batches them) or BatchSources (a streaming loader).
+template <class Train, class Test>
+gpudl::FitResult fit_and_report(gpudl::Trainer& trainer, Train& train, Test& test, gpudl::Device device,
+                                gpudl::json::Object extra = {}) {
   const auto start = std::chrono::steady_clock::now();
   const gpudl::FitResult r = trainer.fit(train, &test);
   // The averaged weights were tested: they are the model from here on (TTA, --export).

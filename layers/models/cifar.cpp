@@ -22,9 +22,14 @@ Sequential conv_bn_relu(std::int64_t in, std::int64_t out, std::int64_t stride) 
                     BatchNorm2d(out, {.relu = true})};
 }
 
-Sequential quick_cnn() {
+Sequential quick_cnn(std::int64_t classes, std::int64_t image_size) {
+  if (classes < 1 || image_size < 8 || image_size % 8 != 0) {
+    throw ValueError("quick: needs at least 1 class and an image size that is a multiple of 8, got " +
+                     std::to_string(classes) + " classes of " + std::to_string(image_size) + "-pixel images");
+  }
+  const std::int64_t side = image_size / 8;  // after three 2 x 2 poolings
   return Sequential{conv_bn_relu(3, 32),   MaxPool2d(2), conv_bn_relu(32, 64), MaxPool2d(2),
-                    conv_bn_relu(64, 128), MaxPool2d(2), Flatten(),            Linear(2048, 10)};
+                    conv_bn_relu(64, 128), MaxPool2d(2), Flatten(),            Linear(128 * side * side, classes)};
 }
 
 Sequential basic_block(std::int64_t in, std::int64_t out, std::int64_t stride) {
@@ -37,10 +42,11 @@ Sequential basic_block(std::int64_t in, std::int64_t out, std::int64_t stride) {
                              {.relu = true})};
 }
 
-Sequential resnet() {
+Sequential resnet(std::int64_t classes) {
+  if (classes < 1) throw ValueError("resnet: needs at least 1 class, got " + std::to_string(classes));
   return Sequential{conv_bn_relu(3, 64),      basic_block(64, 64, 1),   basic_block(64, 128, 2),
                     basic_block(128, 256, 2), basic_block(256, 512, 2), GlobalAvgPool(),
-                    Linear(512, 10)};
+                    Linear(512, classes)};
 }
 
 namespace {
@@ -116,9 +122,10 @@ Sequential airbench_group(std::int64_t in, std::int64_t out) {
                     GELU()};
 }
 
-Sequential airbench() {
+Sequential airbench(std::int64_t classes) {
+  if (classes < 1) throw ValueError("airbench: needs at least 1 class, got " + std::to_string(classes));
   return Sequential{Conv2d(3, 24, 2),          GELU(),       airbench_group(24, 64), airbench_group(64, 256),
-                    airbench_group(256, 256), MaxPool2d(3), Flatten(),              Linear(256, 10, {.bias = false}),
+                    airbench_group(256, 256), MaxPool2d(3), Flatten(),              Linear(256, classes, {.bias = false}),
                     Scale(1.0f / 9.0f)};
 }
 
@@ -223,10 +230,16 @@ std::vector<Parameter*> airbench_trained_parameters(Sequential& net) {
 
 std::vector<Parameter*> airbench_norm_biases(Sequential& net) { return airbench_norm_parameters(net, 1); }
 
-Sequential cifar_model(const std::string& name) {
-  if (name == "quick") return quick_cnn();
-  if (name == "resnet") return resnet();
-  if (name == "airbench") return airbench();
+Sequential cifar_model(const std::string& name, std::int64_t classes, std::int64_t image_size) {
+  if (name == "airbench" && image_size != 32) {
+    throw ValueError("airbench takes 32 x 32 images (its last pooling is fixed), got " + std::to_string(image_size));
+  }
+  if (name == "resnet" && image_size < 8) {
+    throw ValueError("resnet needs images of at least 8 x 8 pixels, got " + std::to_string(image_size));
+  }
+  if (name == "quick") return quick_cnn(classes, image_size);
+  if (name == "resnet") return resnet(classes);
+  if (name == "airbench") return airbench(classes);
   throw ValueError("unknown --model '" + name + "': expected quick, resnet or airbench");
 }
 
