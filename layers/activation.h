@@ -16,6 +16,7 @@ class ActivationLayer : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override { return name_; }
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
 
@@ -71,6 +72,7 @@ class Softmax : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override { return log_ ? "LogSoftmax" : "Softmax"; }
   std::int64_t flops(const Shape& input) const override { return 3 * input.numel(); }
 
@@ -93,6 +95,7 @@ class Scale : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override { return "Scale(" + format_number(factor_) + ")"; }
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
 

@@ -18,12 +18,15 @@ class Concat : public Module {
     (branches_.push_back(std::make_unique<std::decay_t<M>>(std::forward<M>(branches))), ...);
     adopt_branches();
   }
+  // The branches as built elsewhere (build_module); throws ValueError for none or a null one.
+  explicit Concat(std::vector<std::unique_ptr<Module>> branches);
 
   // Branch outputs (N, C_i, ...) must agree on every axis but the channels (axis 1); throws
   // ShapeError naming the branch and both shapes otherwise.
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;

@@ -44,6 +44,7 @@ class Conv2d : public Module {
   // shape differs from the output's.
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   // "Conv2d(3, 64, 3, stride=1, padding=1)", with ", dilation=2", ", groups=4", ", bias=false"
   // where they differ from the defaults.
   std::string describe() const override;

@@ -54,6 +54,7 @@ class ConvTranspose2d : public Module {
   // shape differs from the output's.
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   // "ConvTranspose2d(8, 4, 3, stride=2, padding=1)", with ", output_padding=1", ", dilation=2",
   // ", groups=2", ", bias=false" where they differ from the defaults.
   std::string describe() const override;

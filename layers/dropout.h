@@ -15,6 +15,7 @@ class Dropout : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override;
   std::int64_t flops(const Shape& input) const override { return input.numel(); }
   std::vector<Generator*> generators() override { return {&generator_}; }

@@ -11,6 +11,7 @@ class Flatten : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override { return "Flatten"; }
   Shape output_shape(const Shape& input) const override { return Shape{input.numel()}; }
 

@@ -23,6 +23,7 @@ class Linear : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;

@@ -17,6 +17,7 @@ class Pool2d : public Module {
  public:
   // "MaxPool2d(2, stride=2)", with ", padding=1" when there is padding.
   std::string describe() const override;
+  json::Value config() const override;
   // (C, H, W) -> (C, out_h, out_w). Throws ShapeError naming the layer and the shape when the
   // input is not (C, H, W) or the window does not fit the padded input.
   Shape output_shape(const Shape& input) const override;
@@ -100,6 +101,7 @@ class GlobalAvgPool : public Module {
   // ValueError when it is not f32.
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override { return "GlobalAvgPool"; }
   // (C, H, W) -> (C). Throws ShapeError when the input is not (C, H, W) with H * W >= 1.
   Shape output_shape(const Shape& input) const override;

@@ -41,6 +41,7 @@ class Recurrent : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::int64_t flops(const Shape& input) const override;
@@ -132,6 +133,7 @@ class Embedding : public Module {
   Tensor forward(const Tensor& ids) override;
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   std::string describe() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<Parameter*> parameters() override { return {&weight_}; }

@@ -28,6 +28,7 @@ class Upsample : public Module {
   // output's shape, ValueError when it is not f32, bf16 or f16.
   Tensor backward(const Tensor& grad_output) override;
   OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x) override;
+  json::Value config() const override;
   // "Upsample(scale_factor=2, mode=nearest)" or "mode=bilinear".
   std::string describe() const override;
   // (C, H, W) -> (C, H s, W s). Throws ShapeError when the input is not (C, H, W) with H, W >= 1.

@@ -219,6 +219,8 @@ int main(int argc, char** argv) try {
     std::fflush(stdout);
     record.set("held_out_nats_per_char", held);
   };
+  // Checkpoints describe the model (layers/architecture.h); the vocabulary travels as a tensor.
+  o.checkpoint_metadata = model_metadata(m.net, ModelInfo{});
   Trainer trainer(m.net, opt, loss, o);
   if (!args.str("resume").empty()) {
     // Loaded here rather than through TrainerOptions::resume, so the message can say where

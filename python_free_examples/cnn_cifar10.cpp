@@ -450,6 +450,12 @@ int main(int argc, char** argv) try {
       airbench_steps->load(path, extra);
     };
   }
+  // Checkpoints and --export describe themselves: predict and load_model(path) need no code.
+  const ModelInfo info{.classes = class_names,
+                       .mean = normalization.mean,
+                       .stddev = normalization.stddev,
+                       .input_shape = {3, image_size, image_size}};
+  o.checkpoint_metadata = model_metadata(net, info);
   Trainer trainer(net, opt, loss, o);
   trainer_ptr = &trainer;
   const json::Object extra{{"model", model_name},
@@ -476,7 +482,7 @@ int main(int argc, char** argv) try {
           json::Object{{"event", "tta"}, {"test_accuracy", tta}, {"views", 6}, {"flip_test_accuracy", flip}});
     }
   }
-  examples::export_if_asked(args, net, precision);
+  examples::export_if_asked(args, net, precision, info);
   examples::export_onnx_if_asked(args, net, {-1, 3, image_size, image_size});
   std::printf("data: %s\n", data_name.c_str());
   return 0;

@@ -102,13 +102,15 @@ inline constexpr const char* kExportHelp =
     "after training, write the model's weights for inference to this safetensors file, in the run's "
     "activation type (bf16 under --precision bf16, f16 under fp16, else f32)";
 
-// --export: writes `model` (see gpudl::export_model) in the activation type of `precision` and
-// says where. A no-op when the flag is empty. Throws IoError naming the file.
-inline void export_if_asked(const Args& args, gpudl::Module& model, gpudl::Precision precision) {
+// --export: writes `model` (see gpudl::export_model) in the activation type of `precision`,
+// self-describing with `info` (layers/architecture.h), and says where. A no-op when the flag is
+// empty. Throws IoError naming the file.
+inline void export_if_asked(const Args& args, gpudl::Module& model, gpudl::Precision precision,
+                            const gpudl::ModelInfo& info = {}) {
   const std::string& path = args.str("export");
   if (path.empty()) return;
   const gpudl::DType dtype = gpudl::activation_dtype(precision);
-  gpudl::export_model(model, path, dtype);
+  gpudl::export_model(model, path, info, dtype);
   std::printf("exported the model (%s) to %s\n", gpudl::dtype_name(dtype), path.c_str());
 }
 

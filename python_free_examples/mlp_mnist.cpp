@@ -82,9 +82,15 @@ int main(int argc, char** argv) try {
   o.checkpoint = args.str("checkpoint");
   o.resume = args.str("resume");
   o.schedule = std::make_shared<CosineLR>(lr, std::max<std::int64_t>(steps, 1));
+  // Checkpoints and --export describe themselves (layers/architecture.h).
+  const ModelInfo info{.classes = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
+                       .mean = {0.1307f},
+                       .stddev = {0.3081f},
+                       .input_shape = {1, 28, 28}};
+  o.checkpoint_metadata = model_metadata(net, info);
   Trainer trainer(net, opt, loss, o);
   examples::fit_and_report(trainer, train, test, device);
-  examples::export_if_asked(args, net, precision);
+  examples::export_if_asked(args, net, precision, info);
   examples::export_onnx_if_asked(args, net, {-1, 1, 28, 28});
   return 0;
 } catch (const std::exception& e) {

@@ -154,17 +154,7 @@ const std::vector<Case>& cases() {
 }
 
 Tensor random_input(const Case& c, std::mt19937_64& rng) {
-  const Shape shape(c.input_shape);
-  if (c.ids) {
-    std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(kVocab - 1));
-    std::vector<std::int32_t> ids(static_cast<std::size_t>(shape.numel()));
-    for (auto& v : ids) v = id(rng);
-    return Tensor::from_vector(ids, shape);
-  }
-  std::normal_distribution<float> normal;
-  std::vector<float> x(static_cast<std::size_t>(shape.numel()));
-  for (auto& v : x) v = normal(rng);
-  return Tensor::from_vector(x, shape);
+  return testing::random_model_input(Shape(c.input_shape), c.ids ? kVocab : 0, rng);
 }
 
 std::string script() { return std::string(GPUDL_INTEROP_DIR) + "/check_onnx.py"; }

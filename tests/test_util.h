@@ -14,6 +14,21 @@
 
 namespace gpudl::testing {
 
+// A model's random input of `shape`: i32 ids below `vocab` when vocab > 0 (an embedding's),
+// else standard normal floats.
+inline Tensor random_model_input(const Shape& shape, std::int64_t vocab, std::mt19937_64& rng) {
+  if (vocab > 0) {
+    std::uniform_int_distribution<std::int32_t> id(0, static_cast<std::int32_t>(vocab - 1));
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(shape.numel()));
+    for (auto& v : ids) v = id(rng);
+    return Tensor::from_vector(ids, shape);
+  }
+  std::normal_distribution<float> normal;
+  std::vector<float> x(static_cast<std::size_t>(shape.numel()));
+  for (auto& v : x) v = normal(rng);
+  return Tensor::from_vector(x, shape);
+}
+
 // A seed that changes from run to run (and is printed), unless GPUDL_TEST_SEED fixes it,
 // so the random inputs do not settle into one lucky case.
 inline std::uint64_t test_seed() {

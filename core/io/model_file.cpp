@@ -22,13 +22,16 @@ constexpr const char* kPyTorchFormat = "pt";
 
 }  // namespace
 
-void export_model(Module& model, const std::string& path, DType dtype) {
+void export_model(Module& model, const std::string& path, DType dtype,
+                  const std::vector<std::pair<std::string, std::string>>& metadata) {
   if (!is_floating(dtype)) {
     throw ValueError(std::string("export_model: dtype ") + dtype_name(dtype) + " is not f32, bf16 or f16");
   }
   std::vector<NamedTensor> tensors;
   for (auto& [name, t] : model.state()) tensors.emplace_back(name, is_floating(t.dtype()) ? t.as(dtype) : t);
-  save_safetensors(path, tensors, {{"format", kModelFormat}, {"dtype", dtype_name(dtype)}});
+  std::vector<std::pair<std::string, std::string>> meta = {{"format", kModelFormat}, {"dtype", dtype_name(dtype)}};
+  meta.insert(meta.end(), metadata.begin(), metadata.end());
+  save_safetensors(path, tensors, meta);
 }
 
 namespace {
@@ -97,7 +100,14 @@ void export_checkpoint_model(const std::string& checkpoint, const std::string& p
   for (auto& [name, t] : model_entries(checkpoint, file)) {
     tensors.emplace_back(name, is_floating(t.dtype()) ? t.as(dtype) : t);
   }
-  save_safetensors(path, tensors, {{"format", kModelFormat}, {"dtype", dtype_name(dtype)}});
+  std::vector<std::pair<std::string, std::string>> meta = {{"format", kModelFormat}, {"dtype", dtype_name(dtype)}};
+  // What made the checkpoint self-describing (layers/architecture.h) goes along.
+  for (const auto& [key, value] : file.metadata) {
+    if (key == "architecture" || key == "classes" || key == "mean" || key == "stddev" || key == "input_shape") {
+      meta.emplace_back(key, value);
+    }
+  }
+  save_safetensors(path, tensors, meta);
 }
 
 }  // namespace gpudl

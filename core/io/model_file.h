@@ -2,6 +2,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gpudl/core/runtime/module.h"
 
@@ -13,8 +15,10 @@ namespace gpudl {
 // nearest even); integer buffers as they are. Metadata: "format" "gpudl-model-1", "dtype".
 // The names are PyTorch's (docs/interop.md), so the equivalent torch.nn model takes the f32
 // file with load_state_dict(safetensors.torch.load_file(path)). Throws ValueError for another
-// dtype, IoError as save_safetensors does.
-void export_model(Module& model, const std::string& path, DType dtype = DType::kF32);
+// dtype, IoError as save_safetensors does. `metadata` adds entries of the caller's (what
+// layers/architecture.h's export_model adds to make the file self-describing).
+void export_model(Module& model, const std::string& path, DType dtype = DType::kF32,
+                  const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
 // Loads an export_model file, a PyTorch state_dict saved with safetensors.torch.save_file, or
 // the model of a Trainer checkpoint into `model`, casting each tensor to the type the model

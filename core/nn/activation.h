@@ -17,6 +17,8 @@
 namespace gpudl::nn {
 
 using kernels::Activation;
+// "ReLU", "GELU(tanh)": each kind's layer name.
+using kernels::activation_name;
 // How many activation kinds there are, for tables and tests that cover each of them.
 inline constexpr int kActivationCount = kernels::kActivationCount;
 

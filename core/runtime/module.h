@@ -18,6 +18,9 @@ namespace gpudl {
 
 class OnnxGraph;
 struct OnnxValue;
+namespace json {
+class Value;
+}
 
 // A trainable tensor and the gradient that backward accumulates into it.
 struct Parameter {
@@ -109,6 +112,10 @@ class Module {
   // its output, for export_onnx. The default throws ValueError naming the module: a module has
   // an ONNX form only where it says so.
   virtual OnnxValue to_onnx(OnnxGraph& graph, const OnnxValue& x);
+  // This module's configuration, {"type": "Linear", ...}, from which build_module
+  // (layers/architecture.h) builds an equal one (weights aside): what makes a saved model
+  // loadable with no code. The default throws ValueError naming the module.
+  virtual json::Value config() const;
 
   // Parameters (by named_parameters()) and buffers by name, for checkpoints. Throws ValueError
   // naming a name that repeats (a container that does not override named_parameters()).

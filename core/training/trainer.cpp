@@ -965,6 +965,7 @@ void Trainer::save_checkpoint(const std::string& path) {
     }
     meta.emplace_back("data_order", json::dump(json::Value(order)));
   }
+  meta.insert(meta.end(), options_.checkpoint_metadata.begin(), options_.checkpoint_metadata.end());
   save_safetensors(path, tensors, meta);
   last_checkpoint_ = path;
   saved_step_ = step_;

@@ -168,6 +168,10 @@ struct TrainerOptions {
   // Distributed, every rank's entries (of one shape on all ranks) are saved, and each rank gets
   // its own back.
   std::function<std::vector<NamedTensor>()> checkpoint_extra;
+  // Metadata entries every checkpoint carries beside the Trainer's own (whose keys they may not
+  // reuse): model_metadata's architecture, class names and normalisation make a checkpoint
+  // loadable with no code (layers/architecture.h's load_model(path)).
+  std::vector<std::pair<std::string, std::string>> checkpoint_metadata;
   std::function<void(const std::string& path, const std::vector<NamedTensor>& extra)> restore_extra;
   // After each epoch's evaluation, before its metrics record is written and its checkpoint
   // saved: a driver prints its own summary, adds fields to the record, or throws to stop.
