@@ -69,5 +69,7 @@ void register_cnn_benchmarks(const std::vector<gpudl::Device>& devices);
 void register_rnn_benchmarks(const std::vector<gpudl::Device>& devices);
 // Registers one forward-and-backward case per entry of the op table (op_bench.cpp).
 void register_op_benchmarks(const std::vector<gpudl::Device>& devices);
+// Registers PNG/JPEG decoding and the image-folder loader, on the CPU only (image_bench.cpp).
+void register_image_benchmarks();
 
 }  // namespace bench

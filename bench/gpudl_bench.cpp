@@ -298,6 +298,7 @@ int main(int argc, char** argv) {
   bench::register_cnn_benchmarks(bench::devices());
   bench::register_rnn_benchmarks(bench::devices());
   bench::register_op_benchmarks(bench::devices());
+  bench::register_image_benchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -9,7 +9,7 @@ usage: scripts/fuzz.sh [SECONDS | --runs N] [TARGET...]
 
   SECONDS  how long each target runs (default 60)
   --runs N run each target for N inputs instead (the long runs in docs/reliability.md: 10000000)
-  TARGET   fuzz_idx, fuzz_cifar, fuzz_text, fuzz_safetensors (default: all four)
+  TARGET   fuzz_idx, fuzz_cifar, fuzz_text, fuzz_safetensors, fuzz_image (default: all five)
 
 Each input must load into consistent tensors or be refused with the library's error (a
 gpudl::Error with a message); a crash, any other exception, a hang over 10 s, a single
@@ -28,11 +28,11 @@ while [[ $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     --runs) runs_wanted=${1:-}; shift
             [[ $runs_wanted =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: --runs needs a positive count" >&2; exit 2; } ;;
-    fuzz_idx|fuzz_cifar|fuzz_text|fuzz_safetensors) targets+=("$a") ;;
+    fuzz_idx|fuzz_cifar|fuzz_text|fuzz_safetensors|fuzz_image) targets+=("$a") ;;
     *) if [[ $a =~ ^[1-9][0-9]*$ ]]; then seconds=$a; else echo "fuzz: unknown argument '$a'" >&2; usage >&2; exit 2; fi ;;
   esac
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_idx fuzz_cifar fuzz_text fuzz_safetensors)
+[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_idx fuzz_cifar fuzz_text fuzz_safetensors fuzz_image)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 

@@ -111,7 +111,10 @@ TEST_F(Images, BadFilesAreNamedInOneLine) {
   std::vector<std::uint8_t> flipped = png;
   flipped[png.size() / 2] ^= 0xff;  // a corrupt byte in the compressed data: its CRC fails
   write_bytes(file("flipped.png"), flipped);
-  for (const std::string name : {"cut.png", "cut.jpg", "notes.txt", "empty.png", "flipped.png", "missing.png"}) {
+  // Cut just before its 12-byte end chunk: every pixel is there, but the file is not whole.
+  write_bytes(file("no_end.png"), std::vector<std::uint8_t>(png.begin(), png.end() - 12));
+  for (const std::string name :
+       {"cut.png", "cut.jpg", "notes.txt", "empty.png", "flipped.png", "no_end.png", "missing.png"}) {
     const std::string error = testing::error_of<IoError>([&] { (void)read_image(file(name)); });
     EXPECT_EQ(error.rfind(file(name) + ": ", 0), 0u) << error;
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;

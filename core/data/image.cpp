@@ -129,7 +129,12 @@ Image decode_png(const std::uint8_t* data, std::size_t size, const std::string& 
   std::vector<png_bytep> rows(height);
   for (png_uint_32 y = 0; y < height; ++y) rows[y] = image.rgb.data() + static_cast<std::size_t>(y) * width * 3;
   png_bytepp row_pointers = rows.data();
-  if (!png_guarded(png, [&] { png_read_image(png, row_pointers); })) {
+  // Reading on to the end chunk refuses a file cut short after its pixel data, as JPEG's end
+  // marker does.
+  if (!png_guarded(png, [&] {
+        png_read_image(png, row_pointers);
+        png_read_end(png, nullptr);
+      })) {
     corrupt(name, std::string("corrupt PNG: ") + ctx.message);
   }
   return image;
@@ -165,15 +170,31 @@ bool jpeg_guarded(JpegError& error, F&& step) {
   return true;
 }
 
+// A progressive JPEG may hold any number of scans, each a pass over the whole image: a small
+// hostile file could keep the decoder busy for minutes. Real encoders write at most a dozen or
+// so; more than kMaxScans is refused (libjpeg-turbo's advice for untrusted input).
+constexpr int kMaxScans = 100;
+
+void jpeg_progress(j_common_ptr cinfo) {
+  const auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+  if (d->input_scan_number > kMaxScans) {
+    auto* error = reinterpret_cast<JpegError*>(cinfo->err);
+    std::snprintf(error->message, sizeof error->message, "over %d progressive scans", kMaxScans);
+    std::longjmp(error->jump, 1);
+  }
+}
+
 // Owns a decompressor, so every way out of decode_jpeg destroys it.
 struct JpegDecompressor {
   jpeg_decompress_struct cinfo{};
   JpegError error{};
+  jpeg_progress_mgr progress{};
   bool created = false;
   JpegDecompressor() {
     cinfo.err = jpeg_std_error(&error.manager);
     error.manager.error_exit = jpeg_fail;
     error.manager.emit_message = jpeg_message;
+    progress.progress_monitor = jpeg_progress;
   }
   ~JpegDecompressor() {
     if (created) jpeg_destroy_decompress(&cinfo);
@@ -188,6 +209,7 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string&
   const bool header_ok = jpeg_guarded(d.error, [&] {
     jpeg_create_decompress(&cinfo);
     d.created = true;
+    cinfo.progress = &d.progress;
     jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
     jpeg_read_header(&cinfo, TRUE);
   });

@@ -30,7 +30,8 @@ ImageFormat sniff_image(const std::uint8_t* data, std::size_t size);
 // Throws IoError in one line naming `name` for bytes that are neither format ("not a PNG or
 // JPEG file"), and for a corrupt or truncated file (with the decoder's reason; libjpeg's
 // warnings, such as a premature end of data, count as corruption rather than giving grey
-// pixels), a CMYK JPEG, or an image over 2^28 pixels.
+// pixels, and so does a PNG cut before its end chunk), a CMYK JPEG, a progressive JPEG of over
+// 100 scans, or an image over 2^26 pixels (8192 x 8192).
 Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name);
 
 // Reads and decodes the file at `path`. Throws IoError naming it when it cannot be read, and

@@ -1,4 +1,4 @@
-// Shared by the libFuzzer targets: the input as a file (the readers take paths), the error
+// Shared by the libFuzzer targets: the input as a file (most readers take paths), the error
 // contract (gpudl::Error or success, nothing else), and writing a seed corpus on request.
 #pragma once
 
@@ -34,20 +34,25 @@ inline void write_file(const std::string& path, const std::uint8_t* data, std::s
   }
 }
 
-// Runs `load` on the input written to a file. The library's own errors are the allowed way to
-// refuse an input; any other exception escapes, and libFuzzer reports it as a crash.
-inline void run_on_file(const std::uint8_t* data, std::size_t size, const char* suffix,
-                        const std::function<void(const std::string&)>& load) {
-  const std::string& path = scratch_path(suffix);
-  write_file(path, data, size);
+// Runs `load`. The library's own errors are the allowed way to refuse an input; any other
+// exception escapes, and libFuzzer reports it as a crash.
+inline void run_guarded(const std::function<void()>& load) {
   try {
-    load(path);
+    load();
   } catch (const gpudl::Error& e) {
     if (e.what()[0] == '\0') {
       std::fprintf(stderr, "fuzz: error with an empty message\n");
       std::abort();
     }
   }
+}
+
+// Runs `load` on the input written to a file, under run_guarded's contract.
+inline void run_on_file(const std::uint8_t* data, std::size_t size, const char* suffix,
+                        const std::function<void(const std::string&)>& load) {
+  const std::string& path = scratch_path(suffix);
+  write_file(path, data, size);
+  run_guarded([&] { load(path); });
 }
 
 // A consistency check that failed: a loaded result that breaks the reader's own contract.
