@@ -54,6 +54,15 @@ class Args {
     return *this;
   }
 
+  // Declares positional arguments: the words that are neither options nor their values (and
+  // every word after "--"), kept in order under `name` in the help. Without it such a word is
+  // an error.
+  Args& positional(const std::string& name, const std::string& help) {
+    app_->add_option(name, positionals_, help)->type_name("");
+    return *this;
+  }
+  const std::vector<std::string>& positionals() const { return positionals_; }
+
   // Prints help and exits 0 on --help or -h. Throws std::invalid_argument for an unknown
   // option, a stray argument or a flag without its value.
   void parse(int argc, char** argv) {
@@ -180,6 +189,7 @@ class Args {
   std::string program_;
   std::unique_ptr<CLI::App> app_;
   std::map<std::string, std::string> values_;
+  std::vector<std::string> positionals_;
 };
 
 // The data folder: --data, else $GPUDL_DATA_DIR/<sub>, else ../shared/data/<sub>.
