@@ -251,6 +251,9 @@ int main(int argc, char** argv) try {
               "image folders: each image's shorter side resized to N and the central N x N kept (0: 32; the binary and "
               "synthetic sets are 32 x 32)")
       .option("workers", "0", "image folders: decoding threads (0: one per core, at most 8)")
+      .option("random-resized-crop", "0",
+              "image folders: train on random windows of 8-100% of each image's area, aspect 3/4-4/3, resized to "
+              "--image-size (1), or on the central square (0); before the crops and flips of --augment")
       .option("skip-bad", "0", "image folders: leave out, and count, files that do not decode (1) or stop naming the first (0)")
       .option("device", "auto", "auto, cpu, cuda or cuda:N")
       .option("precision", "auto", examples::kPrecisionHelp)
@@ -294,11 +297,16 @@ int main(int argc, char** argv) try {
   const std::int64_t workers = args.integer("workers");
   args.require(workers <= 64, "workers", "a thread count from 0 (automatic) to 64");
   const bool skip_bad = args.boolean("skip-bad");
-  // Only image folders are resized (the default data are never folders).
-  if (image_size_flag != 0 && image_size_flag != 32 &&
-      (args.str("data").empty() || args.str("data") == "synthetic" || !data::is_image_folder_root(args.str("data")))) {
+  const bool random_resized_crop = args.boolean("random-resized-crop");
+  // Only image folders are resized and cropped (the default data are never folders).
+  const bool folder = !args.str("data").empty() && args.str("data") != "synthetic" &&
+                      data::is_image_folder_root(args.str("data"));
+  if (!folder && image_size_flag != 0 && image_size_flag != 32) {
     throw std::invalid_argument("--image-size: the binary CIFAR-10 and synthetic sets are 32 x 32; resizing is for "
                                 "image folders (--data ROOT with train/ and test/)");
+  }
+  if (!folder && random_resized_crop) {
+    throw std::invalid_argument("--random-resized-crop: applies to image folders (--data ROOT) only");
   }
   examples::check_trainer_files(args);
   examples::check_writable(args, "export");
@@ -323,9 +331,9 @@ int main(int argc, char** argv) try {
   }
   data::TensorDataset train, test;
   std::string data_name;
-  const bool folder = dir != "synthetic" && data::is_image_folder_root(dir);
   const std::int64_t image_size = image_size_flag > 0 ? image_size_flag : 32;
   if (folder && limit > 0) throw std::invalid_argument("--limit: applies to the binary and synthetic sets only");
+
   // Image folders: training batches decoded ahead by worker threads; the test split in memory.
   std::unique_ptr<data::ImageFolderLoader> folder_train;
   std::vector<std::string> class_names = data::cifar10_class_names();
@@ -348,7 +356,9 @@ int main(int argc, char** argv) try {
         train_folder,
         data::ImageLoaderOptions{.loader = {.batch = batch, .shuffle = true, .drop_last = airbench, .seed = seed,
                                             .rank = dist::rank(), .world = examples::ranks()},
-                                 .image = image,
+                                 .image = {.image_size = image_size,
+                                           .random_resized_crop = random_resized_crop,
+                                           .skip_bad = skip_bad},
                                  .workers = static_cast<int>(workers)});
     data_name = "image folders in " + dir + " (" + std::to_string(class_names.size()) + " classes, " +
                 std::to_string(image_size) + " x " + std::to_string(image_size) + ", decoded by " +

@@ -139,6 +139,27 @@ class SavedModels : public ::testing::Test {
   const std::string& dir_ = scratch_.path();
 };
 
+// Each example's Trainer checkpoint, as its driver writes it (with model_metadata), rebuilds
+// the model with no code and identical outputs.
+TEST_F(SavedModels, EveryExampleLoadsFromItsCheckpoint) {
+  std::mt19937_64 rng(8);
+  for (const Example& e : examples()) {
+    SCOPED_TRACE(e.name);
+    Sequential model = trained(e, rng);
+    SGD opt(model.parameters(), {.lr = 0.1});
+    CrossEntropyLoss loss;
+    TrainerOptions o;
+    o.progress = false;
+    o.checkpoint_metadata = model_metadata(model, ModelInfo{});
+    Trainer trainer(model, opt, loss, o);
+    trainer.save_checkpoint(file("example.safetensors"));
+    const LoadedModel loaded = load_model(file("example.safetensors"));
+    model.eval();
+    const Tensor x = input_for(e, rng);
+    EXPECT_EQ(loaded.model->forward(x).to_vector<float>(), model.forward(x).to_vector<float>());
+  }
+}
+
 TEST_F(SavedModels, ExportsLoadWithNoCode) {
   std::mt19937_64 rng(6);
   const ModelInfo info{.classes = {"a", "b", "c", "d", "e", "f", "g"},
