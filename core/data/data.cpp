@@ -24,7 +24,8 @@ void check_cpu_tensor(const Tensor& t, const char* role, DType dtype) {
   }
 }
 
-// A buffer for `shape` that next() may overwrite: reuse `t` when it already is one.
+}  // namespace
+
 void ensure_buffer(Tensor& t, const Shape& shape, DType dtype, bool pinned) {
   if (t.defined() && t.shape() == shape && t.dtype() == dtype && t.device().is_cpu() &&
       (!pinned || t.is_pinned())) {
@@ -32,8 +33,6 @@ void ensure_buffer(Tensor& t, const Shape& shape, DType dtype, bool pinned) {
   }
   t = pinned ? Tensor::empty_pinned(shape, dtype) : Tensor::empty(shape, dtype);
 }
-
-}  // namespace
 
 TensorDataset::TensorDataset(Tensor inputs, Tensor labels) {
   check_cpu_tensor(inputs, "inputs", DType::kF32);

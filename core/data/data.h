@@ -179,6 +179,10 @@ class DataLoader : public BatchSource {
   std::vector<std::int64_t> order_;
 };
 
+// A host buffer for `shape` that a BatchSource's fill may overwrite: `t` itself when it already
+// is one (pinned too, when `pinned`), else a fresh one. Throws as Tensor::empty(_pinned).
+void ensure_buffer(Tensor& t, const Shape& shape, DType dtype, bool pinned);
+
 // The order a shuffling DataLoader with `seed` gives epoch `epoch` of an n-sample data set.
 // Throws ValueError for n < 0 or n > 2^32.
 std::vector<std::int64_t> shuffled_order(std::int64_t n, std::uint64_t seed, std::uint64_t epoch);

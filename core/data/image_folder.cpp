@@ -359,15 +359,8 @@ void ImageFolderLoader::fill(std::int64_t epoch, std::int64_t index, Batch& out)
   if (job->error) std::rethrow_exception(job->error);
   const Tensor& x = job->batch.inputs;
   const Tensor& y = job->batch.labels;
-  const bool pinned = options_.loader.pinned;
-  if (!(out.inputs.defined() && out.inputs.shape() == x.shape() && out.inputs.dtype() == DType::kF32 &&
-        out.inputs.device().is_cpu() && (!pinned || out.inputs.is_pinned()))) {
-    out.inputs = pinned ? Tensor::empty_pinned(x.shape(), DType::kF32) : Tensor::empty(x.shape(), DType::kF32);
-  }
-  if (!(out.labels.defined() && out.labels.shape() == y.shape() && out.labels.dtype() == DType::kI64 &&
-        out.labels.device().is_cpu() && (!pinned || out.labels.is_pinned()))) {
-    out.labels = pinned ? Tensor::empty_pinned(y.shape(), DType::kI64) : Tensor::empty(y.shape(), DType::kI64);
-  }
+  ensure_buffer(out.inputs, x.shape(), DType::kF32, options_.loader.pinned);
+  ensure_buffer(out.labels, y.shape(), DType::kI64, options_.loader.pinned);
   if (x.numel() > 0) std::memcpy(out.inputs.raw(), x.raw(), x.nbytes());
   if (y.numel() > 0) std::memcpy(out.labels.raw(), y.raw(), y.nbytes());
   out.global_size = job->batch.global_size;
