@@ -1,5 +1,6 @@
 // gpudl_bench's recurrent cases: LSTM forward + backward throughput (tokens/s) at hidden 256,
-// 512 and 1024 (sequence 128, batch 64), and whole training steps of char_rnn's model.
+// 512 and 1024 (sequence 128, batch 64), on a GPU both through cuDNN's RNN API (the default) and
+// through the fused cells, and whole training steps of char_rnn's model.
 #include <string>
 
 #include "bench_util.h"
@@ -13,11 +14,11 @@ using gpudl::Device;
 // Steps per timed block, one synchronisation per block: the protocol of bench/reference/char_rnn.py.
 constexpr int kStepsPerBlock = 5;
 
-void lstm_fwd_bwd(benchmark::State& state, Device device) {
+void lstm_fwd_bwd(benchmark::State& state, Device device, gpudl::RecurrentBackend backend) {
   using namespace gpudl;
   const std::int64_t hidden = state.range(0), steps = 128, batch = 64;
   manual_seed(1);
-  LSTM lstm(hidden, hidden);
+  LSTM lstm(hidden, hidden, {.backend = backend});
   lstm.to(device);
   const Tensor x = random_tensor({steps, batch, hidden}, device, 3);
   const Tensor dy = random_tensor({steps, batch, hidden}, device, 4);
@@ -30,7 +31,8 @@ void lstm_fwd_bwd(benchmark::State& state, Device device) {
   state.counters["tokens_per_second"] = benchmark::Counter(
       static_cast<double>(steps * batch * kStepsPerBlock) * static_cast<double>(state.iterations()),
       benchmark::Counter::kIsRate);
-  state.SetLabel("LSTM " + std::to_string(hidden) + " forward+backward, T 128, B 64, " + device.str());
+  state.SetLabel("LSTM " + std::to_string(hidden) + " forward+backward, T 128, B 64, " + device.str() +
+                 (lstm.last_forward_cudnn() ? ", cuDNN" : ", fused cells"));
 }
 
 // char_rnn's model: embedding 64, LSTM layers (arguments: streams, units, layers; the example's
@@ -75,10 +77,19 @@ void char_rnn_step(benchmark::State& state, Device device) {
 void register_rnn_benchmarks(const std::vector<Device>& devices) {
   for (Device d : devices) {
     const std::string dev = d.is_cuda() ? "cuda" : "cpu";
-    auto* b = benchmark::RegisterBenchmark(("lstm/" + dev + "/fwd_bwd").c_str(), lstm_fwd_bwd, d)
+    auto* b = benchmark::RegisterBenchmark(("lstm/" + dev + "/fwd_bwd").c_str(), lstm_fwd_bwd, d,
+                                           gpudl::RecurrentBackend::kAuto)
                   ->Arg(256)
                   ->Unit(benchmark::kMillisecond);
     b->Arg(512)->Arg(1024);
+    if (d.is_cuda()) {
+      benchmark::RegisterBenchmark("lstm/cuda/fused/fwd_bwd", lstm_fwd_bwd, d, gpudl::RecurrentBackend::kFused)
+          ->Arg(256)
+          ->Arg(512)
+          ->Arg(1024)
+          ->Unit(benchmark::kMillisecond)
+          ->UseManualTime();
+    }
     auto* s = benchmark::RegisterBenchmark(("char_rnn_step/" + dev).c_str(), char_rnn_step, d)
                   ->Args({32, 256, 1})
                   ->Unit(benchmark::kMillisecond);

@@ -1,17 +1,19 @@
 // Recurrent layers and Embedding on both backends.
 //
-// Why own fused cells plus GEMMs rather than cuDNN's RNN API: one code path serves the CPU
-// and the GPU (the CPU twin is the same sequence of GEMMs and the same per-element cell math
-// from kernels/rnn.h), so the two agree step by step and the gradient checks cover the GPU's
-// structure too; weights stay ordinary PyTorch-shaped parameters with no packed-buffer
-// translation; and carried state, per-step dropout and bidirectional joins stay plain code.
-// The cost is one cell kernel and one recurrent GEMM launch per time step. The input
-// projections of all time steps, and all the weight gradients, are single large GEMMs.
+// Two roads on a GPU. The fused cells and GEMMs are the same sequence of GEMMs and the same
+// per-element cell math (kernels/rnn.h) on both backends, so the CPU and the GPU agree step by
+// step and the gradient checks cover the GPU's structure; carried state, per-step dropout and
+// bidirectional joins stay plain code. Their cost is a cell kernel and a recurrent GEMM launch per
+// time step (the input projections and weight gradients are single large GEMMs). cuDNN's RNN API
+// runs a whole stack in a few calls, for the price of one batched copy of the PyTorch-shaped
+// weights into its packed space per forward and one of the gradients back out; it serves where
+// it computes the same function (RecurrentBackend), and the GPU tests hold it to the CPU.
 #include "gpudl/layers/recurrent.h"
 
 #include <cmath>
 #include <utility>
 
+#include "gpudl/core/runtime/context.h"
 #include "gpudl/core/runtime/format.h"
 #include "gpudl/core/nn/elementwise.h"
 #include "gpudl/core/nn/rnn.h"
@@ -61,7 +63,8 @@ Recurrent::Recurrent(RecurrentMode mode, std::int64_t input_size, std::int64_t h
       hidden_(hidden_size),
       layers_(options.num_layers),
       directions_(options.bidirectional ? 2 : 1),
-      dropout_p_(options.dropout) {
+      dropout_p_(options.dropout),
+      backend_(options.backend) {
   if (input_ < 1 || hidden_ < 1 || layers_ < 1) {
     throw ValueError(std::string(mode_name(mode)) + "(" + std::to_string(input_) + ", " + std::to_string(hidden_) +
                      ", layers=" + std::to_string(layers_) + "): sizes and layer count must be >= 1");
@@ -152,6 +155,9 @@ void Recurrent::to(Device device) {
   move(c0_);
   final_h_ = final_c_ = grad_h0_ = grad_c0_ = Tensor();
   for (Saved& s : saved_) s = Saved{};
+  dnn_ = nn::DnnRnnState{};
+  dnn_x_ = dnn_y_ = Tensor();
+  dnn_forward_ = false;
   have_forward_ = false;
 }
 
@@ -210,6 +216,13 @@ Tensor Recurrent::forward(const Tensor& x_in) {
   batch_ = batch;
   final_h_ = Tensor::empty(state_shape, DType::kF32, device_);
   final_c_ = mode_ == RecurrentMode::kLstm ? Tensor::empty(state_shape, DType::kF32, device_) : Tensor();
+  if (backend_ != RecurrentBackend::kFused && device_.is_cuda()) {
+    const std::string obstacle = cudnn_obstacle();
+    if (obstacle.empty()) return forward_cudnn(x, steps, batch);
+    if (backend_ == RecurrentBackend::kCudnn) throw ValueError(describe() + ": cannot run on cuDNN: " + obstacle);
+  }
+  dnn_forward_ = false;
+  dnn_x_ = dnn_y_ = Tensor();
   Tensor layer_input = x;
   for (std::int64_t l = 0; l < layers_; ++l) {
     Tensor out;
@@ -231,6 +244,43 @@ Tensor Recurrent::forward(const Tensor& x_in) {
     for (Saved& saved : saved_) saved = Saved{};  // an eval-mode forward keeps nothing for backward
   }
   return layer_input;
+}
+
+std::string Recurrent::cudnn_obstacle() const {
+  if (!nn::dnn_rnn_built()) return "this libgpudl was built without CUDA";
+  if (training_ && dropout_p_ > 0.0f && layers_ > 1) {
+    return "dropout between layers in training (cuDNN would draw other masks than the fused cells)";
+  }
+  if (deterministic()) return "deterministic mode is on, and cuDNN does not promise bit-identical repeats here";
+  return "";
+}
+
+Tensor Recurrent::forward_cudnn(const Tensor& x, std::int64_t steps, std::int64_t batch) {
+  const kernels::DnnCell cell = mode_ == RecurrentMode::kLstm      ? kernels::DnnCell::kLstm
+                                : mode_ == RecurrentMode::kGru     ? kernels::DnnCell::kGru
+                                : mode_ == RecurrentMode::kRnnRelu ? kernels::DnnCell::kRnnRelu
+                                                                   : kernels::DnnCell::kRnnTanh;
+  const kernels::DnnRnnShape shape{cell, input_, hidden_, layers_, directions_, steps, batch};
+  Tensor y = Tensor::empty({steps, batch, directions_ * hidden_}, DType::kF32, device_);
+  std::vector<const Tensor*> weights;
+  for (const Parameter& p : params_) weights.push_back(&p.value);
+  nn::dnn_rnn_forward(dnn_, shape, training_, weights, x, y, h0_, final_h_, c0_, final_c_);
+  for (Saved& s : saved_) s = Saved{};
+  dnn_x_ = training_ ? x : Tensor();
+  dnn_y_ = training_ ? y : Tensor();
+  dnn_forward_ = true;
+  have_forward_ = training_;
+  return y;
+}
+
+Tensor Recurrent::backward_cudnn(const Tensor& dy) {
+  Tensor dx = Tensor::empty({steps_, batch_, input_}, DType::kF32, device_);
+  std::vector<const Tensor*> grads;
+  for (const Parameter& p : params_) grads.push_back(&p.grad);
+  nn::dnn_rnn_backward(dnn_, grads, dnn_x_, dnn_y_, dy, h0_, c0_, dx, grad_h0_, grad_c0_);
+  dnn_x_ = dnn_y_ = Tensor();
+  have_forward_ = false;
+  return dx.as(input_dtype_);
 }
 
 Tensor Recurrent::run_direction(std::int64_t layer, std::int64_t dir, const Tensor& input, std::int64_t steps,
@@ -288,6 +338,7 @@ Tensor Recurrent::backward(const Tensor& grad_output) {
   const Shape state_shape{layers_ * directions_, batch_, hidden_};
   grad_h0_ = Tensor::empty(state_shape, DType::kF32, device_);
   grad_c0_ = mode_ == RecurrentMode::kLstm ? Tensor::empty(state_shape, DType::kF32, device_) : Tensor();
+  if (dnn_forward_) return backward_cudnn(grad_output.as(DType::kF32));
   Tensor dy = grad_output.as(DType::kF32);
   for (std::int64_t l = layers_ - 1; l >= 0; --l) {
     if (l + 1 < layers_) dy = dropouts_[static_cast<std::size_t>(l)].backward(dy);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gpudl/core/io/onnx.h"
+#include "gpudl/core/nn/dnn_rnn.h"
 #include "gpudl/core/runtime/module.h"
 #include "gpudl/core/training/trainer.h"
 #include "gpudl/layers/dropout.h"
@@ -15,12 +16,20 @@ namespace gpudl {
 
 enum class RecurrentMode : std::uint8_t { kRnnTanh, kRnnRelu, kLstm, kGru };
 
+// What runs a stack on a CUDA device. kAuto: cuDNN's RNN API wherever it computes what the fused
+// cells do (not with dropout between layers in training, whose masks cuDNN would draw its own
+// way, nor in deterministic mode), the fused cells elsewhere. kFused: always the fused cells (one
+// GEMM and one cell kernel per step). kCudnn: cuDNN or a ValueError saying why not. The CPU
+// always runs the fused cells.
+enum class RecurrentBackend : std::uint8_t { kAuto, kFused, kCudnn };
+
 struct RecurrentOptions {
   std::int64_t num_layers = 1;
   bool bidirectional = false;
   float dropout = 0.0f;          // on the outputs of every layer but the last, in train mode
   std::uint64_t seed = 0;        // the dropout stream; 0 draws it from default_generator()
   Generator* generator = nullptr;  // initialisation; nullptr: default_generator()
+  RecurrentBackend backend = RecurrentBackend::kAuto;
 };
 
 // A stack of recurrent layers over time-major sequences: x (T, B, input) → y (T, B, D·hidden),
@@ -63,6 +72,10 @@ class Recurrent : public Module {
   const Tensor& grad_c0() const { return grad_c0_; }
 
   RecurrentMode mode() const { return mode_; }
+  RecurrentBackend backend() const { return backend_; }
+  void set_backend(RecurrentBackend backend) { backend_ = backend; }
+  // Whether the last forward ran on cuDNN's RNN API (else on the fused cells).
+  bool last_forward_cudnn() const { return dnn_forward_; }
   std::int64_t hidden_size() const { return hidden_; }
   std::int64_t num_layers() const { return layers_; }
   std::int64_t directions() const { return directions_; }
@@ -90,6 +103,11 @@ class Recurrent : public Module {
   Tensor backward_direction(std::int64_t layer, std::int64_t dir, const Tensor& dy, std::int64_t steps,
                             std::int64_t batch);
   Parameter* param(std::int64_t layer, std::int64_t dir, int which);  // 0 W_ih, 1 W_hh, 2 b_ih, 3 b_hh
+  // Why this forward cannot run on cuDNN ("" when it can).
+  std::string cudnn_obstacle() const;
+  // The whole stack through cuDNN's RNN API.
+  Tensor forward_cudnn(const Tensor& x, std::int64_t steps, std::int64_t batch);
+  Tensor backward_cudnn(const Tensor& dy);
 
   RecurrentMode mode_;
   std::int64_t input_, hidden_, layers_, directions_;
@@ -101,6 +119,10 @@ class Recurrent : public Module {
   std::int64_t steps_ = 0, batch_ = 0;
   bool have_forward_ = false;
   DType input_dtype_ = DType::kF32;  // the forward's input type, for the input gradient
+  RecurrentBackend backend_ = RecurrentBackend::kAuto;
+  nn::DnnRnnState dnn_;  // cuDNN's packed weights and buffers, reused from forward to forward
+  Tensor dnn_x_, dnn_y_;  // a cuDNN training forward's input and output, for its backward
+  bool dnn_forward_ = false;
 };
 
 // Elman network: h_t = act(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh), tanh or ReLU.

@@ -126,10 +126,135 @@ std::vector<KernelCase> rnn_cases() {
                        return out;
                      }});
   }
+  // cuDNN's RNN API (RecurrentBackend::kCudnn; the CPU runs the fused cells): each cell over one
+  // layer from a zero state, three stacked layers from a given state, and a bidirectional
+  // stack in eval mode (cuDNN's inference mode, forward only).
+  const RecurrentMode modes[] = {RecurrentMode::kRnnTanh, RecurrentMode::kRnnRelu, RecurrentMode::kLstm,
+                                 RecurrentMode::kGru};
+  const char* mode_names[] = {"tanh", "relu", "lstm", "gru"};
+  for (int k = 0; k < 4; ++k) {
+    const RecurrentMode mode = modes[k];
+    const std::string name = std::string("cudnn_") + mode_names[k];
+    cases.push_back({name + "_1x_T32_B16_zero_state", kLayerTolerance, [mode](Device d) {
+                       Generator gen(19);
+                       Recurrent m(mode, 20, 48, {.generator = &gen, .backend = RecurrentBackend::kCudnn});
+                       m.to(d);
+                       const Tensor y = m.forward(input({32, 16, 20}, d, 254));
+                       EXPECT_EQ(m.last_forward_cudnn(), d.is_cuda());
+                       m.zero_grad();
+                       const Tensor dx = m.backward(input(y.shape(), d, 255));
+                       Outputs out{y.to(Device::cpu()).to_vector<float>(), dx.to(Device::cpu()).to_vector<float>(),
+                                   m.final_h().to(Device::cpu()).to_vector<float>(),
+                                   m.grad_h0().to(Device::cpu()).to_vector<float>()};
+                       if (m.final_c().defined()) out.push_back(m.final_c().to(Device::cpu()).to_vector<float>());
+                       if (m.grad_c0().defined()) out.push_back(m.grad_c0().to(Device::cpu()).to_vector<float>());
+                       for (Parameter* p : m.parameters()) out.push_back(p->grad.to(Device::cpu()).to_vector<float>());
+                       return out;
+                     }});
+    cases.push_back({name + "_3x_T8_B5_given_state", kLayerTolerance, [mode](Device d) {
+                       Generator gen(23);
+                       Recurrent m(mode, 6, 10, {.num_layers = 3, .generator = &gen, .backend = RecurrentBackend::kCudnn});
+                       m.to(d);
+                       const bool lstm = mode == RecurrentMode::kLstm;
+                       m.set_state(input({3, 5, 10}, d, 256), lstm ? input({3, 5, 10}, d, 257) : Tensor());
+                       const Tensor y = m.forward(input({8, 5, 6}, d, 258));
+                       m.zero_grad();
+                       const Tensor dx = m.backward(input(y.shape(), d, 259));
+                       Outputs out{y.to(Device::cpu()).to_vector<float>(), dx.to(Device::cpu()).to_vector<float>(),
+                                   m.final_h().to(Device::cpu()).to_vector<float>(),
+                                   m.grad_h0().to(Device::cpu()).to_vector<float>()};
+                       if (lstm) {
+                         out.push_back(m.final_c().to(Device::cpu()).to_vector<float>());
+                         out.push_back(m.grad_c0().to(Device::cpu()).to_vector<float>());
+                       }
+                       for (Parameter* p : m.parameters()) out.push_back(p->grad.to(Device::cpu()).to_vector<float>());
+                       return out;
+                     }});
+    cases.push_back({name + "_2x_bidirectional_eval", kLayerTolerance, [mode](Device d) {
+                       Generator gen(29);
+                       Recurrent m(mode, 9, 16,
+                                   {.num_layers = 2, .bidirectional = true, .dropout = 0.5f, .generator = &gen,
+                                    .backend = RecurrentBackend::kCudnn});
+                       m.to(d);
+                       m.eval();
+                       const Tensor y = m.forward(input({12, 7, 9}, d, 260));
+                       Outputs out{y.to(Device::cpu()).to_vector<float>(), m.final_h().to(Device::cpu()).to_vector<float>()};
+                       if (m.final_c().defined()) out.push_back(m.final_c().to(Device::cpu()).to_vector<float>());
+                       return out;
+                     }});
+  }
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(Rnn, KernelEquivalence, ::testing::ValuesIn(rnn_cases()), case_name);
+
+using GpuCudnnRnn = GpuTest;
+
+// kAuto takes cuDNN on a GPU unless dropout between layers trains or determinism is asked for;
+// kCudnn refuses those with the reason; the CPU always runs the fused cells.
+TEST_F(GpuCudnnRnn, AutoPicksCudnnWhereItComputesTheSameAndSaysWhyNot) {
+  const Device gpu = Device::cuda(0);
+  const Tensor x = input({5, 4, 8}, gpu, 261);
+  LSTM plain(8, 16, {.num_layers = 2});
+  plain.to(gpu);
+  plain.forward(x);
+  EXPECT_TRUE(plain.last_forward_cudnn());
+
+  LSTM dropped(8, 16, {.num_layers = 2, .dropout = 0.25f});
+  dropped.to(gpu);
+  dropped.forward(x);
+  EXPECT_FALSE(dropped.last_forward_cudnn());
+  dropped.eval();  // no dropout in eval mode, so cuDNN serves
+  dropped.forward(x);
+  EXPECT_TRUE(dropped.last_forward_cudnn());
+
+  GRU insisting(8, 16, {.num_layers = 2, .dropout = 0.25f, .backend = RecurrentBackend::kCudnn});
+  insisting.to(gpu);
+  try {
+    insisting.forward(x);
+    ADD_FAILURE() << "expected a ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("dropout between layers"), std::string::npos) << e.what();
+  }
+
+  set_deterministic(true);
+  plain.forward(x);
+  const bool under_determinism = plain.last_forward_cudnn();
+  set_deterministic(false);
+  EXPECT_FALSE(under_determinism);
+
+  LSTM fused(8, 16, {.backend = RecurrentBackend::kFused});
+  fused.to(gpu);
+  fused.forward(x);
+  EXPECT_FALSE(fused.last_forward_cudnn());
+}
+
+// Three chunks of truncated BPTT with carried state and SGD steps between them (weights change,
+// so the packed copy must follow): cuDNN and the fused cells on the same GPU agree.
+TEST_F(GpuCudnnRnn, CarriedStateAndUpdatedWeightsMatchTheFusedCells) {
+  const Device gpu = Device::cuda(0);
+  std::vector<float> results[2];
+  for (int k = 0; k < 2; ++k) {
+    Generator gen(31);
+    LSTM m(12, 32, {.num_layers = 2, .bidirectional = true, .generator = &gen,
+                    .backend = k == 0 ? RecurrentBackend::kFused : RecurrentBackend::kCudnn});
+    m.to(gpu);
+    SGD opt(m.parameters(), {.lr = 0.1, .momentum = 0.9});
+    for (std::uint64_t chunk = 0; chunk < 3; ++chunk) {
+      m.zero_grad();
+      const Tensor y = m.forward(input({10, 6, 12}, gpu, 262 + chunk));
+      EXPECT_EQ(m.last_forward_cudnn(), k == 1);
+      m.backward(input(y.shape(), gpu, 270 + chunk));
+      opt.step();
+      m.carry_state();
+      for (float v : y.to(Device::cpu()).to_vector<float>()) results[k].push_back(v);
+    }
+    for (Parameter* p : m.parameters()) {
+      for (float v : p->value.to(Device::cpu()).to_vector<float>()) results[k].push_back(v);
+    }
+  }
+  EXPECT_LE(relative_error(results[1], results[0]), kLayerTolerance);
+}
 
 using GpuCharRnnTraining = GpuTest;
 
