@@ -412,7 +412,7 @@ LoadedModel load_model(const std::string& path) {
     throw ValueError(path + ": " + e.what());
   }
   loaded.info = model_info_from(path, file.metadata);
-  load_model(*loaded.model, path);
+  load_model(*loaded.model, file, path);  // the contents already read, not the file again
   loaded.model->eval();
   return loaded;
 }

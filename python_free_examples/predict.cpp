@@ -33,7 +33,7 @@ struct Item {
   std::int64_t label = -1;
 };
 
-bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+bool hidden(const fs::path& p) { return gpudl::data::is_hidden_name(p.filename().string()); }
 
 bool has_subfolder(const fs::path& dir) {
   std::error_code ec;

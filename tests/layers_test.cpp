@@ -236,6 +236,24 @@ TEST(Sequential, StateRoundTripsThroughLoadState) {
   EXPECT_THROW(b.load_state(d.state()), ValueError);  // no "1.weight" saved
 }
 
+// A state whose last entry does not fit changes nothing: the first layer's weights, which fit,
+// are not copied before the mismatch is found.
+TEST(Sequential, LoadStateIsAllOrNothing) {
+  manual_seed(7);
+  Sequential a{Linear(3, 4), Linear(4, 2)};
+  manual_seed(8);
+  Sequential b{Linear(3, 4), Linear(4, 2)};
+  std::vector<NamedTensor> state = a.state();
+  ASSERT_EQ(state.back().first, "1.bias");
+  state.back().second = Tensor::zeros({3});
+  const std::vector<NamedTensor> before = b.state();
+  std::vector<std::vector<float>> kept;
+  for (const auto& [name, t] : before) kept.push_back(t.to_vector<float>());
+  EXPECT_THROW(b.load_state(state), ShapeError);
+  const std::vector<NamedTensor> after = b.state();
+  for (std::size_t i = 0; i < after.size(); ++i) EXPECT_EQ(after[i].second.to_vector<float>(), kept[i]) << after[i].first;
+}
+
 // With the input gradient off (as the Trainer runs a model), the leading modules up to the
 // first with parameters skip dL/dx, backward returns nothing, and every parameter gradient
 // is bit-identical to a full backward's.

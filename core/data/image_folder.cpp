@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+bool hidden(const fs::path& p) { return is_hidden_name(p.filename().string()); }
 
 // The entries of `dir` that `keep` accepts, by name.
 template <class Keep>
@@ -124,6 +124,8 @@ std::vector<std::int64_t> ImageFolder::class_counts() const {
   for (std::int64_t label : labels_) ++counts[static_cast<std::size_t>(label)];
   return counts;
 }
+
+bool is_hidden_name(const std::string& filename) { return filename.starts_with("."); }
 
 bool is_image_folder_root(const std::string& root) {
   std::error_code ec;

@@ -59,6 +59,10 @@ class ImageFolder {
   std::vector<std::int64_t> labels_;
 };
 
+// Whether a folder entry named `filename` is hidden (the name starts with '.'): ImageFolder
+// skips such files and folders, as the tools that make data sets leave them (.DS_Store, .git).
+bool is_hidden_name(const std::string& filename);
+
 // Whether `root` is laid out as an image-folder data set root: `root/train` and `root/test`
 // folders, each with at least one subfolder.
 bool is_image_folder_root(const std::string& root);

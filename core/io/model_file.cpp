@@ -54,8 +54,10 @@ std::vector<NamedTensor> model_entries(const std::string& path, const Safetensor
 
 }  // namespace
 
-void load_model(Module& model, const std::string& path) {
-  const std::vector<NamedTensor> state = model_entries(path, load_safetensors(path));
+void load_model(Module& model, const std::string& path) { load_model(model, load_safetensors(path), path); }
+
+void load_model(Module& model, const SafetensorsContents& file, const std::string& path) {
+  const std::vector<NamedTensor> state = model_entries(path, file);
   // Every entry is checked before any is copied, so a file that does not fit changes nothing.
   std::map<std::string, const Tensor*> in_file;
   for (const auto& [name, t] : state) in_file[name] = &t;

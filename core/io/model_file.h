@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "gpudl/core/io/safetensors.h"
 #include "gpudl/core/runtime/module.h"
 
 namespace gpudl {
@@ -28,6 +29,8 @@ void export_model(Module& model, const std::string& path, DType dtype = DType::k
 // the file when it is unreadable or of another kind, ValueError/ShapeError naming the file and
 // the first entry that is missing, extra or does not fit, and then leaves the model unchanged.
 void load_model(Module& model, const std::string& path);
+// The same from a file's contents already read (`path` names it in messages).
+void load_model(Module& model, const SafetensorsContents& file, const std::string& path);
 
 // Writes the model of a Trainer checkpoint as export_model would (the same names, so PyTorch
 // takes it too), without building the model. Throws IoError for an unreadable file or one that

@@ -64,7 +64,9 @@ void Module::load_state(const std::vector<NamedTensor>& state) {
   std::map<std::string, const Tensor*> by_name;
   for (const auto& [name, t] : state) by_name[name] = &t;
   (void)this->state();  // throws when this module's own names repeat
-  auto restore = [&](const std::string& name, Tensor& dst) {
+  // Every entry is found and checked before any is copied, so a bad file changes nothing.
+  std::vector<std::pair<Tensor*, const Tensor*>> copies;
+  auto match = [&](const std::string& name, Tensor& dst) {
     auto it = by_name.find(name);
     if (it == by_name.end()) throw ValueError("load_state: " + describe() + " has no saved tensor '" + name + "'");
     const Tensor& src = *it->second;
@@ -72,14 +74,15 @@ void Module::load_state(const std::vector<NamedTensor>& state) {
       throw ShapeError("load_state: '" + name + "' is " + dst.shape().str() + " in " + describe() + " but " +
                        src.shape().str() + " in the saved state");
     }
-    dst.copy_from(src.dtype() == dst.dtype() ? src : src.cast(dst.dtype()));
+    copies.emplace_back(&dst, &src);
   };
-  for (auto& [name, p] : named_parameters()) restore(name, p->value);
+  for (auto& [name, p] : named_parameters()) match(name, p->value);
   for (auto& [name, t] : buffers()) {
     // Batch norm's count came later than the files some users keep: without it, it stays as is.
     if (name.ends_with("num_batches_tracked") && by_name.find(name) == by_name.end()) continue;
-    restore(name, *t);
+    match(name, *t);
   }
+  for (auto& [dst, src] : copies) dst->copy_from(src->dtype() == dst->dtype() ? *src : src->cast(dst->dtype()));
 }
 
 void Module::to(Device device) {

@@ -121,7 +121,8 @@ class Module {
   // naming a name that repeats (a container that does not override named_parameters()).
   std::vector<NamedTensor> state();
   // Copies tensors into the parameters and buffers with the same names. Throws ValueError
-  // naming a missing entry, ShapeError naming a mismatched one.
+  // naming a missing entry, ShapeError naming a mismatched one; every entry is checked before
+  // any is copied, so after a throw the module is as it was.
   void load_state(const std::vector<NamedTensor>& state);
 
   // Moves parameters, gradients and buffers to `device`.
