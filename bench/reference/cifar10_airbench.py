@@ -186,6 +186,10 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="N random images instead of the files")
+    p.add_argument("--report-first", type=int, default=0, metavar="N",
+                   help="also report the final accuracies on the first N test images and on the rest (in "
+                        "../shared/data's copy the first 1000 have the official, exact pixels and the rest are "
+                        "JPEG-decoded)")
     add_precision_arg(p)
     args = p.parse_args()
     device = setup(args.device, args.threads)
@@ -260,6 +264,14 @@ def main():
     plain, flip, six = evaluate(net, xte, yte, args.precision, device, shifted=True)
     print(json.dumps({"event": "tta", "test_accuracy": six, "views": 6, "flip_test_accuracy": flip,
                       "plain_test_accuracy": plain}), flush=True)
+    n = min(args.report_first, xte.shape[0])
+    if n > 0:
+        for name, part in (("first", slice(0, n)), ("rest", slice(n, None))):
+            if xte[part].shape[0] == 0:
+                continue
+            p_plain, p_flip, p_six = evaluate(net, xte[part], yte[part], args.precision, device, shifted=True)
+            print(json.dumps({"event": "tta_" + name, "images": xte[part].shape[0], "test_accuracy": p_six,
+                              "flip_test_accuracy": p_flip, "plain_test_accuracy": p_plain}), flush=True)
     print(json.dumps({"event": "final", "epochs": args.epochs, "steps": total, "train_seconds": seconds,
                       "target": args.target, "seconds_to_target": reached, "test_accuracy_tta6": six,
                       "test_accuracy_flip_tta": flip, "device": str(device), "precision": args.precision}),
