@@ -59,9 +59,12 @@ Tensor Linear::forward(const Tensor& x) {
   const Tensor x2 = x.reshape({rows, in_}).as(cd);
   const Tensor wc = weight_.value.as(cd);
   Tensor y = Tensor::empty({rows, out_}, cd, x.device());
-  ops::matmul(y, x2, wc, {.transpose_b = true, .allow_tf32 = allows_tf32(precision_)});
-  if (has_bias_) {
-    nn::add_bias(y, bias_.value);
+  if (has_bias_ && cd == DType::kF32) {
+    // One call: on a GPU the bias rides in cuBLASLt's epilogue instead of a pass of its own.
+    ops::linear(y, x2, wc, bias_.value, allows_tf32(precision_));
+  } else {
+    ops::matmul(y, x2, wc, {.transpose_b = true, .allow_tf32 = allows_tf32(precision_)});
+    if (has_bias_) nn::add_bias(y, bias_.value);
   }
   input_ = training_ ? x2 : Tensor();
   weight_c_ = training_ ? wc : Tensor();

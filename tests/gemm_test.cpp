@@ -115,6 +115,25 @@ TEST(Matmul, TensorFacadeComputesProductsAndChecksShapes) {
   EXPECT_THROW(ops::matmul(a, Tensor::zeros({3, 2}, DType::kI32)), ValueError);
 }
 
+// The Linear forward in one call is, on the CPU, the product and then the bias, to the bit.
+TEST(Matmul, LinearIsTheProductThenTheBias) {
+  const Tensor x = Tensor::from_vector(random_vector(33 * 17, 30), {33, 17});
+  const Tensor w = Tensor::from_vector(random_vector(65 * 17, 31), {65, 17});
+  const Tensor bias = Tensor::from_vector(random_vector(65, 32), {65});
+  Tensor want = ops::matmul(x, w, {.transpose_b = true});
+  nn::add_bias(want, bias);
+  Tensor got = Tensor::full({33, 65}, std::numeric_limits<float>::quiet_NaN());  // not read
+  ops::linear(got, x, w, bias);
+  EXPECT_EQ(got.to_vector<float>(), want.to_vector<float>());
+  try {
+    ops::linear(got, x, w, Tensor::zeros({64}));
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_STREQ(e.what(), "linear: a [33, 17] times b [65, 17]^T plus bias [64] does not give out [33, 65]");
+  }
+  EXPECT_THROW(ops::linear(got, x.cast(DType::kBF16), w, bias), ValueError);
+}
+
 TEST(Matmul, BatchedTensorsMultiplyMatrixByMatrix) {
   auto av = random_vector(2 * 3 * 4, 8), bv = random_vector(2 * 4 * 5, 9);
   Tensor a = Tensor::from_vector(av, {2, 3, 4}), b = Tensor::from_vector(bv, {2, 4, 5});

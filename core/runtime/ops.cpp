@@ -195,6 +195,24 @@ void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOpt
   }
 }
 
+void linear(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, bool allow_tf32) {
+  for (const auto& [t, what] : {std::pair{&out, "out"}, {&a, "a"}, {&b, "b"}, {&bias, "bias"}}) {
+    require_defined(*t, "linear", what);
+    require_f32(*t, "linear", what);
+  }
+  require_same_device(a, b, "linear");
+  require_same_device(out, a, "linear");
+  require_same_device(bias, a, "linear");
+  if (a.ndim() != 2 || b.ndim() != 2 || out.ndim() != 2 || bias.ndim() != 1 || a.dim(1) != b.dim(1) ||
+      out.dim(0) != a.dim(0) || out.dim(1) != b.dim(0) || bias.dim(0) != b.dim(0)) {
+    throw ShapeError("linear: a " + a.shape().str() + " times b " + b.shape().str() + "^T plus bias " +
+                     bias.shape().str() + " does not give out " + out.shape().str());
+  }
+  detail::twin<&kernels::cpu::linear_forward, &kernels::cuda::linear_forward>(
+      out.device(), {.blas = true}, a.dim(0), a.dim(1), b.dim(0), a.data<float>(), b.data<float>(),
+      bias.data<float>(), out.data<float>(), allow_tf32);
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& o) {
   require_defined(a, "matmul", "a");
   require_defined(b, "matmul", "b");

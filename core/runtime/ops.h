@@ -51,6 +51,12 @@ struct MatmulOptions {
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulOptions& options = {});
 Tensor matmul(const Tensor& a, const Tensor& b, const MatmulOptions& options = {});
 
+// out (rows, n) = a (rows, k) · bᵀ + bias (n), all f32 and 2-D (b is (n, k)): a Linear layer's
+// forward in one call. On CUDA one cuBLASLt matmul adds the bias in its epilogue; on the CPU it
+// is matmul then nn::add_bias, to the bit. `allow_tf32` as in MatmulOptions. Throws ValueError,
+// DeviceError and ShapeError as matmul does, naming the bias when it is not (n).
+void linear(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias, bool allow_tf32 = false);
+
 // Whether every element is finite (no NaN or ±Inf); integer tensors always are. Reads the
 // answer back to the host (a device sync).
 bool all_finite(const Tensor& t);

@@ -138,4 +138,10 @@ void gemm_ex(Transpose trans_a, Transpose trans_b, index_t m, index_t n, index_t
   }
 }
 
+void linear_forward(index_t rows, index_t in, index_t out, const float* x, const float* w, const float* bias, float* y,
+                    bool /*tf32*/, const Exec& exec) {
+  gemm(Transpose::kNo, Transpose::kYes, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out, exec);
+  add_row_vector(y, DType::kF32, bias, rows, out, exec);
+}
+
 }  // namespace gpudl::kernels::cpu

@@ -152,6 +152,26 @@ std::vector<KernelCase> gemm_cases() {
                      ops::matmul(c.view, a, b, {.transpose_b = true, .allow_tf32 = true});
                      return Outputs{collect(c)};
                    }});
+  // A Linear forward in one call (cuBLASLt's bias epilogue on the GPU, gemm then the bias on the
+  // CPU): the mlp's three layers at batch 128, odd sizes, a single row, and TF32.
+  struct L {
+    std::int64_t rows, in, out;
+  };
+  for (L l : {L{128, 784, 512}, L{128, 512, 10}, L{33, 17, 65}, L{1, 3, 5}, L{1000, 1, 7}}) {
+    const std::string name = "linear_forward_" + std::to_string(l.rows) + "x" + std::to_string(l.in) + "_to_" +
+                             std::to_string(l.out);
+    cases.push_back({name, kGemmTolerance, [l](Device d) {
+                       Guarded y = guarded({l.rows, l.out}, DType::kF32, d);
+                       ops::linear(y.view, input({l.rows, l.in}, d, 20), input({l.out, l.in}, d, 21),
+                                   input({l.out}, d, 22));
+                       return Outputs{collect(y)};
+                     }});
+  }
+  cases.push_back({"linear_forward_tf32_128x784_to_512", 4.0 / 2048, [](Device d) {
+                     Guarded y = guarded({128, 512}, DType::kF32, d);
+                     ops::linear(y.view, input({128, 784}, d, 23), input({512, 784}, d, 24), input({512}, d, 25), true);
+                     return Outputs{collect(y)};
+                   }});
   cases.push_back({"gemm_strided_batched_6x31x17x40", kGemmTolerance, [](Device d) {
                      Tensor a = input({6, 31, 40}, d, 13), b = input({6, 17, 40}, d, 14);
                      Guarded c = guarded({6, 31, 17}, DType::kF32, d);
