@@ -156,7 +156,7 @@ void Recurrent::to(Device device) {
   final_h_ = final_c_ = grad_h0_ = grad_c0_ = Tensor();
   for (Saved& s : saved_) s = Saved{};
   dnn_ = nn::DnnRnnState{};
-  dnn_x_ = dnn_y_ = Tensor();
+  dnn_x_ = dnn_y_ = dnn_h0_ = dnn_c0_ = Tensor();
   dnn_forward_ = false;
   have_forward_ = false;
 }
@@ -222,7 +222,7 @@ Tensor Recurrent::forward(const Tensor& x_in) {
     if (backend_ == RecurrentBackend::kCudnn) throw ValueError(describe() + ": cannot run on cuDNN: " + obstacle);
   }
   dnn_forward_ = false;
-  dnn_x_ = dnn_y_ = Tensor();
+  dnn_x_ = dnn_y_ = dnn_h0_ = dnn_c0_ = Tensor();
   Tensor layer_input = x;
   for (std::int64_t l = 0; l < layers_; ++l) {
     Tensor out;
@@ -268,6 +268,8 @@ Tensor Recurrent::forward_cudnn(const Tensor& x, std::int64_t steps, std::int64_
   for (Saved& s : saved_) s = Saved{};
   dnn_x_ = training_ ? x : Tensor();
   dnn_y_ = training_ ? y : Tensor();
+  dnn_h0_ = training_ ? h0_ : Tensor();
+  dnn_c0_ = training_ ? c0_ : Tensor();
   dnn_forward_ = true;
   have_forward_ = training_;
   return y;
@@ -277,8 +279,8 @@ Tensor Recurrent::backward_cudnn(const Tensor& dy) {
   Tensor dx = Tensor::empty({steps_, batch_, input_}, DType::kF32, device_);
   std::vector<const Tensor*> grads;
   for (const Parameter& p : params_) grads.push_back(&p.grad);
-  nn::dnn_rnn_backward(dnn_, grads, dnn_x_, dnn_y_, dy, h0_, c0_, dx, grad_h0_, grad_c0_);
-  dnn_x_ = dnn_y_ = Tensor();
+  nn::dnn_rnn_backward(dnn_, grads, dnn_x_, dnn_y_, dy, dnn_h0_, dnn_c0_, dx, grad_h0_, grad_c0_);
+  dnn_x_ = dnn_y_ = dnn_h0_ = dnn_c0_ = Tensor();
   have_forward_ = false;
   return dx.as(input_dtype_);
 }

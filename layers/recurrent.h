@@ -121,7 +121,9 @@ class Recurrent : public Module {
   DType input_dtype_ = DType::kF32;  // the forward's input type, for the input gradient
   RecurrentBackend backend_ = RecurrentBackend::kAuto;
   nn::DnnRnnState dnn_;  // cuDNN's packed weights and buffers, reused from forward to forward
-  Tensor dnn_x_, dnn_y_;  // a cuDNN training forward's input and output, for its backward
+  // A cuDNN training forward's input, output and initial states, for its backward (the states
+  // as they were then: carry_state() may replace h0_ and c0_ before backward runs).
+  Tensor dnn_x_, dnn_y_, dnn_h0_, dnn_c0_;
   bool dnn_forward_ = false;
 };
 
