@@ -1,6 +1,8 @@
 // Dropout with Philox masks: the same mask on the CPU and the GPU for the same generator state.
 #include "gpudl/layers/dropout.h"
 
+#include "gpudl/core/runtime/cuda_graph.h"
+#include "gpudl/core/runtime/error.h"
 #include "gpudl/core/runtime/format.h"
 #include "gpudl/core/nn/elementwise.h"
 #include "gpudl/core/runtime/ops.h"
@@ -30,7 +32,26 @@ Tensor Dropout::forward(const Tensor& x) {
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   mask_ = Tensor::empty(x.shape(), DType::kF32, x.device());
-  nn::dropout_forward(y, mask_, x, p_, generator_.seed(), generator_.next_offset());
+  if (!x.device().is_cuda()) {
+    nn::dropout_forward(y, mask_, x, p_, generator_.seed(), generator_.next_offset());
+    return y;
+  }
+  if (!offset_.defined() || offset_.device() != x.device()) {
+    offset_ = Tensor::empty({1}, DType::kI64, x.device());
+    generator_.set_device_offset(Generator::kNoDeviceOffset);
+  }
+  const std::uint64_t offset = generator_.next_offset();
+  if (generator_.device_offset() != offset) {
+    // Writing the value inside a capture would freeze it into every replay.
+    if (CudaGraph::capturing(x.device())) {
+      throw Error(describe() + ": its device offset is not known to be the generator's (" + std::to_string(offset) +
+                  ") at capture; run an eager step first");
+    }
+    ops::fill(offset_, static_cast<double>(offset));  // exact: offsets stay far below 2^53
+  }
+  nn::dropout_forward_at(y, mask_, x, p_, generator_.seed(), offset_);
+  ops::count_up(offset_);
+  generator_.set_device_offset(offset + 1);
   return y;
 }
 

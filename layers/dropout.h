@@ -26,6 +26,10 @@ class Dropout : public Module {
   Tensor mask_;
   bool kept_ = false;  // the last forward was in train mode, so backward may follow
   bool identity_ = false;  // the last forward passed x through (eval mode or p = 0)
+  // On a GPU the mask's offset is read from device memory and counted up there, so a captured
+  // step's replays draw fresh masks. The host generator stays the truth: its device_offset()
+  // says what this copy holds, and the copy is written (outside any capture) when they differ.
+  Tensor offset_;  // i64 [1] on the device
 };
 
 }  // namespace gpudl

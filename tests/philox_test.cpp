@@ -90,6 +90,36 @@ TEST(Philox, CpuDropoutMaskFollowsTheDocumentedLayout) {
   }
 }
 
+// With the offset read from memory, the CPU kernel draws the mask of that offset.
+TEST(Philox, CpuDropoutAtReadsItsOffsetFromMemory) {
+  const kernels::index_t n = 1000;
+  std::vector<float> x(static_cast<std::size_t>(n), 1.5f), y(x.size()), mask(x.size()), y_at(x.size()),
+      mask_at(x.size());
+  kernels::cpu::dropout_forward(y.data(), mask.data(), x.data(), DType::kF32, n, 0.4f, 42, 17, kernels::Exec{});
+  const std::int64_t offset = 17;
+  kernels::cpu::dropout_forward_at(y_at.data(), mask_at.data(), x.data(), DType::kF32, n, 0.4f, 42, &offset,
+                                   kernels::Exec{});
+  EXPECT_EQ(mask_at, mask);
+  EXPECT_EQ(y_at, y);
+}
+
+// A generator's device copy of its offset: unknown at first and after set_state, and moved on
+// by advance() with the offset when known.
+TEST(Philox, GeneratorTracksADeviceCopyOfItsOffset) {
+  Generator g(7);
+  EXPECT_EQ(g.device_offset(), Generator::kNoDeviceOffset);
+  g.next_offset();
+  g.set_device_offset(1);
+  g.advance(3);
+  EXPECT_EQ(g.offset(), 4u);
+  EXPECT_EQ(g.device_offset(), 4u);
+  g.set_state(7, 10);
+  EXPECT_EQ(g.device_offset(), Generator::kNoDeviceOffset);
+  g.advance(2);
+  EXPECT_EQ(g.offset(), 12u);
+  EXPECT_EQ(g.device_offset(), Generator::kNoDeviceOffset);
+}
+
 TEST(Philox, UniformTransformStaysInHalfOpenInterval) {
   EXPECT_EQ(kernels::uniform01(0u), 0.0f);
   EXPECT_LT(kernels::uniform01(0xffffffffu), 1.0f);

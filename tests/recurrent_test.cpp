@@ -212,6 +212,21 @@ TEST(Recurrent, BidirectionalReverseHalfReadsTheSequenceBackwards) {
   }
 }
 
+// The backend choice is for GPUs: on the CPU every setting runs the fused cells, to the bit.
+TEST(Recurrent, BackendChoiceLeavesTheCpuOnTheFusedCells) {
+  std::vector<float> outputs[3];
+  const RecurrentBackend backends[] = {RecurrentBackend::kAuto, RecurrentBackend::kFused, RecurrentBackend::kCudnn};
+  for (int k = 0; k < 3; ++k) {
+    Generator gen(41);
+    GRU m(5, 7, {.num_layers = 2, .generator = &gen, .backend = backends[k]});
+    EXPECT_EQ(m.backend(), backends[k]);
+    outputs[k] = m.forward(random_input({6, 3, 5}, 42)).to_vector<float>();
+    EXPECT_FALSE(m.last_forward_cudnn());
+  }
+  EXPECT_EQ(outputs[1], outputs[0]);
+  EXPECT_EQ(outputs[2], outputs[0]);
+}
+
 TEST(Recurrent, RejectsBadShapesAndState) {
   LSTM lstm(3, 4);
   EXPECT_THROW(lstm.forward(Tensor::zeros({5, 2, 4})), ShapeError);

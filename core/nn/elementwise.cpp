@@ -73,6 +73,26 @@ void dropout_forward(const Tensor& y, const Tensor& mask, const Tensor& x, float
                                                        x.numel(), p, seed, offset);
 }
 
+void dropout_forward_at(const Tensor& y, const Tensor& mask, const Tensor& x, float p, std::uint64_t seed,
+                        const Tensor& offset) {
+  if (!detail::one_type({&y, &x})) {
+    const Tensor yf = f32_output(y);
+    dropout_forward_at(yf, mask, widen(x), p, seed, offset);
+    narrow_into(y, yf);
+    return;
+  }
+  const Device d = check_float("dropout_forward_at", {&y, &x});
+  check_f32("dropout_forward_at", {&mask});
+  check("dropout_forward_at", DType::kI64, {&offset});
+  same_device("dropout_forward_at", x, mask);
+  same_device("dropout_forward_at", x, offset);
+  same_shape("dropout_forward_at", y, x);
+  same_shape("dropout_forward_at", mask, x);
+  numel_is("dropout_forward_at", offset, 1, "offset");
+  twin<&cpu::dropout_forward_at, &cuda::dropout_forward_at>(d, {}, y.raw(), mask.data<float>(), x.raw(), x.dtype(),
+                                                             x.numel(), p, seed, offset.data<std::int64_t>());
+}
+
 void dropout_backward(const Tensor& dx, const Tensor& dy, const Tensor& mask) {
   if (!detail::one_type({&dx, &dy})) {
     const Tensor dxf = f32_output(dx);

@@ -24,6 +24,9 @@ void copy_columns(const Tensor& dst, std::int64_t dst_col, const Tensor& src, st
 // y = x * mask, mask = 0 or 1 / (1 - p) from Philox(seed, offset): the same on both devices.
 void dropout_forward(const Tensor& y, const Tensor& mask, const Tensor& x, float p, std::uint64_t seed,
                      std::uint64_t offset);
+// The same with the offset in `offset` (i64, one value, on x's device), read when the kernel runs.
+void dropout_forward_at(const Tensor& y, const Tensor& mask, const Tensor& x, float p, std::uint64_t seed,
+                        const Tensor& offset);
 // dx = dy * mask (the mask of the forward, f32); dx and dy of one type, dx may be dy.
 void dropout_backward(const Tensor& dx, const Tensor& dy, const Tensor& mask);
 

@@ -55,6 +55,12 @@ CudaGraph::~CudaGraph() {
   pool_->release_private(pool_id_);
 }
 
+bool CudaGraph::capturing(Device device) {
+  if (!device.is_cuda()) return false;
+  const cuda_api::DeviceGuard guard(device.index());
+  return cuda_api::stream_is_capturing(Context::get(device).compute_stream().handle());
+}
+
 void CudaGraph::replay() {
   Context& context = Context::get(device_);
   const cuda_api::DeviceGuard guard(device_.index());

@@ -30,6 +30,11 @@ class CudaGraph {
   void replay();
   Device device() const { return device_; }
 
+  // Whether `device`'s compute stream is being captured right now (false on the CPU): code that
+  // would bake a host value into the graph checks this and refuses, so a capture fails rather
+  // than replays wrongly.
+  static bool capturing(Device device);
+
  private:
   Device device_;
   void* exec_ = nullptr;  // cudaGraphExec_t

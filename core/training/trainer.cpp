@@ -632,6 +632,11 @@ bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::
     graph_launch_version_ = optimizer_.launch_version();
     // Host-side effects of step() happen once, at capture: the replay below is that step.
     const std::int64_t steps = optimizer_.steps();
+    // The random streams (dropout) reserve their offsets on the host once, at capture; their
+    // kernels count device copies up at each replay, and the host follows by the same amounts.
+    const std::vector<Generator*> generators = model_.generators();
+    std::vector<std::uint64_t> offsets;
+    for (Generator* g : generators) offsets.push_back(g->offset());
     try {
       graph_ = std::make_unique<CudaGraph>(model_.device(), [&] {
         graph_loss_ = compute_step(graph_x_, graph_y_, n, n_global, params);
@@ -640,14 +645,20 @@ bool Trainer::graph_step(const Tensor& x, const Tensor& y, std::int64_t n, std::
     } catch (const Error& e) {
       graph_on_ = false;
       optimizer_.set_steps(steps);
+      for (std::size_t i = 0; i < generators.size(); ++i) generators[i]->set_state(generators[i]->seed(), offsets[i]);
       graph_x_ = graph_y_ = graph_loss_ = graph_correct_ = Tensor();
       if (rank_ == 0) std::fprintf(stderr, "cuda graph: capture failed, running eagerly: %s\n", e.what());
       return false;
+    }
+    graph_advances_.clear();
+    for (std::size_t i = 0; i < generators.size(); ++i) {
+      graph_advances_.emplace_back(generators[i], generators[i]->offset() - offsets[i]);
     }
     graph_->replay();
   } else {
     graph_->replay();
     optimizer_.set_steps(optimizer_.steps() + 1);
+    for (auto& [generator, count] : graph_advances_) generator->advance(count);
   }
   loss = graph_loss_;
   correct = graph_correct_;
@@ -663,9 +674,6 @@ std::string Trainer::graph_blocker() const {
   if (scaler_) return "fp16's loss scaling reads the finite flag back at every step";
   if (options_.after_step && !options_.after_step_graph_safe) {
     return "the after_step hook runs host code at every step (set after_step_graph_safe if a replay may precede it)";
-  }
-  if (!model_.generators().empty()) {
-    return "the model draws random numbers (dropout), whose offsets a replay would repeat";
   }
   if (std::string why = model_.capture_blocker(); !why.empty()) return why;
   // Last, so that the reasons above can be seen (and tested) on any device.
@@ -720,7 +728,11 @@ void Trainer::describe_run_to_tensorboard() {
   if (options_.clip_grad_norm > 0.0f) row("clip_grad_norm", format_number(options_.clip_grad_norm));
   if (!options_.resume.empty()) row("resumed from", options_.resume + " at step " + std::to_string(step_));
   tensorboard_->text("run/settings", settings, step_);
-  tensorboard_->text("run/model", "`" + model_.describe() + "`, " + std::to_string(parameters) + " parameters", step_);
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on "`" + string here.
+  std::string model = "`";
+  model += model_.describe();
+  model += "`, " + std::to_string(parameters) + " parameters";
+  tensorboard_->text("run/model", model, step_);
 }
 
 void Trainer::report_progress(std::int64_t batches, double samples_per_second, bool end_of_epoch) {

@@ -235,10 +235,10 @@ class Trainer {
   const std::vector<float>& step_losses() const { return step_losses_; }
   // Why the training step cannot be captured as a CUDA graph, in a few words naming the
   // setting or module at fault ("" when it can): gradient accumulation, data parallelism,
-  // fp16's loss scaling, an after_step hook not marked after_step_graph_safe, random numbers
-  // drawn in the model, a module's own Module::capture_blocker(), and last a device that is not
-  // CUDA. (Schedules and every optimizer can be replayed: their per-step values live on the
-  // device.)
+  // fp16's loss scaling, an after_step hook not marked after_step_graph_safe, a module's own
+  // Module::capture_blocker(), and last a device that is not CUDA. (Schedules, every optimizer
+  // and dropout can be replayed: their per-step values, dropout's Philox offsets included, live
+  // on the device.)
   std::string graph_blocker() const;
   // Whether steps are being replayed from a captured graph (after warm-up, with kOn).
   bool graph_replaying() const { return graph_ != nullptr; }
@@ -351,6 +351,8 @@ class Trainer {
   Tensor graph_x_, graph_y_, graph_loss_, graph_correct_;
   std::int64_t graph_launch_version_ = 0;  // the optimizer's launch_version() at the capture
   std::int64_t graph_recaptures_ = 0;
+  // Per random stream of the model, the offsets one replay of the captured step reserves.
+  std::vector<std::pair<Generator*, std::uint64_t>> graph_advances_;
 };
 
 }  // namespace gpudl

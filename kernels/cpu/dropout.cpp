@@ -48,6 +48,11 @@ void dropout_forward(void* y, float* mask, const void* x, DType type, index_t n,
   });
 }
 
+void dropout_forward_at(void* y, float* mask, const void* x, DType type, index_t n, float p, std::uint64_t seed,
+                        const std::int64_t* offset, const Exec& exec) {
+  dropout_forward(y, mask, x, type, n, p, seed, static_cast<std::uint64_t>(*offset), exec);
+}
+
 void dropout_backward(void* dx, const void* dy, const float* mask, DType type, index_t n, const Exec&) {
   detail::require_floating(type, "dropout_backward");
   if (type == DType::kF32) {

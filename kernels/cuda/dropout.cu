@@ -10,9 +10,11 @@ namespace {
 // kernels
 
 // One thread per block of four elements: one Philox call feeds four masks.
+// `offset_at`, when given, holds the offset in device memory and overrides `offset`.
 template <class T>
 __global__ void dropout_forward_kernel(T* y, float* mask, const T* x, index_t n, float p, std::uint64_t seed,
-                                       std::uint64_t offset) {
+                                       std::uint64_t offset, const std::int64_t* offset_at) {
+  if (offset_at != nullptr) offset = static_cast<std::uint64_t>(*offset_at);
   const index_t blocks = (n + 3) / 4;
   for (index_t b = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; b < blocks;
        b += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -47,7 +49,18 @@ void dropout_forward(void* y, float* mask, const void* x, DType type, index_t n,
     using T = decltype(tag);
     if (n == 0) return;
     dropout_forward_kernel<T><<<detail::grid_for((n + 3) / 4), detail::kBlock, 0, detail::stream_of(exec)>>>(
-        static_cast<T*>(y), mask, static_cast<const T*>(x), n, p, seed, offset);
+        static_cast<T*>(y), mask, static_cast<const T*>(x), n, p, seed, offset, nullptr);
+  });
+  GPUDL_CHECK_LAUNCH();
+}
+
+void dropout_forward_at(void* y, float* mask, const void* x, DType type, index_t n, float p, std::uint64_t seed,
+                        const std::int64_t* offset, const Exec& exec) {
+  kernels::detail::with_float_type(type, "dropout_forward_at", [&](auto tag) {
+    using T = decltype(tag);
+    if (n == 0) return;
+    dropout_forward_kernel<T><<<detail::grid_for((n + 3) / 4), detail::kBlock, 0, detail::stream_of(exec)>>>(
+        static_cast<T*>(y), mask, static_cast<const T*>(x), n, p, seed, 0, offset);
   });
   GPUDL_CHECK_LAUNCH();
 }

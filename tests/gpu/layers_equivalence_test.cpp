@@ -161,6 +161,16 @@ std::vector<KernelCase> loss_cases() {
                              d, {}, dx.view.raw(), x.raw(), mask.view.data<float>(), t, n);
                          return Outputs{collect(y), collect(mask), collect(dx)};
                        }});
+      // The offset read from memory when the kernel runs (what a captured step replays with).
+      cases.push_back({"dropout_at_" + std::to_string(n) + suffix, kExact, [n, t](Device d) {
+                         Tensor x = input({n}, d, 69).as(t);
+                         Guarded y = guarded({n}, t, d), mask = guarded({n}, DType::kF32, d);
+                         const Tensor offset = Tensor::from_vector(std::vector<std::int64_t>{5}, {1}, d);
+                         detail::twin<&kernels::cpu::dropout_forward_at, &kernels::cuda::dropout_forward_at>(
+                             d, {}, y.view.raw(), mask.view.data<float>(), x.raw(), t, n, 0.3f, test_seed(),
+                             offset.data<std::int64_t>());
+                         return Outputs{collect(y), collect(mask)};
+                       }});
     }
   }
   return cases;

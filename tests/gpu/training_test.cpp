@@ -197,6 +197,54 @@ TEST_F(GpuTraining, CapturedStepsEqualEagerSteps) {
   set_deterministic(false);
 }
 
+// Dropout in a captured step: its Philox offset lives on the device and is counted up by each
+// replay, so replays draw fresh masks; the captured run (12 full batches a epoch and a short
+// one run eagerly, 3 epochs) equals the eager one, and the host generator ends where the eager
+// run's does, so a checkpoint taken after replays continues the same stream.
+TEST_F(GpuTraining, CapturedStepsWithDropoutDrawFreshMasks) {
+  const Device d = Device::cuda(0);
+  set_deterministic(true);
+  const data::TensorDataset train = graph_data(64 * 12 + 40, 4, 97);
+  struct Run {
+    std::vector<float> weights, losses;
+    bool replayed;
+    std::uint64_t offset;
+  };
+  const auto fit = [&](TrainerOptions::GraphMode mode) {
+    Run r;
+    manual_seed(10);
+    Sequential net{Conv2d(3, 8, 3, {.padding = 1, .bias = false}), BatchNorm2d(8, {.relu = true}), MaxPool2d(2),
+                   Flatten(), Dropout(0.3f, std::uint64_t{21}), Linear(8 * 4 * 4, 10)};
+    net.to(d);
+    SGD opt(net.parameters(), {.lr = 0.05, .momentum = 0.9});
+    CrossEntropyLoss loss;
+    TrainerOptions o;
+    o.batch = 64;
+    o.epochs = 3;
+    o.progress = false;
+    o.record_step_losses = true;
+    o.cuda_graph = mode;
+    Trainer trainer(net, opt, loss, o);
+    EXPECT_EQ(trainer.graph_blocker(), "");
+    trainer.fit(train);
+    r.losses = trainer.step_losses();
+    r.replayed = trainer.graph_replaying();
+    r.offset = net.generators().at(0)->offset();
+    for (Parameter* p : net.parameters()) {
+      for (float v : p->value.to_vector<float>()) r.weights.push_back(v);
+    }
+    return r;
+  };
+  const Run eager = fit(TrainerOptions::GraphMode::kOff);
+  const Run graphed = fit(TrainerOptions::GraphMode::kOn);
+  EXPECT_TRUE(graphed.replayed);
+  EXPECT_EQ(graphed.offset, eager.offset);
+  EXPECT_EQ(eager.offset, 3u * 13u);  // one mask per training step
+  EXPECT_EQ(graphed.losses, eager.losses);
+  EXPECT_EQ(graphed.weights, eager.weights);
+  set_deterministic(false);
+}
+
 // The values a replay must not freeze: a cosine schedule's learning rate and Adam's bias
 // corrections at every step, and a parameter group's factor changed by a graph-safe hook after
 // step 7, which captures the step again. The captured run equals the eager one.
