@@ -1,6 +1,6 @@
 // gpudl_bench's recurrent cases: LSTM forward + backward throughput (tokens/s) at hidden 256,
-// 512 and 1024 (sequence 128, batch 64), on a GPU both through cuDNN's RNN API (the default) and
-// through the fused cells, and whole training steps of char_rnn's model.
+// 512 and 1024 (sequence 128, batch 64), on a GPU also through cuDNN's RNN API and through the
+// fused cells each on its own, and whole training steps of char_rnn's model.
 #include <string>
 
 #include "bench_util.h"
@@ -83,12 +83,16 @@ void register_rnn_benchmarks(const std::vector<Device>& devices) {
                   ->Unit(benchmark::kMillisecond);
     b->Arg(512)->Arg(1024);
     if (d.is_cuda()) {
-      benchmark::RegisterBenchmark("lstm/cuda/fused/fwd_bwd", lstm_fwd_bwd, d, gpudl::RecurrentBackend::kFused)
-          ->Arg(256)
-          ->Arg(512)
-          ->Arg(1024)
-          ->Unit(benchmark::kMillisecond)
-          ->UseManualTime();
+      // Each road on its own, beside the default's choice (cuDNN up to kCudnnAutoMaxHidden units).
+      for (const auto& [name, backend] : {std::pair{"fused", gpudl::RecurrentBackend::kFused},
+                                          std::pair{"cudnn", gpudl::RecurrentBackend::kCudnn}}) {
+        benchmark::RegisterBenchmark(("lstm/cuda/" + std::string(name) + "/fwd_bwd").c_str(), lstm_fwd_bwd, d, backend)
+            ->Arg(256)
+            ->Arg(512)
+            ->Arg(1024)
+            ->Unit(benchmark::kMillisecond)
+            ->UseManualTime();
+      }
     }
     auto* s = benchmark::RegisterBenchmark(("char_rnn_step/" + dev).c_str(), char_rnn_step, d)
                   ->Args({32, 256, 1})

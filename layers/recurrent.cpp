@@ -216,7 +216,9 @@ Tensor Recurrent::forward(const Tensor& x_in) {
   batch_ = batch;
   final_h_ = Tensor::empty(state_shape, DType::kF32, device_);
   final_c_ = mode_ == RecurrentMode::kLstm ? Tensor::empty(state_shape, DType::kF32, device_) : Tensor();
-  if (backend_ != RecurrentBackend::kFused && device_.is_cuda()) {
+  const bool want_cudnn = backend_ == RecurrentBackend::kCudnn ||
+                          (backend_ == RecurrentBackend::kAuto && hidden_ <= kCudnnAutoMaxHidden);
+  if (want_cudnn && device_.is_cuda()) {
     const std::string obstacle = cudnn_obstacle();
     if (obstacle.empty()) return forward_cudnn(x, steps, batch);
     if (backend_ == RecurrentBackend::kCudnn) throw ValueError(describe() + ": cannot run on cuDNN: " + obstacle);

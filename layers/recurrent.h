@@ -16,12 +16,16 @@ namespace gpudl {
 
 enum class RecurrentMode : std::uint8_t { kRnnTanh, kRnnRelu, kLstm, kGru };
 
-// What runs a stack on a CUDA device. kAuto: cuDNN's RNN API wherever it computes what the fused
-// cells do (not with dropout between layers in training, whose masks cuDNN would draw its own
-// way, nor in deterministic mode), the fused cells elsewhere. kFused: always the fused cells (one
+// What runs a stack on a CUDA device. kAuto: cuDNN's RNN API up to kCudnnAutoMaxHidden units
+// wherever it computes what the fused cells do (not with dropout between layers in training,
+// whose masks cuDNN would draw its own way, nor in deterministic mode), the fused cells elsewhere. kFused: always the fused cells (one
 // GEMM and one cell kernel per step). kCudnn: cuDNN or a ValueError saying why not. The CPU
 // always runs the fused cells.
 enum class RecurrentBackend : std::uint8_t { kAuto, kFused, kCudnn };
+// On the H200 (docs/performance.md) PyTorch's cuDNN LSTM ran 1.85x the fused cells' speed at 256
+// units and 1.12x at 2 x 512, but 0.85x at 1024, where one GEMM per step fills the GPU: kAuto
+// stops taking cuDNN above this size until our own cuDNN path has been timed.
+inline constexpr std::int64_t kCudnnAutoMaxHidden = 512;
 
 struct RecurrentOptions {
   std::int64_t num_layers = 1;

@@ -190,7 +190,8 @@ INSTANTIATE_TEST_SUITE_P(Rnn, KernelEquivalence, ::testing::ValuesIn(rnn_cases()
 
 using GpuCudnnRnn = GpuTest;
 
-// kAuto takes cuDNN on a GPU unless dropout between layers trains or determinism is asked for;
+// kAuto takes cuDNN on a GPU up to kCudnnAutoMaxHidden units unless dropout between layers
+// trains or determinism is asked for;
 // kCudnn refuses those with the reason; the CPU always runs the fused cells.
 TEST_F(GpuCudnnRnn, AutoPicksCudnnWhereItComputesTheSameAndSaysWhyNot) {
   const Device gpu = Device::cuda(0);
@@ -222,6 +223,11 @@ TEST_F(GpuCudnnRnn, AutoPicksCudnnWhereItComputesTheSameAndSaysWhyNot) {
   const bool under_determinism = plain.last_forward_cudnn();
   set_deterministic(false);
   EXPECT_FALSE(under_determinism);
+
+  LSTM wide(8, kCudnnAutoMaxHidden + 1);  // above the size where cuDNN was seen to win
+  wide.to(gpu);
+  wide.forward(x);
+  EXPECT_FALSE(wide.last_forward_cudnn());
 
   LSTM fused(8, 16, {.backend = RecurrentBackend::kFused});
   fused.to(gpu);
