@@ -29,6 +29,8 @@ class Dropout : public Module {
   // On a GPU the mask's offset is read from device memory and counted up there, so a captured
   // step's replays draw fresh masks. The host generator stays the truth: its device_offset()
   // says what this copy holds, and the copy is written (outside any capture) when they differ.
+  // Whoever replays a captured forward advances the generator by what the capture reserved
+  // (Generator::advance), as the Trainer does after each replay.
   Tensor offset_;  // i64 [1] on the device
 };
 
