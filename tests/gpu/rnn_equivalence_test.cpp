@@ -235,6 +235,57 @@ TEST_F(GpuCudnnRnn, AutoPicksCudnnWhereItComputesTheSameAndSaysWhyNot) {
   EXPECT_FALSE(fused.last_forward_cudnn());
 }
 
+// The facade under the layer, nn::dnn_rnn_forward / nn::dnn_rnn_backward (cuDNN's RNN API and
+// the packing copies of kernels/cuda/dnn_rnn.cu), against its CPU twin, the fused cells of a
+// Recurrent on the CPU with the same weights: outputs, final states, input and state gradients,
+// and weight gradients added onto gradients already there.
+TEST_F(GpuCudnnRnn, DnnRnnFacadeMatchesTheCpuCells) {
+  const Device gpu = Device::cuda(0);
+  const std::int64_t steps = 9, batch = 4, in = 6, hidden = 11;
+  Generator gen(37);
+  GRU cpu(in, hidden, {.num_layers = 2, .bidirectional = true, .generator = &gen});
+  const Tensor x = input({steps, batch, in}, Device::cpu(), 280);
+  const Tensor dy = input({steps, batch, 2 * hidden}, Device::cpu(), 281);
+  const Tensor h0 = input({4, batch, hidden}, Device::cpu(), 282);
+  cpu.set_state(h0);
+  for (Parameter* p : cpu.parameters()) ops::copy(p->grad, input(p->grad.shape(), Device::cpu(), 283));
+  std::vector<Tensor> grads_gpu, weights_gpu;
+  for (Parameter* p : cpu.parameters()) {
+    weights_gpu.push_back(p->value.to(gpu));
+    grads_gpu.push_back(p->grad.to(gpu));  // the same starting gradients: backward adds to them
+  }
+  const Tensor y_cpu = cpu.forward(x);
+  const Tensor dx_cpu = cpu.backward(dy);
+
+  const kernels::DnnRnnShape shape{kernels::DnnCell::kGru, in, hidden, 2, 2, steps, batch};
+  std::vector<const Tensor*> weights, grads;
+  for (std::size_t i = 0; i < weights_gpu.size(); ++i) {
+    weights.push_back(&weights_gpu[i]);
+    grads.push_back(&grads_gpu[i]);
+  }
+  nn::DnnRnnState state;
+  const Tensor xg = x.to(gpu), h0g = h0.to(gpu);
+  const Tensor y = Tensor::empty({steps, batch, 2 * hidden}, DType::kF32, gpu);
+  const Tensor hy = Tensor::empty({4, batch, hidden}, DType::kF32, gpu);
+  nn::dnn_rnn_forward(state, shape, true, weights, xg, y, h0g, hy, Tensor(), Tensor());
+  const Tensor dx = Tensor::empty(xg.shape(), DType::kF32, gpu), dh0 = Tensor::empty(h0g.shape(), DType::kF32, gpu);
+  nn::dnn_rnn_backward(state, grads, xg, y, dy.to(gpu), h0g, Tensor(), dx, dh0, Tensor());
+
+  const auto host = [](const Tensor& t) { return t.to(Device::cpu()).to_vector<float>(); };
+  EXPECT_LE(relative_error(host(y), y_cpu.to_vector<float>()), kLayerTolerance);
+  EXPECT_LE(relative_error(host(hy), cpu.final_h().to_vector<float>()), kLayerTolerance);
+  EXPECT_LE(relative_error(host(dx), dx_cpu.to_vector<float>()), kLayerTolerance);
+  EXPECT_LE(relative_error(host(dh0), cpu.grad_h0().to_vector<float>()), kLayerTolerance);
+  const std::vector<Parameter*> params = cpu.parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    EXPECT_LE(relative_error(host(grads_gpu[i]), params[i]->grad.to_vector<float>()), kLayerTolerance)
+        << params[i]->name;
+  }
+  // The facade refuses tensors off the GPU, naming itself.
+  nn::DnnRnnState cpu_state;
+  EXPECT_THROW(nn::dnn_rnn_forward(cpu_state, shape, true, weights, x, y_cpu, h0, hy, Tensor(), Tensor()), DeviceError);
+}
+
 // Three chunks of truncated BPTT with carried state and SGD steps between them (weights change,
 // so the packed copy must follow): cuDNN and the fused cells on the same GPU agree.
 TEST_F(GpuCudnnRnn, CarriedStateAndUpdatedWeightsMatchTheFusedCells) {
